@@ -1,0 +1,159 @@
+//! Reading journey files and directories into validated journeys.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::Journey;
+use super::validate::{self, Validator};
+use super::yaml;
+use crate::diag::{Diagnostic, Severity, SourceFile, Span};
+
+/// Options applied while loading.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// `--var NAME=VALUE` overrides, applied to every journey.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// A successfully loaded set of journeys.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The journeys, sorted by name.
+    pub journeys: Vec<Journey>,
+    /// Warnings that do not stop loading.
+    pub warnings: Vec<Diagnostic>,
+    /// How many files were read.
+    pub files: usize,
+}
+
+/// Why loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// One or more files are invalid; every problem is listed.
+    #[error("{} in {files} file(s)", summary(diagnostics))]
+    Invalid {
+        /// All errors and warnings, in file order.
+        diagnostics: Vec<Diagnostic>,
+        /// How many files were read.
+        files: usize,
+    },
+}
+
+impl LoadError {
+    /// The diagnostics to print.
+    pub fn diagnostics(&self) -> &[Diagnostic] {
+        match self {
+            LoadError::Invalid { diagnostics, .. } => diagnostics,
+        }
+    }
+}
+
+fn summary(diags: &[Diagnostic]) -> String {
+    let n = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    format!("{n} error{}", if n == 1 { "" } else { "s" })
+}
+
+/// The journey files a path names: the file itself, or the `*.yaml`/`*.yml`
+/// files directly inside a directory (hidden entries such as Kubernetes'
+/// `..data` are skipped; symlinked files are followed).
+pub fn journey_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Diagnostic::io(path, format!("cannot read `{}`: {e}", path.display())))?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let rd = std::fs::read_dir(path)
+        .map_err(|e| Diagnostic::io(path, format!("cannot list `{}`: {e}", path.display())))?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            !name.starts_with('.')
+                && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                && p.is_file()
+        })
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Diagnostic::io(
+            path,
+            format!("no journey files (*.yaml) in `{}`", path.display()),
+        ));
+    }
+    Ok(files)
+}
+
+/// Loads every journey under `paths`, reporting all problems at once.
+pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let mut diags = Vec::new();
+    let mut sources = Vec::new();
+    for p in paths {
+        match journey_files(p) {
+            Ok(files) => {
+                for f in files {
+                    match std::fs::read_to_string(&f) {
+                        Ok(text) => sources.push(SourceFile::new(f, text)),
+                        Err(e) => diags.push(Diagnostic::io(&f, format!("cannot read `{}`: {e}", f.display()))),
+                    }
+                }
+            }
+            Err(d) => diags.push(d),
+        }
+    }
+    load_sources(sources, opts, diags)
+}
+
+/// Loads journeys from in-memory files (used by tests and embedded examples).
+pub fn load_sources(
+    sources: Vec<std::sync::Arc<SourceFile>>,
+    opts: &LoadOptions,
+    mut diags: Vec<Diagnostic>,
+) -> Result<Loaded, LoadError> {
+    let files = sources.len();
+    let mut journeys: Vec<(Journey, Span)> = Vec::new();
+    for src in &sources {
+        let root = match yaml::parse(&src.text) {
+            Ok(r) => r,
+            Err(e) => {
+                diags.push(
+                    Diagnostic::error(src, e.span, format!("invalid YAML: {}", e.message))
+                        .with_label("fix the YAML syntax here"),
+                );
+                continue;
+            }
+        };
+        let mut v = Validator {
+            file: src,
+            diags: &mut diags,
+        };
+        if let Some(j) = validate::journey(&mut v, &root, &opts.vars) {
+            journeys.push(j);
+        }
+    }
+    // Journey names are metric labels: unique across the whole set.
+    let mut seen: BTreeMap<String, std::sync::Arc<SourceFile>> = BTreeMap::new();
+    for (j, span) in &journeys {
+        if let Some(first) = seen.get(&j.name) {
+            diags.push(
+                Diagnostic::error(&j.source, *span, format!("duplicate journey name `{}`", j.name))
+                    .with_label(format!("also the name of `{}`", first.path.display())),
+            );
+        } else {
+            seen.insert(j.name.clone(), j.source.clone());
+        }
+    }
+    if diags.iter().any(|d| d.severity == Severity::Error) {
+        return Err(LoadError::Invalid {
+            diagnostics: diags,
+            files,
+        });
+    }
+    let mut journeys: Vec<Journey> = journeys.into_iter().map(|(j, _)| j).collect();
+    journeys.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Loaded {
+        journeys,
+        warnings: diags,
+        files,
+    })
+}

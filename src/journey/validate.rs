@@ -1,0 +1,1461 @@
+//! Spanned YAML tree → validated [`Journey`], collecting every problem.
+//!
+//! Each function takes a node, reports what is wrong with it into the shared
+//! diagnostics list, and returns `None` only for the part it could not read,
+//! so one mistake never hides the next.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use serde_json_path::JsonPath;
+
+use super::slo::{Alerting, Objective, Period, Slo, SloKind, Tier};
+use super::yaml::{Node, SKey, SNode};
+use super::*;
+use crate::diag::{Diagnostic, SourceFile, Span, did_you_mean, one_of};
+use crate::template::Template;
+
+const JOURNEY_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "interval",
+    "timeout",
+    "jitter",
+    "labels",
+    "vars",
+    "secrets",
+    "tls",
+    "steps",
+    "slos",
+];
+const STEP_KEYS: &[&str] = &["name", "timeout", "http", "browser", "expect", "capture"];
+const STEP_KINDS: &[&str] = &["http", "browser"];
+const HTTP_KEYS: &[&str] = &[
+    "method",
+    "url",
+    "query",
+    "headers",
+    "json",
+    "form",
+    "multipart",
+    "raw",
+    "content_type",
+    "follow_redirects",
+    "max_redirects",
+    "max_body",
+];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+const EXPECT_KEYS: &[&str] = &["status", "headers", "cookies", "body", "jsonpath", "duration"];
+pub(super) const TEXT_PREDICATES: &[&str] = &[
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "matches",
+    "exists",
+];
+const BODY_PREDICATES: &[&str] = &[
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "matches",
+];
+const JSON_PREDICATES: &[&str] = &[
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "matches",
+    "exists",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "length",
+];
+const COOKIE_KEYS: &[&str] = &[
+    "exists",
+    "value",
+    "equals",
+    "secure",
+    "http_only",
+    "same_site",
+    "path",
+    "domain",
+];
+const CAPTURE_SOURCES: &[&str] = &["jsonpath", "css", "regex", "header", "cookie", "status", "url"];
+const CAPTURE_KEYS: &[&str] = &[
+    "jsonpath", "css", "attr", "regex", "group", "header", "cookie", "status", "url", "redact",
+];
+const SLO_KEYS: &[&str] = &[
+    "name",
+    "objective",
+    "window",
+    "threshold",
+    "labels",
+    "alerting",
+];
+const ALERTING_KEYS: &[&str] = &[
+    "name",
+    "page",
+    "ticket",
+    "min_bad_runs_to_page",
+    "keep_firing_for",
+    "runbook_url",
+    "dashboard_url",
+    "annotations",
+];
+/// Labels wayprobe sets itself; user labels may not reuse them.
+const RESERVED_LABELS: &[&str] = &["journey", "location", "step", "result", "reason", "le"];
+
+/// Default interval when a journey does not say.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// A map node's entries, after unknown keys were reported.
+pub(super) struct Fields<'n> {
+    entries: &'n [(SKey, SNode)],
+    /// Where the mapping is.
+    pub span: Span,
+}
+
+impl<'n> Fields<'n> {
+    pub(super) fn get(&self, key: &str) -> Option<&'n SNode> {
+        self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+    fn entries(&self) -> &'n [(SKey, SNode)] {
+        self.entries
+    }
+}
+
+pub(super) struct Validator<'a> {
+    pub file: &'a Arc<SourceFile>,
+    pub diags: &'a mut Vec<Diagnostic>,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn error(&mut self, span: Span, title: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::error(self.file, span, title));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn warn(&mut self, span: Span, title: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::warning(self.file, span, title));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    pub(super) fn type_error(&mut self, n: &SNode, what: &str, expected: &str) {
+        self.error(n.span, format!("{what} must be {expected}, found {}", n.node.kind()));
+    }
+
+    /// A mapping with only `allowed` keys; unknown keys are reported with a hint.
+    pub(super) fn map<'n>(
+        &mut self,
+        n: &'n SNode,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<Fields<'n>> {
+        let Node::Map(entries) = &n.node else {
+            self.type_error(n, what, "a mapping");
+            return None;
+        };
+        for (k, _) in entries {
+            if !allowed.contains(&k.name.as_str()) {
+                let hint = match did_you_mean(&k.name, allowed) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("expected one of {}", one_of(allowed)),
+                };
+                self.error(k.span, format!("unknown key `{}` in {what}", k.name))
+                    .label = Some(hint);
+            }
+        }
+        Some(Fields {
+            entries,
+            span: n.span,
+        })
+    }
+
+    /// Any mapping (keys are user names).
+    fn free_map<'n>(&mut self, n: &'n SNode, what: &str) -> Option<&'n [(SKey, SNode)]> {
+        match &n.node {
+            Node::Map(entries) => Some(entries),
+            Node::Null => Some(&[]),
+            _ => {
+                self.type_error(n, what, "a mapping");
+                None
+            }
+        }
+    }
+
+    pub(super) fn string(&mut self, n: &SNode, what: &str) -> Option<String> {
+        match &n.node {
+            Node::Str(s) => Some(s.clone()),
+            _ => {
+                self.type_error(n, what, "a string");
+                None
+            }
+        }
+    }
+
+    /// Any scalar as text (numbers and booleans are fine in URLs, headers...).
+    fn text(&mut self, n: &SNode, what: &str) -> Option<String> {
+        match n.node.scalar_text() {
+            Some(t) => Some(t),
+            None => {
+                self.type_error(n, what, "text");
+                None
+            }
+        }
+    }
+
+    pub(super) fn bool(&mut self, n: &SNode, what: &str) -> Option<bool> {
+        match &n.node {
+            Node::Bool(b) => Some(*b),
+            _ => {
+                self.type_error(n, what, "`true` or `false`");
+                None
+            }
+        }
+    }
+
+    pub(super) fn uint(&mut self, n: &SNode, what: &str) -> Option<u64> {
+        match &n.node {
+            Node::Int(i) if *i >= 0 => Some(*i as u64),
+            _ => {
+                self.type_error(n, what, "a whole number ≥ 0");
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, n: &SNode, what: &str) -> Option<f64> {
+        match &n.node {
+            Node::Int(i) => Some(*i as f64),
+            Node::Float(f) => Some(*f),
+            _ => {
+                self.type_error(n, what, "a number");
+                None
+            }
+        }
+    }
+
+    pub(super) fn duration(&mut self, n: &SNode, what: &str) -> Option<Duration> {
+        let text = match &n.node {
+            Node::Str(s) => s.clone(),
+            Node::Int(_) | Node::Float(_) => {
+                let t = n.node.scalar_text().unwrap_or_default();
+                self.error(n.span, format!("{what} needs a unit"))
+                    .label = Some(format!("write `{t}s` for seconds or `{t}ms` for milliseconds"));
+                return None;
+            }
+            _ => {
+                self.type_error(n, what, "a duration such as `30s`");
+                return None;
+            }
+        };
+        match humantime::parse_duration(text.trim()) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(n.span, format!("{what}: `{text}` is not a duration ({e})"))
+                    .label = Some("write a number and a unit, e.g. `30s`, `1m30s`, `250ms`".into());
+                None
+            }
+        }
+    }
+
+    fn size(&mut self, n: &SNode, what: &str) -> Option<u64> {
+        match &n.node {
+            Node::Int(i) if *i > 0 => Some(*i as u64),
+            Node::Str(s) => match parse_size(s) {
+                Some(v) => Some(v),
+                None => {
+                    self.error(n.span, format!("{what}: `{s}` is not a size"))
+                        .label = Some("write bytes or a unit, e.g. `512KiB`, `4MiB`".into());
+                    None
+                }
+            },
+            _ => {
+                self.type_error(n, what, "a size such as `4MiB`");
+                None
+            }
+        }
+    }
+
+    /// A metric-label-safe name: `[a-z0-9_-]+`.
+    fn label_safe(&mut self, n: &SNode, what: &str) -> Option<String> {
+        let s = self.string(n, what)?;
+        if is_label_safe(&s) {
+            Some(s)
+        } else {
+            let suggestion = to_label_safe(&s);
+            self.error(n.span, format!("{what} `{s}` is not label-safe"))
+                .label = Some(format!(
+                "use lower-case letters, digits, `-` and `_` only, e.g. `{suggestion}`"
+            ));
+            None
+        }
+    }
+
+    fn identifier(&mut self, span: Span, name: &str, what: &str) -> bool {
+        let ok = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            self.error(span, format!("{what} `{name}` is not a valid name"))
+                .label = Some(format!(
+                "use letters, digits and `_`, starting with a letter, e.g. `{}`",
+                to_label_safe(name).replace('-', "_")
+            ));
+        }
+        ok
+    }
+
+    pub(super) fn regex(&mut self, n: &SNode, what: &str) -> Option<Arc<Regex>> {
+        let s = self.string(n, what)?;
+        match Regex::new(&s) {
+            Ok(r) => Some(Arc::new(r)),
+            Err(e) => {
+                let msg = e.to_string();
+                let last = msg.lines().last().unwrap_or("").trim().to_string();
+                self.error(n.span, format!("invalid regex in {what}"))
+                    .label = Some(last);
+                None
+            }
+        }
+    }
+
+    fn jsonpath(&mut self, span: Span, q: &str) -> Option<Arc<JsonPath>> {
+        match JsonPath::parse(q) {
+            Ok(p) => Some(Arc::new(p)),
+            Err(e) => {
+                self.error(span, format!("invalid JSONPath `{q}`"))
+                    .label = Some(format!("{e} (RFC 9535 syntax, e.g. `$.items[0].id`)"));
+                None
+            }
+        }
+    }
+
+    pub(super) fn css(&mut self, n: &SNode) -> Option<(String, Arc<scraper::Selector>)> {
+        let s = self.string(n, "a CSS selector")?;
+        match scraper::Selector::parse(&s) {
+            Ok(sel) => Some((s, Arc::new(sel))),
+            Err(e) => {
+                self.error(n.span, format!("invalid CSS selector `{s}`"))
+                    .label = Some(format!("{e}"));
+                None
+            }
+        }
+    }
+}
+
+/// Names defined so far while walking a journey's steps in order.
+pub(super) struct Names {
+    pub vars: BTreeSet<String>,
+    pub secrets: BTreeSet<String>,
+    /// capture name → the step that defines it (for "captured later" hints).
+    pub later: BTreeMap<String, String>,
+}
+
+impl Validator<'_> {
+    pub(super) fn template(&mut self, n: &SNode, what: &str, names: &Names) -> Option<Template> {
+        let text = self.text(n, what)?;
+        let t = match Template::parse(&text) {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(n.span, format!("invalid template in {what}"))
+                    .label = Some(e);
+                return None;
+            }
+        };
+        for r in t.refs() {
+            let (head, rest) = r.split_once('.').unwrap_or((r.as_str(), ""));
+            match head {
+                "env" => {}
+                "secret" => {
+                    if rest.is_empty() {
+                        self.error(n.span, "`secret` needs a name: `{{ secret.NAME }}`");
+                    } else if !names.secrets.contains(rest) {
+                        let cands: Vec<&str> = names.secrets.iter().map(String::as_str).collect();
+                        let label = match did_you_mean(rest, &cands) {
+                            Some(s) => format!("did you mean `secret.{s}`?"),
+                            None => format!("declare it under `secrets:`, e.g. `{rest}: {{env: {}}}`", rest.to_uppercase()),
+                        };
+                        self.error(n.span, format!("undefined secret `{rest}`")).label = Some(label);
+                    }
+                }
+                name if !names.vars.contains(name) => {
+                    let cands: Vec<&str> = names.vars.iter().map(String::as_str).collect();
+                    let label = if let Some(step) = names.later.get(name) {
+                        format!("`{name}` is captured by a later step (`{step}`); steps run in order")
+                    } else if let Some(s) = did_you_mean(name, &cands) {
+                        format!("did you mean `{s}`?")
+                    } else {
+                        "define it under `vars:`, capture it in an earlier step, or pass `--var NAME=VALUE`".to_string()
+                    };
+                    self.error(n.span, format!("undefined variable `{name}`")).label = Some(label);
+                }
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+}
+
+pub(super) fn is_label_safe(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn to_label_safe(s: &str) -> String {
+    let out: String = s
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let out = out.trim_matches('-').to_string();
+    if out.is_empty() { "name".into() } else { out }
+}
+
+/// Parses `4096`, `512KiB`, `4MiB`, `10MB`, `1GiB`.
+pub(super) fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let idx = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(idx);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "kib" | "k" => 1024,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(mult).filter(|v| *v > 0)
+}
+
+/// Validates one parsed file. `vars` are `--var` overrides.
+pub(super) fn journey(
+    v: &mut Validator<'_>,
+    root: &SNode,
+    overrides: &BTreeMap<String, String>,
+) -> Option<(Journey, Span)> {
+    if matches!(root.node, Node::Null) {
+        v.error(Span::new(1, 1, 1), "the file is empty")
+            .label = Some("a journey needs at least `steps:`".into());
+        return None;
+    }
+    let f = v.map(root, "a journey", JOURNEY_KEYS)?;
+    let errors_before = v.diags.iter().filter(|d| d.severity == crate::diag::Severity::Error).count();
+
+    // name: explicit, or the file stem.
+    let (name, name_span) = match f.get("name") {
+        Some(n) => (v.label_safe(n, "journey name"), n.span),
+        None => {
+            let stem = v
+                .file
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if is_label_safe(&stem) {
+                (Some(stem), Span::new(1, 1, 1))
+            } else {
+                v.error(Span::new(1, 1, 1), format!("the file name `{stem}` is not a label-safe journey name"))
+                    .label = Some(format!("add `name: {}` or rename the file", to_label_safe(&stem)));
+                (None, Span::new(1, 1, 1))
+            }
+        }
+    };
+    let description = f.get("description").and_then(|n| v.string(n, "description"));
+    let interval = f
+        .get("interval")
+        .and_then(|n| v.duration(n, "interval"))
+        .unwrap_or(DEFAULT_INTERVAL);
+    if interval < Duration::from_millis(100)
+        && let Some(n) = f.get("interval")
+    {
+        v.error(n.span, "interval must be at least 100ms");
+    }
+    let timeout = match f.get("timeout") {
+        Some(n) => {
+            let t = v.duration(n, "timeout");
+            if let Some(t) = t {
+                if t >= interval {
+                    v.error(n.span, format!(
+                        "timeout ({}) must be shorter than the interval ({})",
+                        humantime::format_duration(t),
+                        humantime::format_duration(interval)
+                    ))
+                    .label = Some("a run must end before the next one starts; lower `timeout` or raise `interval`".into());
+                } else if t.is_zero() {
+                    v.error(n.span, "timeout must be above 0");
+                }
+            }
+            t.unwrap_or(interval)
+        }
+        None => Duration::from_secs(30).min(interval.mul_f64(0.8)),
+    };
+    let jitter = f
+        .get("jitter")
+        .and_then(|n| v.duration(n, "jitter"))
+        .unwrap_or_default();
+    if jitter >= interval
+        && let Some(n) = f.get("jitter")
+    {
+        v.error(n.span, "jitter must be shorter than the interval");
+    }
+
+    let mut labels = BTreeMap::new();
+    if let Some(n) = f.get("labels")
+        && let Some(entries) = v.free_map(n, "labels")
+    {
+        for (k, val) in entries {
+            let ok_name = k
+                .name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && k.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !k.name.starts_with("__");
+            if !ok_name {
+                v.error(k.span, format!("label name `{}` is not a valid Prometheus label name", k.name))
+                    .label = Some("use letters, digits and `_`, e.g. `team`".into());
+            } else if RESERVED_LABELS.contains(&k.name.as_str()) {
+                v.error(k.span, format!("label `{}` is set by wayprobe itself", k.name))
+                    .label = Some("choose another name, e.g. `team` or `tier`".into());
+            }
+            if let Some(t) = v.text(val, "a label value") {
+                labels.insert(k.name.clone(), t);
+            }
+        }
+    }
+
+    let mut vars = BTreeMap::new();
+    if let Some(n) = f.get("vars")
+        && let Some(entries) = v.free_map(n, "vars")
+    {
+        for (k, val) in entries {
+            v.identifier(k.span, &k.name, "variable");
+            if matches!(k.name.as_str(), "env" | "secret") || crate::template::FUNCTIONS.contains(&k.name.as_str()) {
+                v.error(k.span, format!("`{}` is a reserved name", k.name));
+            }
+            if let Some(t) = v.text(val, "a variable value") {
+                vars.insert(k.name.clone(), t);
+            }
+        }
+    }
+    for (k, val) in overrides {
+        vars.insert(k.clone(), val.clone());
+    }
+
+    let base_dir = v.file.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut secrets = BTreeMap::new();
+    if let Some(n) = f.get("secrets")
+        && let Some(entries) = v.free_map(n, "secrets")
+    {
+        for (k, val) in entries {
+            v.identifier(k.span, &k.name, "secret");
+            if let Some(src) = secret_source(v, val, &base_dir) {
+                secrets.insert(k.name.clone(), src);
+            }
+        }
+    }
+
+    let tls = f.get("tls").map(|n| tls(v, n, &base_dir)).unwrap_or_default();
+
+    let mut names = Names {
+        vars: vars.keys().cloned().collect(),
+        secrets: secrets.keys().cloned().collect(),
+        later: BTreeMap::new(),
+    };
+    let mut steps = Vec::new();
+    match f.get("steps") {
+        None => {
+            v.error(f.span, "a journey needs `steps:`")
+                .label = Some("add a list of steps, e.g. `steps: [{name: home, http: {url: \"https://example.com/\"}}]`".into());
+        }
+        Some(n) => match &n.node {
+            Node::Seq(items) if items.is_empty() => {
+                v.error(n.span, "`steps` is empty; a journey needs at least one step");
+            }
+            Node::Seq(items) => {
+                // Captures of all steps, for "captured by a later step" hints.
+                for item in items {
+                    if let Node::Map(e) = &item.node {
+                        let sname = e
+                            .iter()
+                            .find(|(k, _)| k.name == "name")
+                            .and_then(|(_, v)| v.node.scalar_text())
+                            .unwrap_or_default();
+                        if let Some((_, Node::Map(caps))) = e
+                            .iter()
+                            .find(|(k, _)| k.name == "capture")
+                            .map(|(k, v)| (k, &v.node))
+                        {
+                            for (ck, _) in caps {
+                                names.later.entry(ck.name.clone()).or_insert(sname.clone());
+                            }
+                        }
+                    }
+                }
+                let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+                for item in items {
+                    if let Some(step) = step(v, item, &mut names, &base_dir) {
+                        if let Some(prev) = seen.get(&step.name) {
+                            let prev_line = prev.line;
+                            v.error(step.span, format!("duplicate step name `{}`", step.name))
+                                .label = Some(format!("already used on line {prev_line}; step names become the `step` label and must be unique"));
+                        } else {
+                            seen.insert(step.name.clone(), step.span);
+                        }
+                        steps.push(step);
+                    }
+                }
+            }
+            _ => v.type_error(n, "`steps`", "a list of steps"),
+        },
+    }
+
+    let mut slos = Vec::new();
+    if let Some(n) = f.get("slos") {
+        match &n.node {
+            Node::Seq(items) => {
+                let mut seen = BTreeSet::new();
+                for item in items {
+                    if let Some(s) = slo(v, item, timeout) {
+                        if !seen.insert(s.name.clone()) {
+                            v.error(s.span, format!("duplicate SLO name `{}`", s.name));
+                        }
+                        slos.push(s);
+                    }
+                }
+            }
+            Node::Null => {}
+            _ => v.type_error(n, "`slos`", "a list"),
+        }
+    }
+
+    let errors_after = v.diags.iter().filter(|d| d.severity == crate::diag::Severity::Error).count();
+    if errors_after > errors_before {
+        return None;
+    }
+    Some((
+        Journey {
+            name: name?,
+            description,
+            interval,
+            timeout,
+            jitter,
+            labels,
+            vars,
+            secrets,
+            tls,
+            steps,
+            slos,
+            source: v.file.clone(),
+        },
+        name_span,
+    ))
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = PathBuf::from(p);
+    if path.is_absolute() { path } else { base.join(path) }
+}
+
+fn secret_source(v: &mut Validator<'_>, n: &SNode, base: &Path) -> Option<SecretSource> {
+    let f = v.map(n, "a secret", &["env", "file"])?;
+    match (f.get("env"), f.get("file")) {
+        (Some(e), None) => v.string(e, "`env`").map(SecretSource::Env),
+        (None, Some(p)) => v.string(p, "`file`").map(|p| SecretSource::File(resolve(base, &p))),
+        _ => {
+            v.error(n.span, "a secret needs exactly one of `env` or `file`")
+                .label = Some("e.g. `{env: SHOP_PASSWORD}` or `{file: /var/run/secrets/shop/password}`".into());
+            None
+        }
+    }
+}
+
+fn tls(v: &mut Validator<'_>, n: &SNode, base: &Path) -> TlsSettings {
+    let mut t = TlsSettings::default();
+    let Some(f) = v.map(n, "`tls`", &["verify", "ca_file"]) else {
+        return t;
+    };
+    if let Some(b) = f.get("verify").and_then(|n| v.bool(n, "`verify`")) {
+        t.verify = b;
+    }
+    if let Some(n) = f.get("ca_file")
+        && let Some(p) = v.string(n, "`ca_file`")
+    {
+        let path = resolve(base, &p);
+        if std::fs::metadata(&path).is_err() {
+            v.error(n.span, format!("CA file `{}` cannot be read", path.display()));
+        }
+        t.ca_file = Some(path);
+    }
+    t
+}
+
+fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Option<Step> {
+    let f = v.map(n, "a step", STEP_KEYS)?;
+    let name = match f.get("name") {
+        Some(nn) => v.label_safe(nn, "step name"),
+        None => {
+            v.error(n.span, "a step needs a `name`")
+                .label = Some("the name becomes the `step` label in metrics, e.g. `name: open-login`".into());
+            None
+        }
+    };
+    let timeout = f.get("timeout").and_then(|n| v.duration(n, "step timeout"));
+    let kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
+    let kind = match kinds.as_slice() {
+        [] => {
+            v.error(n.span, "a step needs `http:` or `browser:`")
+                .label = Some("e.g. `http: {url: \"{{ base_url }}/\"}`".into());
+            None
+        }
+        [_, _] => {
+            v.error(n.span, "a step has either `http:` or `browser:`, not both")
+                .label = Some("split it into two steps".into());
+            None
+        }
+        ["http"] => {
+            let h = f.get("http").expect("checked");
+            http_step(v, h, f.get("expect"), names, base).map(|h| StepKind::Http(Box::new(h)))
+        }
+        _ => {
+            if let Some(e) = f.get("expect") {
+                v.error(e.span, "`expect:` belongs to HTTP steps")
+                    .label = Some("in a browser step, add `- expect: {...}` actions to the list".into());
+            }
+            let b = f.get("browser").expect("checked");
+            super::browser::browser_step(v, b, names).map(StepKind::Browser)
+        }
+    };
+    let captures = match f.get("capture") {
+        Some(c) => captures(v, c),
+        None => Vec::new(),
+    };
+    // Captures become visible to the following steps only.
+    for c in &captures {
+        names.vars.insert(c.name.clone());
+    }
+    if let StepKind::Browser(b) = kind.as_ref()? {
+        for a in &b.actions {
+            if let ActionKind::Capture(cs) = &a.kind {
+                for c in cs {
+                    names.vars.insert(c.name.clone());
+                }
+            }
+        }
+    }
+    Some(Step {
+        name: name?,
+        span: n.span,
+        timeout,
+        kind: kind?,
+        captures,
+    })
+}
+
+
+fn http_step(
+    v: &mut Validator<'_>,
+    n: &SNode,
+    expect: Option<&SNode>,
+    names: &Names,
+    base: &Path,
+) -> Option<HttpStep> {
+    let f = v.map(n, "`http`", HTTP_KEYS)?;
+    let method = match f.get("method") {
+        Some(m) => {
+            let s = v.string(m, "`method`")?;
+            let up = s.to_ascii_uppercase();
+            if METHODS.contains(&up.as_str()) {
+                up
+            } else {
+                let label = match did_you_mean(&up, METHODS) {
+                    Some(x) => format!("did you mean `{x}`?"),
+                    None => format!("expected one of {}", one_of(METHODS)),
+                };
+                v.error(m.span, format!("unknown HTTP method `{s}`")).label = Some(label);
+                return None;
+            }
+        }
+        None => "GET".into(),
+    };
+    let url = match f.get("url") {
+        Some(u) => {
+            let t = v.template(u, "`url`", names);
+            if let Some(t) = &t
+                && t.refs().is_empty()
+                && !t.source().contains("{{")
+            {
+                match url::Url::parse(t.source()) {
+                    Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
+                    Ok(parsed) => {
+                        v.error(u.span, format!("unsupported URL scheme `{}`", parsed.scheme()))
+                            .label = Some("use an `http://` or `https://` URL".into());
+                    }
+                    Err(e) => {
+                        v.error(u.span, format!("invalid URL `{}`: {e}", t.source()))
+                            .label = Some("write a full URL, e.g. `https://shop.example.com/login`".into());
+                    }
+                }
+            }
+            t
+        }
+        None => {
+            v.error(n.span, "an HTTP step needs a `url`")
+                .label = Some("e.g. `url: \"{{ base_url }}/login\"`".into());
+            None
+        }
+    };
+    let query = f.get("query").map(|q| pairs(v, q, "`query`", names)).unwrap_or_default();
+    let headers = f
+        .get("headers")
+        .map(|h| {
+            if let Some(entries) = v.free_map(h, "`headers`") {
+                for (k, _) in entries {
+                    if k.name.is_empty()
+                        || !k.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                    {
+                        v.error(k.span, format!("`{}` is not a valid header name", k.name));
+                    }
+                }
+            }
+            pairs(v, h, "`headers`", names)
+        })
+        .unwrap_or_default();
+
+    let body_kinds: Vec<&str> = ["json", "form", "multipart", "raw"]
+        .into_iter()
+        .filter(|k| f.has(k))
+        .collect();
+    if body_kinds.len() > 1 {
+        v.error(n.span, format!("a request has one body, found {}", one_of(&body_kinds)));
+    }
+    let body = match body_kinds.first().copied() {
+        Some("json") => json_template(v, f.get("json").expect("checked"), names).map(Body::Json),
+        Some("form") => Some(Body::Form(pairs(v, f.get("form").expect("checked"), "`form`", names))),
+        Some("multipart") => multipart(v, f.get("multipart").expect("checked"), names, base).map(Body::Multipart),
+        Some(_) => {
+            let content = v.template(f.get("raw").expect("checked"), "`raw`", names);
+            let ct = match f.get("content_type") {
+                Some(c) => v.template(c, "`content_type`", names),
+                None => Some(Template::literal("text/plain; charset=utf-8")),
+            };
+            Some(Body::Raw {
+                content: content?,
+                content_type: ct?,
+            })
+        }
+        None => None,
+    };
+    if f.has("content_type") && !f.has("raw") {
+        let c = f.get("content_type").expect("checked");
+        v.error(c.span, "`content_type` goes with a `raw` body")
+            .label = Some("for JSON or form bodies the content type is set for you; use `headers:` to override it".into());
+    }
+    let follow_redirects = f
+        .get("follow_redirects")
+        .and_then(|b| v.bool(b, "`follow_redirects`"))
+        .unwrap_or(true);
+    let max_redirects = f
+        .get("max_redirects")
+        .and_then(|b| v.uint(b, "`max_redirects`"))
+        .map(|x| x.min(50) as u32)
+        .unwrap_or(DEFAULT_MAX_REDIRECTS);
+    let max_body = f
+        .get("max_body")
+        .and_then(|b| v.size(b, "`max_body`"))
+        .unwrap_or(DEFAULT_MAX_BODY);
+    let expect = match expect {
+        Some(e) => assertions(v, e, names),
+        None => Vec::new(),
+    };
+    Some(HttpStep {
+        method,
+        url: url?,
+        query,
+        headers,
+        body,
+        follow_redirects,
+        max_redirects,
+        max_body,
+        expect,
+    })
+}
+
+fn pairs(v: &mut Validator<'_>, n: &SNode, what: &str, names: &Names) -> Vec<(String, Template)> {
+    let Some(entries) = v.free_map(n, what) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|(k, val)| Some((k.name.clone(), v.template(val, what, names)?)))
+        .collect()
+}
+
+fn json_template(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<JsonTemplate> {
+    Some(match &n.node {
+        Node::Null => JsonTemplate::Null,
+        Node::Bool(b) => JsonTemplate::Bool(*b),
+        Node::Int(i) => JsonTemplate::Number((*i).into()),
+        Node::Float(f) => JsonTemplate::Number(serde_json::Number::from_f64(*f)?),
+        Node::Str(_) => JsonTemplate::String(v.template(n, "`json`", names)?),
+        Node::Seq(items) => JsonTemplate::Array(
+            items.iter().filter_map(|i| json_template(v, i, names)).collect(),
+        ),
+        Node::Map(entries) => JsonTemplate::Object(
+            entries
+                .iter()
+                .filter_map(|(k, val)| Some((k.name.clone(), json_template(v, val, names)?)))
+                .collect(),
+        ),
+    })
+}
+
+fn multipart(v: &mut Validator<'_>, n: &SNode, names: &Names, base: &Path) -> Option<Vec<Part>> {
+    let entries = v.free_map(n, "`multipart`")?;
+    let mut parts = Vec::new();
+    for (k, val) in entries {
+        let value = match &val.node {
+            Node::Map(_) => {
+                let Some(pf) = v.map(val, "a multipart file", &["file", "content_type", "filename"]) else {
+                    continue;
+                };
+                let Some(path) = pf.get("file").and_then(|p| v.string(p, "`file`")) else {
+                    v.error(val.span, "a file part needs `file: PATH`");
+                    continue;
+                };
+                PartValue::File {
+                    path: resolve(base, &path),
+                    content_type: pf.get("content_type").and_then(|c| v.string(c, "`content_type`")),
+                    filename: pf.get("filename").and_then(|c| v.string(c, "`filename`")),
+                }
+            }
+            _ => match v.template(val, "a multipart field", names) {
+                Some(t) => PartValue::Text(t),
+                None => continue,
+            },
+        };
+        parts.push(Part {
+            name: k.name.clone(),
+            value,
+        });
+    }
+    Some(parts)
+}
+
+fn expected(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Expected> {
+    Some(match &n.node {
+        Node::Null => Expected::Null,
+        Node::Bool(b) => Expected::Bool(*b),
+        Node::Int(i) => Expected::Number(*i as f64),
+        Node::Float(f) => Expected::Number(*f),
+        Node::Str(_) => Expected::Text(v.template(n, "an expected value", names)?),
+        _ => {
+            v.type_error(n, "an expected value", "a single value");
+            return None;
+        }
+    })
+}
+
+/// `{contains: x, matches: y}` → predicates; a scalar means `equals`.
+pub(super) fn predicates(
+    v: &mut Validator<'_>,
+    n: &SNode,
+    what: &str,
+    allowed: &[&str],
+    names: &Names,
+) -> Vec<(Span, Predicate)> {
+    if !matches!(n.node, Node::Map(_)) {
+        return expected(v, n, names)
+            .map(|e| vec![(n.span, Predicate::Equals(e))])
+            .unwrap_or_default();
+    }
+    let Some(f) = v.map(n, what, allowed) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in f.entries() {
+        let p = match k.name.as_str() {
+            "equals" => expected(v, val, names).map(Predicate::Equals),
+            "not_equals" => expected(v, val, names).map(Predicate::NotEquals),
+            "contains" => expected(v, val, names).map(Predicate::Contains),
+            "not_contains" => expected(v, val, names).map(Predicate::NotContains),
+            "starts_with" => v.template(val, "`starts_with`", names).map(Predicate::StartsWith),
+            "matches" => v.regex(val, "`matches`").map(Predicate::Matches),
+            "exists" => v.bool(val, "`exists`").map(Predicate::Exists),
+            "lt" => v.number(val, "`lt`").map(Predicate::Lt),
+            "le" => v.number(val, "`le`").map(Predicate::Le),
+            "gt" => v.number(val, "`gt`").map(Predicate::Gt),
+            "ge" => v.number(val, "`ge`").map(Predicate::Ge),
+            "length" => v.uint(val, "`length`").map(Predicate::Length),
+            _ => None, // already reported as unknown
+        };
+        if let Some(p) = p {
+            out.push((k.span, p));
+        }
+    }
+    if out.is_empty() && f.entries().is_empty() {
+        v.error(n.span, format!("{what} is empty"))
+            .label = Some(format!("add one of {}", one_of(allowed)));
+    }
+    out
+}
+
+fn status_matches(v: &mut Validator<'_>, n: &SNode) -> Vec<StatusMatch> {
+    let one = |v: &mut Validator<'_>, n: &SNode| -> Option<StatusMatch> {
+        match &n.node {
+            Node::Int(i) if (100..=599).contains(i) => Some(StatusMatch::Code(*i as u16)),
+            Node::Str(s)
+                if s.len() == 3
+                    && s.ends_with("xx")
+                    && s.as_bytes()[0].is_ascii_digit()
+                    && (b'1'..=b'5').contains(&s.as_bytes()[0]) =>
+            {
+                Some(StatusMatch::Class(u16::from(s.as_bytes()[0] - b'0')))
+            }
+            _ => {
+                v.error(n.span, format!("`{}` is not a status", n.node.scalar_text().unwrap_or_else(|| n.node.kind().into())))
+                    .label = Some("write a code (`200`), a class (`2xx`) or a list (`[200, 204]`)".into());
+                None
+            }
+        }
+    };
+    match &n.node {
+        Node::Seq(items) => items.iter().filter_map(|i| one(v, i)).collect(),
+        _ => one(v, n).into_iter().collect(),
+    }
+}
+
+fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion> {
+    let Some(f) = v.map(n, "`expect`", EXPECT_KEYS) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in f.entries() {
+        match k.name.as_str() {
+            "status" => {
+                let m = status_matches(v, val);
+                if !m.is_empty() {
+                    out.push(Assertion {
+                        span: val.span,
+                        check: Check::Status(m),
+                    });
+                }
+            }
+            "headers" => {
+                let Some(entries) = v.free_map(val, "`headers`") else {
+                    continue;
+                };
+                for (hk, hv) in entries {
+                    for (span, pred) in predicates(v, hv, "a header assertion", TEXT_PREDICATES, names) {
+                        let span = if matches!(hv.node, Node::Map(_)) { span } else { hk.span };
+                        out.push(Assertion {
+                            span,
+                            check: Check::Header {
+                                name: hk.name.to_ascii_lowercase(),
+                                pred,
+                            },
+                        });
+                    }
+                }
+            }
+            "cookies" => {
+                let Some(entries) = v.free_map(val, "`cookies`") else {
+                    continue;
+                };
+                for (ck, cv) in entries {
+                    for (span, pred) in cookie_predicates(v, cv, names) {
+                        out.push(Assertion {
+                            span: if span.is_unknown() { ck.span } else { span },
+                            check: Check::Cookie {
+                                name: ck.name.clone(),
+                                pred,
+                            },
+                        });
+                    }
+                }
+            }
+            "body" => {
+                if !matches!(val.node, Node::Map(_)) {
+                    v.error(val.span, "`body` takes predicates")
+                        .label = Some("e.g. `body: {contains: \"Log in\"}`".into());
+                    continue;
+                }
+                for (span, pred) in predicates(v, val, "a body assertion", BODY_PREDICATES, names) {
+                    out.push(Assertion {
+                        span,
+                        check: Check::Body(pred),
+                    });
+                }
+            }
+            "jsonpath" => {
+                let Some(entries) = v.free_map(val, "`jsonpath`") else {
+                    continue;
+                };
+                for (qk, qv) in entries {
+                    let Some(path) = v.jsonpath(qk.span, &qk.name) else {
+                        continue;
+                    };
+                    for (span, pred) in predicates(v, qv, "a JSONPath assertion", JSON_PREDICATES, names) {
+                        let span = if matches!(qv.node, Node::Map(_)) { span } else { qk.span };
+                        out.push(Assertion {
+                            span,
+                            check: Check::JsonPath {
+                                query: qk.name.clone(),
+                                path: path.clone(),
+                                pred,
+                            },
+                        });
+                    }
+                }
+            }
+            "duration" => {
+                let Some(df) = v.map(val, "`duration`", &["under"]) else {
+                    continue;
+                };
+                match df.get("under") {
+                    Some(u) => {
+                        if let Some(d) = v.duration(u, "`under`") {
+                            out.push(Assertion {
+                                span: u.span,
+                                check: Check::DurationUnder(d),
+                            });
+                        }
+                    }
+                    None => {
+                        v.error(val.span, "`duration` needs `under`")
+                            .label = Some("e.g. `duration: {under: 2s}`".into());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn cookie_predicates(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<(Span, CookiePredicate)> {
+    match &n.node {
+        Node::Str(s) if s == "exists" => return vec![(n.span, CookiePredicate::Exists(true))],
+        Node::Str(s) if s == "absent" => return vec![(n.span, CookiePredicate::Exists(false))],
+        Node::Map(_) => {}
+        _ => {
+            v.error(n.span, "a cookie assertion is `exists`, `absent` or a mapping")
+                .label = Some("e.g. `session: exists` or `session: {http_only: true, same_site: Lax}`".into());
+            return Vec::new();
+        }
+    }
+    let Some(f) = v.map(n, "a cookie assertion", COOKIE_KEYS) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in f.entries() {
+        let p = match k.name.as_str() {
+            "exists" => v.bool(val, "`exists`").map(CookiePredicate::Exists),
+            "value" => {
+                let ps = predicates(v, val, "a cookie value", TEXT_PREDICATES, names);
+                out.extend(ps.into_iter().map(|(s, p)| (s, CookiePredicate::Value(p))));
+                None
+            }
+            "equals" => expected(v, val, names).map(|e| CookiePredicate::Value(Predicate::Equals(e))),
+            "secure" => v.bool(val, "`secure`").map(CookiePredicate::Secure),
+            "http_only" => v.bool(val, "`http_only`").map(CookiePredicate::HttpOnly),
+            "same_site" => {
+                let s = v.string(val, "`same_site`");
+                match s.as_deref().map(str::to_ascii_lowercase).as_deref() {
+                    Some("strict") => Some(CookiePredicate::SameSite("Strict".into())),
+                    Some("lax") => Some(CookiePredicate::SameSite("Lax".into())),
+                    Some("none") => Some(CookiePredicate::SameSite("None".into())),
+                    Some(_) => {
+                        v.error(val.span, "`same_site` is `Strict`, `Lax` or `None`");
+                        None
+                    }
+                    None => None,
+                }
+            }
+            "path" => v.string(val, "`path`").map(CookiePredicate::Path),
+            "domain" => v.string(val, "`domain`").map(CookiePredicate::Domain),
+            _ => None,
+        };
+        if let Some(p) = p {
+            out.push((k.span, p));
+        }
+    }
+    out
+}
+
+pub(super) fn captures(v: &mut Validator<'_>, n: &SNode) -> Vec<Capture> {
+    let Some(entries) = v.free_map(n, "`capture`") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in entries {
+        if !v.identifier(k.span, &k.name, "capture") {
+            continue;
+        }
+        let Some(f) = v.map(val, "a capture", CAPTURE_KEYS) else {
+            continue;
+        };
+        let sources: Vec<&str> = CAPTURE_SOURCES.iter().copied().filter(|s| f.has(s)).collect();
+        let redact = f.get("redact").and_then(|r| v.bool(r, "`redact`")).unwrap_or(false);
+        let source = match sources.as_slice() {
+            [] => {
+                v.error(val.span, format!("capture `{}` needs a source", k.name))
+                    .label = Some(format!("one of {}", one_of(CAPTURE_SOURCES)));
+                None
+            }
+            [one] => {
+                let sn = f.get(one).expect("checked");
+                if f.has("attr") && *one != "css" {
+                    v.error(f.get("attr").expect("checked").span, "`attr` goes with `css`");
+                }
+                if f.has("group") && *one != "regex" {
+                    v.error(f.get("group").expect("checked").span, "`group` goes with `regex`");
+                }
+                match *one {
+                    "jsonpath" => v.string(sn, "`jsonpath`").and_then(|q| {
+                        let path = v.jsonpath(sn.span, &q)?;
+                        Some(CaptureSource::JsonPath { query: q, path })
+                    }),
+                    "css" => v.css(sn).map(|(selector, compiled)| CaptureSource::Css {
+                        selector,
+                        compiled,
+                        attr: f.get("attr").and_then(|a| v.string(a, "`attr`")),
+                    }),
+                    "regex" => v.regex(sn, "`regex`").and_then(|regex| {
+                        let group = f
+                            .get("group")
+                            .and_then(|g| v.uint(g, "`group`"))
+                            .unwrap_or(if regex.captures_len() > 1 { 1 } else { 0 })
+                            as usize;
+                        if group >= regex.captures_len() {
+                            v.error(sn.span, format!("the regex has no group {group}"))
+                                .label = Some("add a group with `( )`, or set `group: 0` for the whole match".into());
+                            return None;
+                        }
+                        Some(CaptureSource::Regex { regex, group })
+                    }),
+                    "header" => v.string(sn, "`header`").map(|h| CaptureSource::Header(h.to_ascii_lowercase())),
+                    "cookie" => v.string(sn, "`cookie`").map(CaptureSource::Cookie),
+                    "status" => {
+                        v.bool(sn, "`status`");
+                        Some(CaptureSource::Status)
+                    }
+                    _ => {
+                        v.bool(sn, "`url`");
+                        Some(CaptureSource::Url)
+                    }
+                }
+            }
+            _ => {
+                v.error(val.span, format!("capture `{}` has more than one source ({})", k.name, one_of(&sources)));
+                None
+            }
+        };
+        if let Some(source) = source {
+            out.push(Capture {
+                name: k.name.clone(),
+                span: k.span,
+                source,
+                redact,
+            });
+        }
+    }
+    out
+}
+
+fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Slo> {
+    let f = v.map(n, "an SLO", SLO_KEYS)?;
+    let name = match f.get("name") {
+        Some(nn) => v.label_safe(nn, "SLO name"),
+        None => {
+            v.error(n.span, "an SLO needs a `name`")
+                .label = Some("e.g. `name: availability`".into());
+            None
+        }
+    };
+    let objective = match f.get("objective") {
+        Some(o) => {
+            let text = match &o.node {
+                Node::Str(s) => Some(s.clone()),
+                Node::Int(_) | Node::Float(_) => o.node.scalar_text(),
+                _ => {
+                    v.type_error(o, "`objective`", "a percentage such as `99.5%`");
+                    None
+                }
+            };
+            text.and_then(|t| match Objective::parse(&t) {
+                Ok(obj) => Some(obj),
+                Err(e) => {
+                    v.error(o.span, e).label = Some("write a percentage between 0 and 100, e.g. `99.5%`".into());
+                    None
+                }
+            })
+        }
+        None => {
+            v.error(n.span, "an SLO needs an `objective`")
+                .label = Some("e.g. `objective: 99.5%`".into());
+            None
+        }
+    };
+    let window = match f.get("window") {
+        Some(w) => v.duration(w, "`window`").and_then(|d| match Period::from_duration(d) {
+            Some(p) => Some(p),
+            None => {
+                v.error(w.span, "the SLO window must be `30d` or `28d`")
+                    .label = Some("the burn-rate windows and factors are defined for these two periods".into());
+                None
+            }
+        }),
+        None => Some(Period::Days30),
+    };
+    let kind = match f.get("threshold") {
+        Some(t) => v.duration(t, "`threshold`").and_then(|d| {
+            if d.is_zero() {
+                v.error(t.span, "a latency threshold must be above 0");
+                return None;
+            }
+            if d.as_nanos() % 1_000_000 != 0 {
+                v.error(t.span, "a latency threshold must be a whole number of milliseconds")
+                    .label = Some("it becomes a histogram bucket boundary (`le`), e.g. `250ms`, `2s`".into());
+                return None;
+            }
+            if d >= journey_timeout {
+                v.warn(t.span, "the latency threshold is not below the journey timeout")
+                    .label = Some("runs slower than the timeout fail; this SLO can never see a slow success".into());
+            }
+            Some(SloKind::Latency { threshold: d })
+        }),
+        None => {
+            if name.as_deref().is_some_and(|s| s.contains("latency")) {
+                v.error(n.span, "a latency SLO needs a `threshold`")
+                    .label = Some("e.g. `threshold: 2s`; without it the SLO counts failed runs (availability)".into());
+                None
+            } else {
+                Some(SloKind::Availability)
+            }
+        }
+    };
+    let mut labels = BTreeMap::new();
+    if let Some(l) = f.get("labels")
+        && let Some(entries) = v.free_map(l, "SLO labels")
+    {
+        for (k, val) in entries {
+            if let Some(t) = v.text(val, "a label value") {
+                labels.insert(k.name.clone(), t);
+            }
+        }
+    }
+    let alerting = f.get("alerting").map(|a| alerting(v, a)).unwrap_or_default();
+    Some(Slo {
+        name: name?,
+        span: n.span,
+        kind: kind?,
+        objective: objective?,
+        window: window?,
+        labels,
+        alerting,
+    })
+}
+
+fn alerting(v: &mut Validator<'_>, n: &SNode) -> Alerting {
+    let mut a = Alerting::default();
+    let Some(f) = v.map(n, "`alerting`", ALERTING_KEYS) else {
+        return a;
+    };
+    if let Some(x) = f.get("name").and_then(|x| v.string(x, "alert `name`")) {
+        let ok = x.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if ok {
+            a.name = x;
+        } else {
+            v.error(f.get("name").expect("checked").span, format!("`{x}` is not a valid alert name"));
+        }
+    }
+    for (key, tier) in [("page", &mut a.page), ("ticket", &mut a.ticket)] {
+        if let Some(t) = f.get(key) {
+            match &t.node {
+                Node::Bool(b) => tier.enabled = *b,
+                _ => {
+                    if let Some(tf) = v.map(t, &format!("`{key}`"), &["enabled", "labels"]) {
+                        if let Some(b) = tf.get("enabled").and_then(|b| v.bool(b, "`enabled`")) {
+                            tier.enabled = b;
+                        }
+                        if let Some(l) = tf.get("labels")
+                            && let Some(entries) = v.free_map(l, "tier labels")
+                        {
+                            for (k, val) in entries {
+                                if let Some(t) = v.text(val, "a label value") {
+                                    tier.labels.insert(k.name.clone(), t);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let _: &Tier = &a.page;
+    if let Some(m) = f.get("min_bad_runs_to_page").and_then(|m| v.uint(m, "`min_bad_runs_to_page`")) {
+        a.min_bad_runs_to_page = m.clamp(1, 1000) as u32;
+    }
+    a.keep_firing_for = f.get("keep_firing_for").and_then(|k| v.duration(k, "`keep_firing_for`"));
+    a.runbook_url = f.get("runbook_url").and_then(|k| v.string(k, "`runbook_url`"));
+    a.dashboard_url = f.get("dashboard_url").and_then(|k| v.string(k, "`dashboard_url`"));
+    if let Some(l) = f.get("annotations")
+        && let Some(entries) = v.free_map(l, "`annotations`")
+    {
+        for (k, val) in entries {
+            if let Some(t) = v.text(val, "an annotation") {
+                a.annotations.insert(k.name.clone(), t);
+            }
+        }
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4MiB"), Some(4 * 1024 * 1024));
+        assert_eq!(parse_size("512KiB"), Some(512 * 1024));
+        assert_eq!(parse_size("10MB"), Some(10_000_000));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn label_safety() {
+        assert!(is_label_safe("open-login_2"));
+        assert!(!is_label_safe("Open Login"));
+        assert_eq!(to_label_safe("Open Login"), "open-login");
+    }
+}

@@ -1,0 +1,315 @@
+//! What a run produced: per-step results and the bounded failure reason.
+//!
+//! A run always yields a [`JourneyOutcome`]; failures are data, not errors.
+//! [`Reason`] is the only failure detail that becomes a metric label, so it is
+//! a closed enum; free text stays in [`Failure::message`] (already redacted).
+
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use crate::diag::Span;
+
+/// Why a step failed. Fixed set: used as the `reason` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection could not be made (refused, unreachable).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// A step or the journey ran out of time.
+    Timeout,
+    /// The connection broke mid-response (reset, closed early).
+    Reset,
+    /// The peer spoke invalid HTTP.
+    Protocol,
+    /// The status code was not the expected one.
+    Status,
+    /// An assertion on headers, cookies, body, JSON or duration failed.
+    Assertion,
+    /// A capture found nothing.
+    Capture,
+    /// The body could not be parsed as JSON or HTML where needed.
+    InvalidBody,
+    /// The body exceeded `max_body`.
+    BodyTooLarge,
+    /// Too many redirects (or a redirect loop / bad Location).
+    Redirect,
+    /// A template could not be rendered (undefined variable at run time).
+    Template,
+    /// A secret could not be read.
+    Secret,
+    /// No WebDriver session could be had (driver down, crashed browser).
+    BrowserSession,
+    /// A page load failed.
+    BrowserNavigation,
+    /// An element was missing, hidden or not interactable.
+    BrowserElement,
+    /// A script error in the page or the driver.
+    BrowserScript,
+    /// A bug or resource problem in wayprobe itself.
+    Internal,
+}
+
+impl Reason {
+    /// Every reason, for pre-declaring metric series and documentation.
+    pub const ALL: &'static [Reason] = &[
+        Reason::Dns,
+        Reason::Connect,
+        Reason::Tls,
+        Reason::Timeout,
+        Reason::Reset,
+        Reason::Protocol,
+        Reason::Status,
+        Reason::Assertion,
+        Reason::Capture,
+        Reason::InvalidBody,
+        Reason::BodyTooLarge,
+        Reason::Redirect,
+        Reason::Template,
+        Reason::Secret,
+        Reason::BrowserSession,
+        Reason::BrowserNavigation,
+        Reason::BrowserElement,
+        Reason::BrowserScript,
+        Reason::Internal,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Dns => "dns",
+            Reason::Connect => "connect",
+            Reason::Tls => "tls",
+            Reason::Timeout => "timeout",
+            Reason::Reset => "reset",
+            Reason::Protocol => "protocol",
+            Reason::Status => "status",
+            Reason::Assertion => "assertion",
+            Reason::Capture => "capture",
+            Reason::InvalidBody => "invalid_body",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::Redirect => "redirect",
+            Reason::Template => "template",
+            Reason::Secret => "secret",
+            Reason::BrowserSession => "browser_session",
+            Reason::BrowserNavigation => "browser_navigation",
+            Reason::BrowserElement => "browser_element",
+            Reason::BrowserScript => "browser_script",
+            Reason::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed step: the reason, a redacted message, and where in the YAML.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    /// The bounded reason.
+    pub reason: Reason,
+    /// What went wrong, redacted.
+    pub message: String,
+    /// What was expected (for assertions), redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// What came back, redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+    /// A short redacted excerpt of the response body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    /// Where the failing assertion or step is written.
+    #[serde(skip)]
+    pub span: Span,
+    /// `line:col` of `span`, for reports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Artifacts saved for this failure (screenshots...), as paths.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<String>,
+}
+
+impl Failure {
+    /// A failure with a reason and a message.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+            expected: None,
+            actual: None,
+            excerpt: None,
+            span: Span::default(),
+            location: None,
+            artifacts: Vec::new(),
+        }
+    }
+
+    /// Points the failure at a place in the journey file.
+    pub fn at(mut self, span: Span) -> Self {
+        if !span.is_unknown() {
+            self.span = span;
+            self.location = Some(format!("{}:{}", span.line, span.col));
+        }
+        self
+    }
+
+    /// Adds expected/actual values.
+    pub fn expected_actual(mut self, expected: impl Into<String>, actual: impl Into<String>) -> Self {
+        self.expected = Some(expected.into());
+        self.actual = Some(actual.into());
+        self
+    }
+}
+
+/// State of one step after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// It ran and every assertion held.
+    Passed,
+    /// It ran and failed.
+    Failed,
+    /// An earlier step failed, so it did not run.
+    Skipped,
+}
+
+/// One request/response exchange, for `--verbose` (headers redacted).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Exchange {
+    /// Method and URL.
+    pub request: String,
+    /// Request headers (sensitive ones masked).
+    pub request_headers: Vec<(String, String)>,
+    /// Status line.
+    pub response: String,
+    /// Response headers (sensitive ones masked).
+    pub response_headers: Vec<(String, String)>,
+}
+
+/// Timing of one browser action or page load.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    /// What was timed (`goto /shop`, `click #checkout`, `dns`...).
+    pub name: String,
+    /// Milliseconds.
+    pub ms: f64,
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepOutcome {
+    /// Step name.
+    pub name: String,
+    /// `http` or `browser`.
+    pub kind: &'static str,
+    /// Passed, failed or skipped.
+    pub status: StepStatus,
+    /// Wall time of the step.
+    #[serde(serialize_with = "ser_secs")]
+    pub duration: Duration,
+    /// `METHOD URL` of the (first) request, redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Final HTTP status code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
+    /// Redirects followed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub redirects: u32,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+    /// Request/response details (only with `--verbose`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exchanges: Vec<Exchange>,
+    /// Action and navigation timings (browser steps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timings: Vec<Timing>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
+}
+
+impl StepOutcome {
+    /// A step that did not run because an earlier one failed.
+    pub fn skipped(name: &str, kind: &'static str) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+            status: StepStatus::Skipped,
+            duration: Duration::ZERO,
+            request: None,
+            http_status: None,
+            redirects: 0,
+            failure: None,
+            exchanges: Vec::new(),
+            timings: Vec::new(),
+        }
+    }
+}
+
+/// Whether a run succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunResult {
+    /// Every step passed.
+    Success,
+    /// A step failed or the run timed out.
+    Failure,
+}
+
+impl RunResult {
+    /// The `result` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Success => "success",
+            RunResult::Failure => "failure",
+        }
+    }
+}
+
+/// The outcome of one journey run.
+#[derive(Debug, Clone, Serialize)]
+pub struct JourneyOutcome {
+    /// Journey name.
+    pub journey: String,
+    /// Success or failure.
+    pub result: RunResult,
+    /// When the run started.
+    #[serde(serialize_with = "ser_time")]
+    pub started_at: SystemTime,
+    /// Wall time of the whole run.
+    #[serde(serialize_with = "ser_secs")]
+    pub duration: Duration,
+    /// Every step, in order (skipped ones included).
+    pub steps: Vec<StepOutcome>,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_rfc3339_millis(*t).to_string())
+}
+
+impl JourneyOutcome {
+    /// The first failed step, if any.
+    pub fn failed_step(&self) -> Option<&StepOutcome> {
+        self.steps.iter().find(|s| s.status == StepStatus::Failed)
+    }
+
+    /// The failure that decided the run.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failed_step().and_then(|s| s.failure.as_ref())
+    }
+}

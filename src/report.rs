@@ -1,0 +1,200 @@
+//! Presenting run outcomes: terminal text, JUnit XML and JSON.
+//!
+//! Failures are rendered with the same positioned-diagnostic renderer as load
+//! errors, pointing at the YAML line of the failing assertion.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::diag::{Diagnostic, Paint};
+use crate::journey::Journey;
+use crate::outcome::{JourneyOutcome, RunResult, StepStatus};
+
+fn ms(d: std::time::Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms >= 1000.0 {
+        format!("{:.2}s", ms / 1000.0)
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+/// Human-readable text for one run.
+pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -> String {
+    let p = Paint { on: color };
+    let mut out = String::new();
+    let verdict = match o.result {
+        RunResult::Success => p.green("PASS"),
+        RunResult::Failure => p.red("FAIL"),
+    };
+    let _ = writeln!(
+        out,
+        "{verdict} {} {}",
+        p.bold(&o.journey),
+        p.dim(&format!("({}, {} steps)", ms(o.duration), o.steps.len()))
+    );
+    let width = o.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    for s in &o.steps {
+        let (mark, status) = match s.status {
+            StepStatus::Passed => (p.green("✓"), s.http_status.map(|c| c.to_string()).unwrap_or_else(|| "ok".into())),
+            StepStatus::Failed => (
+                p.red("✗"),
+                s.http_status
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| s.failure.as_ref().map(|f| f.reason.as_str().to_string()).unwrap_or_default()),
+            ),
+            StepStatus::Skipped => (p.dim("-"), "skipped".into()),
+        };
+        let timing = if s.status == StepStatus::Skipped {
+            String::new()
+        } else {
+            ms(s.duration)
+        };
+        let redirects = if s.redirects > 0 {
+            p.dim(&format!(" ({} redirect{})", s.redirects, if s.redirects == 1 { "" } else { "s" }))
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "  {mark} {:<width$}  {status:>7}  {timing}{redirects}", s.name);
+        if verbose {
+            for x in &s.exchanges {
+                let _ = writeln!(out, "      > {}", x.request);
+                for (k, v) in &x.request_headers {
+                    let _ = writeln!(out, "      > {k}: {v}");
+                }
+                let _ = writeln!(out, "      < {}", x.response);
+                for (k, v) in &x.response_headers {
+                    let _ = writeln!(out, "      < {k}: {v}");
+                }
+            }
+            for t in &s.timings {
+                let _ = writeln!(out, "      · {} {:.0}ms", t.name, t.ms);
+            }
+        }
+        if let Some(f) = &s.failure {
+            let mut d = Diagnostic::error(&journey.source, f.span, format!("{}: {}", f.reason, f.message));
+            if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
+                d = d.with_label(format!("expected {e}, got {a}"));
+            }
+            if let Some(x) = &f.excerpt {
+                d = d.with_note(format!("response body: {}", x.replace('\n', "⏎")));
+            }
+            for a in &f.artifacts {
+                d = d.with_note(format!("saved: {a}"));
+            }
+            for line in d.render(color).lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+    }
+    out
+}
+
+/// The closing line for a set of runs.
+pub fn summary(outcomes: &[JourneyOutcome], color: bool) -> String {
+    let p = Paint { on: color };
+    let failed = outcomes.iter().filter(|o| o.result == RunResult::Failure).count();
+    let passed = outcomes.len() - failed;
+    let line = format!(
+        "{} journey{}: {passed} passed, {failed} failed",
+        outcomes.len(),
+        if outcomes.len() == 1 { "" } else { "s" }
+    );
+    if failed > 0 { p.red(&line) } else { p.green(&line) }
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    passed: usize,
+    failed: usize,
+    journeys: &'a [JourneyOutcome],
+}
+
+/// The JSON report (`--report-json`).
+pub fn json(outcomes: &[JourneyOutcome]) -> String {
+    let failed = outcomes.iter().filter(|o| o.result == RunResult::Failure).count();
+    let report = JsonReport {
+        passed: outcomes.len() - failed,
+        failed,
+        journeys: outcomes,
+    };
+    serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
+}
+
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The JUnit XML report (`--report-junit`): a test suite per journey, a test
+/// case per step.
+pub fn junit(journeys: &[&Journey], outcomes: &[JourneyOutcome]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let failures: usize = outcomes.iter().filter(|o| o.result == RunResult::Failure).count();
+    let tests: usize = outcomes.iter().map(|o| o.steps.len()).sum();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"wayprobe\" tests=\"{tests}\" failures=\"{failures}\">"
+    );
+    for (j, o) in journeys.iter().zip(outcomes) {
+        let f = o.steps.iter().filter(|s| s.status == StepStatus::Failed).count();
+        let sk = o.steps.iter().filter(|s| s.status == StepStatus::Skipped).count();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{sk}\" time=\"{:.3}\" timestamp=\"{}\" file=\"{}\">",
+            xml(&o.journey),
+            o.steps.len(),
+            o.duration.as_secs_f64(),
+            humantime::format_rfc3339_seconds(o.started_at),
+            xml(&j.source.path.display().to_string())
+        );
+        for s in &o.steps {
+            let _ = write!(
+                out,
+                "    <testcase name=\"{}\" classname=\"{}\" time=\"{:.3}\"",
+                xml(&s.name),
+                xml(&o.journey),
+                s.duration.as_secs_f64()
+            );
+            match (s.status, &s.failure) {
+                (StepStatus::Skipped, _) => {
+                    let _ = writeln!(out, ">\n      <skipped message=\"an earlier step failed\"/>\n    </testcase>");
+                }
+                (StepStatus::Failed, Some(f)) => {
+                    let mut body = f.message.clone();
+                    if let Some(loc) = &f.location {
+                        let _ = write!(body, "\nat {}:{loc}", j.source.path.display());
+                    }
+                    if let Some(x) = &f.excerpt {
+                        let _ = write!(body, "\nresponse body: {x}");
+                    }
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure type=\"{}\" message=\"{}\">{}</failure>\n    </testcase>",
+                        f.reason,
+                        xml(&f.message),
+                        xml(&body)
+                    );
+                }
+                _ => {
+                    let _ = writeln!(out, "/>");
+                }
+            }
+        }
+        let _ = writeln!(out, "  </testsuite>");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}

@@ -1,0 +1,535 @@
+//! The HTTP step: render the request, send it (following redirects ourselves,
+//! so they are counted and bounded), read the body up to a limit, check the
+//! assertions, then take the captures.
+
+use std::error::Error as _;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::journey::{Body, Check, HttpStep, JsonTemplate, PartValue, Step};
+use crate::outcome::{Exchange, Failure, Reason};
+use crate::redact::{Redactor, excerpt};
+use crate::run::RunCtx;
+use crate::template::Scope;
+
+/// A cookie as seen in the run's jar after a response.
+#[derive(Debug, Clone)]
+pub struct CookieInfo {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+    /// `Secure` attribute.
+    pub secure: bool,
+    /// `HttpOnly` attribute.
+    pub http_only: bool,
+    /// `SameSite` attribute, as written by the server.
+    pub same_site: Option<String>,
+    /// `Path` attribute.
+    pub path: Option<String>,
+    /// `Domain` attribute.
+    pub domain: Option<String>,
+}
+
+/// A fully read response, with lazily parsed views of its body.
+#[derive(Debug)]
+pub struct Response {
+    /// Final status code.
+    pub status: u16,
+    /// Final URL (after redirects).
+    pub url: String,
+    /// Headers with lower-case names, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body (at most `max_body` bytes).
+    pub body: Bytes,
+    /// Time from sending the first request to the end of the body.
+    pub elapsed: Duration,
+    /// Cookies in the jar after the response.
+    pub cookies: Vec<CookieInfo>,
+    text: OnceLock<String>,
+    json: OnceLock<Result<Value, String>>,
+}
+
+impl Response {
+    /// Builds a response from its parts (also used by tests).
+    pub fn new(status: u16, url: String, headers: Vec<(String, String)>, body: Bytes) -> Self {
+        Self {
+            status,
+            url,
+            headers,
+            body,
+            elapsed: Duration::ZERO,
+            cookies: Vec::new(),
+            text: OnceLock::new(),
+            json: OnceLock::new(),
+        }
+    }
+
+    /// The body as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> &str {
+        self.text
+            .get_or_init(|| String::from_utf8_lossy(&self.body).into_owned())
+    }
+
+    /// The body parsed as JSON, once.
+    pub fn json(&self) -> Result<&Value, String> {
+        self.json
+            .get_or_init(|| serde_json::from_slice(&self.body).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+
+    /// All values of a header (name in lower case).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// What an HTTP step produced (the caller adds timing).
+#[derive(Debug, Default)]
+pub struct HttpResult {
+    /// `METHOD URL`, redacted.
+    pub request: Option<String>,
+    /// Final status.
+    pub status: Option<u16>,
+    /// Redirects followed.
+    pub redirects: u32,
+    /// Request/response pairs when verbose.
+    pub exchanges: Vec<Exchange>,
+    /// The failure, if any.
+    pub failure: Option<Failure>,
+}
+
+/// A rendered body that can be sent more than once (307/308 redirects).
+enum Prepared {
+    None,
+    Bytes { data: Vec<u8>, content_type: String },
+    Multipart(Vec<(String, MPart)>),
+}
+
+enum MPart {
+    Text(String),
+    File {
+        data: Vec<u8>,
+        content_type: String,
+        filename: String,
+    },
+}
+
+impl Prepared {
+    fn apply(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, Failure> {
+        Ok(match self {
+            Prepared::None => rb,
+            Prepared::Bytes { data, content_type } => rb
+                .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
+                .body(data.clone()),
+            Prepared::Multipart(parts) => {
+                let mut form = reqwest::multipart::Form::new();
+                for (name, p) in parts {
+                    form = match p {
+                        MPart::Text(t) => form.text(name.clone(), t.clone()),
+                        MPart::File {
+                            data,
+                            content_type,
+                            filename,
+                        } => {
+                            let part = reqwest::multipart::Part::bytes(data.clone())
+                                .file_name(filename.clone())
+                                .mime_str(content_type)
+                                .map_err(|e| Failure::new(Reason::Template, format!("bad content type `{content_type}`: {e}")))?;
+                            form.part(name.clone(), part)
+                        }
+                    };
+                }
+                rb.multipart(form)
+            }
+        })
+    }
+}
+
+fn render(t: &crate::template::Template, scope: &Arc<Scope>, what: &str) -> Result<String, Failure> {
+    t.render(scope)
+        .map(|s| s.into_owned())
+        .map_err(|m| Failure::new(Reason::Template, format!("{what}: {m}")))
+}
+
+fn render_json(j: &JsonTemplate, scope: &Arc<Scope>) -> Result<Value, Failure> {
+    Ok(match j {
+        JsonTemplate::Null => Value::Null,
+        JsonTemplate::Bool(b) => Value::Bool(*b),
+        JsonTemplate::Number(n) => Value::Number(n.clone()),
+        JsonTemplate::String(t) => Value::String(render(t, scope, "json body")?),
+        JsonTemplate::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_json(i, scope))
+                .collect::<Result<_, _>>()?,
+        ),
+        JsonTemplate::Object(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render_json(v, scope)?)))
+                .collect::<Result<_, Failure>>()?,
+        ),
+    })
+}
+
+async fn prepare(body: Option<&Body>, scope: &Arc<Scope>) -> Result<Prepared, Failure> {
+    Ok(match body {
+        None => Prepared::None,
+        Some(Body::Json(j)) => Prepared::Bytes {
+            data: serde_json::to_vec(&render_json(j, scope)?).unwrap_or_default(),
+            content_type: "application/json".into(),
+        },
+        Some(Body::Form(fields)) => {
+            let mut ser = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in fields {
+                ser.append_pair(k, &render(v, scope, "form field")?);
+            }
+            Prepared::Bytes {
+                data: ser.finish().into_bytes(),
+                content_type: "application/x-www-form-urlencoded".into(),
+            }
+        }
+        Some(Body::Raw {
+            content,
+            content_type,
+        }) => Prepared::Bytes {
+            data: render(content, scope, "raw body")?.into_bytes(),
+            content_type: render(content_type, scope, "content_type")?,
+        },
+        Some(Body::Multipart(parts)) => {
+            let mut out = Vec::new();
+            for p in parts {
+                let part = match &p.value {
+                    PartValue::Text(t) => MPart::Text(render(t, scope, "multipart field")?),
+                    PartValue::File {
+                        path,
+                        content_type,
+                        filename,
+                    } => {
+                        let data = tokio::fs::read(path).await.map_err(|e| {
+                            Failure::new(Reason::Internal, format!("cannot read upload `{}`: {e}", path.display()))
+                        })?;
+                        MPart::File {
+                            data,
+                            content_type: content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+                            filename: filename.clone().unwrap_or_else(|| {
+                                path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()
+                            }),
+                        }
+                    }
+                };
+                out.push((p.name.clone(), part));
+            }
+            Prepared::Multipart(out)
+        }
+    })
+}
+
+/// Maps a reqwest error to a reason and a short message (not yet redacted).
+pub fn classify(e: &reqwest::Error) -> (Reason, String) {
+    let mut chain = Vec::new();
+    let mut src: Option<&dyn std::error::Error> = e.source();
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        src = s.source();
+    }
+    let detail = chain.last().cloned().unwrap_or_else(|| e.to_string());
+    let all = chain.join(": ").to_ascii_lowercase();
+    let reason = if e.is_timeout() {
+        Reason::Timeout
+    } else if all.contains("dns error") || all.contains("failed to lookup address") || all.contains("name or service not known") {
+        Reason::Dns
+    } else if all.contains("certificate")
+        || all.contains("tls")
+        || all.contains("handshake")
+        || all.contains("peer sent")
+        || all.contains("received fatal alert")
+        || all.contains("invalidcontenttype")
+        || all.contains("corrupt message")
+    {
+        Reason::Tls
+    } else if e.is_connect() {
+        Reason::Connect
+    } else if all.contains("reset")
+        || all.contains("closed before")
+        || all.contains("unexpected eof")
+        || all.contains("incomplete")
+        || all.contains("broken pipe")
+        || all.contains("end of file")
+        || e.is_body()
+    {
+        Reason::Reset
+    } else if e.is_decode() || e.is_request() {
+        Reason::Protocol
+    } else {
+        Reason::Internal
+    };
+    let what = match reason {
+        Reason::Dns => "DNS lookup failed",
+        Reason::Connect => "cannot connect",
+        Reason::Tls => "TLS handshake failed",
+        Reason::Timeout => "timed out",
+        Reason::Reset => "connection broken mid-response",
+        Reason::Protocol => "invalid HTTP response",
+        _ => "request failed",
+    };
+    (reason, format!("{what}: {detail}"))
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+fn snapshot_cookies(jar: &reqwest_cookie_store::CookieStoreMutex) -> Vec<CookieInfo> {
+    let store = match jar.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    store
+        .iter_unexpired()
+        .map(|c| CookieInfo {
+            name: c.name().to_string(),
+            value: c.value().to_string(),
+            secure: c.secure().unwrap_or(false),
+            http_only: c.http_only().unwrap_or(false),
+            same_site: c.same_site().map(|s| s.to_string()),
+            path: c.path().map(str::to_string),
+            domain: c.domain().map(str::to_string),
+        })
+        .collect()
+}
+
+fn headers_of(h: &reqwest::header::HeaderMap, r: &Redactor) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes());
+            (k.as_str().to_string(), r.header(k.as_str(), &v))
+        })
+        .collect()
+}
+
+/// Runs one HTTP step. Assertions are checked before captures, so a wrong
+/// status is reported as such rather than as a missing capture.
+pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResult {
+    let mut out = HttpResult::default();
+    let started = Instant::now();
+    let redactor = ctx.redactor.clone();
+    let failure = |f: Failure| f.at(step.span);
+
+    let url = match render(&http.url, &ctx.scope, "url") {
+        Ok(u) => u,
+        Err(f) => {
+            out.failure = Some(failure(f));
+            return out;
+        }
+    };
+    let mut url = match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => u,
+        Ok(u) => {
+            out.failure = Some(failure(Failure::new(Reason::Template, redactor.apply(&format!("unsupported URL scheme `{}` in `{url}`", u.scheme())))));
+            return out;
+        }
+        Err(e) => {
+            out.failure = Some(failure(Failure::new(Reason::Template, redactor.apply(&format!("invalid URL `{url}`: {e}")))));
+            return out;
+        }
+    };
+    if !http.query.is_empty() {
+        let mut pairs = Vec::new();
+        for (k, v) in &http.query {
+            match render(v, &ctx.scope, "query") {
+                Ok(v) => pairs.push((k.clone(), v)),
+                Err(f) => {
+                    out.failure = Some(failure(f));
+                    return out;
+                }
+            }
+        }
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    for (k, v) in &http.headers {
+        let value = match render(v, &ctx.scope, "header") {
+            Ok(v) => v,
+            Err(f) => {
+                out.failure = Some(failure(f));
+                return out;
+            }
+        };
+        match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&value)) {
+            (Ok(n), Ok(v)) => {
+                headers.push((n, v));
+            }
+            _ => {
+                out.failure = Some(failure(Failure::new(Reason::Template, format!("header `{k}` has an invalid value"))));
+                return out;
+            }
+        }
+    }
+    let body = match prepare(http.body.as_ref(), &ctx.scope).await {
+        Ok(b) => b,
+        Err(f) => {
+            out.failure = Some(failure(f));
+            return out;
+        }
+    };
+
+    let mut method = reqwest::Method::from_bytes(http.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    out.request = Some(redactor.apply(&format!("{method} {url}")));
+    let mut send_body = true;
+    let mut resp = loop {
+        let mut rb = ctx.client.request(method.clone(), url.clone());
+        for (k, v) in &headers {
+            rb = rb.header(k, v);
+        }
+        if send_body {
+            rb = match body.apply(rb) {
+                Ok(rb) => rb,
+                Err(f) => {
+                    out.failure = Some(failure(f));
+                    return out;
+                }
+            };
+        }
+        let req = match rb.build() {
+            Ok(r) => r,
+            Err(e) => {
+                out.failure = Some(failure(Failure::new(Reason::Template, redactor.apply(&format!("cannot build request: {e}")))));
+                return out;
+            }
+        };
+        let mut exchange = ctx.verbose.then(|| Exchange {
+            request: redactor.apply(&format!("{} {}", req.method(), req.url())),
+            request_headers: headers_of(req.headers(), &redactor),
+            ..Default::default()
+        });
+        let resp = match ctx.client.execute(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                let (reason, msg) = classify(&e);
+                out.failure = Some(failure(Failure::new(reason, redactor.apply(&msg))));
+                return out;
+            }
+        };
+        let status = resp.status().as_u16();
+        if let Some(x) = exchange.as_mut() {
+            x.response = format!("{:?} {}", resp.version(), resp.status());
+            x.response_headers = headers_of(resp.headers(), &redactor);
+        }
+        out.exchanges.extend(exchange);
+        if http.follow_redirects && is_redirect(status) {
+            let Some(loc) = resp.headers().get(reqwest::header::LOCATION) else {
+                break resp;
+            };
+            if out.redirects >= http.max_redirects {
+                out.status = Some(status);
+                out.failure = Some(failure(Failure::new(
+                    Reason::Redirect,
+                    redactor.apply(&format!("more than {} redirects (last: {status} to `{}`)", http.max_redirects, String::from_utf8_lossy(loc.as_bytes()))),
+                )));
+                return out;
+            }
+            let next = std::str::from_utf8(loc.as_bytes())
+                .ok()
+                .and_then(|l| url.join(l).ok());
+            let Some(next) = next.filter(|u| matches!(u.scheme(), "http" | "https")) else {
+                out.status = Some(status);
+                out.failure = Some(failure(Failure::new(Reason::Redirect, "redirect to an invalid Location".to_string())));
+                return out;
+            };
+            // 303 always, and 301/302 after a POST, become GET without a body, as browsers do.
+            if status == 303 || (matches!(status, 301 | 302) && method != reqwest::Method::GET && method != reqwest::Method::HEAD) {
+                method = reqwest::Method::GET;
+                send_body = false;
+            }
+            url = next;
+            out.redirects += 1;
+            continue;
+        }
+        break resp;
+    };
+
+    let status = resp.status().as_u16();
+    out.status = Some(status);
+    let final_url = resp.url().to_string();
+    let resp_headers: Vec<(String, String)> = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    if let Some(len) = resp.content_length()
+        && len > http.max_body
+    {
+        out.failure = Some(failure(Failure::new(
+            Reason::BodyTooLarge,
+            format!("body of {len} bytes exceeds max_body ({} bytes)", http.max_body),
+        )));
+        return out;
+    }
+    let mut buf = BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if (buf.len() + chunk.len()) as u64 > http.max_body {
+                    out.failure = Some(failure(Failure::new(
+                        Reason::BodyTooLarge,
+                        format!("body exceeds max_body ({} bytes); stopped reading", http.max_body),
+                    )));
+                    return out;
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let (reason, msg) = classify(&e);
+                out.failure = Some(failure(Failure::new(reason, redactor.apply(&format!("while reading the body: {msg}")))));
+                return out;
+            }
+        }
+    }
+    let mut response = Response::new(status, final_url, resp_headers, buf.freeze());
+    response.elapsed = started.elapsed();
+    response.cookies = snapshot_cookies(&ctx.jar);
+
+    // The implicit default: a 2xx or 3xx status, unless the step says otherwise.
+    let has_status = http.expect.iter().any(|a| matches!(a.check, Check::Status(_)));
+    if !has_status && !(200..400).contains(&status) {
+        let mut f = Failure::new(Reason::Status, format!("status {status}: expected 2xx or 3xx (no `status` in `expect`)"))
+            .expected_actual("2xx or 3xx", status.to_string())
+            .at(step.span);
+        if !response.body.is_empty() {
+            f.excerpt = Some(redactor.apply(&excerpt(response.text(), crate::assertion::EXCERPT_CHARS)));
+        }
+        out.failure = Some(f);
+        return out;
+    }
+    // Status first, so "500" is reported rather than a body mismatch.
+    let mut ordered: Vec<&crate::journey::Assertion> = http.expect.iter().filter(|a| matches!(a.check, Check::Status(_))).collect();
+    ordered.extend(http.expect.iter().filter(|a| !matches!(a.check, Check::Status(_))));
+    for a in ordered {
+        if let Err(f) = crate::assertion::check(a, &response, &ctx.scope, &redactor) {
+            out.failure = Some(f);
+            return out;
+        }
+    }
+    for c in &step.captures {
+        match crate::capture::extract(c, &response, &redactor) {
+            Ok(v) => ctx.set_capture(c, v),
+            Err(f) => {
+                out.failure = Some(f);
+                return out;
+            }
+        }
+    }
+    out
+}

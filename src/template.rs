@@ -1,0 +1,203 @@
+//! `{{ }}` templates in journey strings, rendered with minijinja.
+//!
+//! A template is parsed at load time (syntax errors and the names it uses are
+//! known before anything runs) and rendered at run time against a [`Scope`]:
+//! the journey's vars, earlier captures, `secret.NAME` and `env.NAME`.
+//! Strings without `{{` never touch the engine.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+
+use minijinja::value::{Object, Value};
+use minijinja::{Environment, UndefinedBehavior};
+
+/// Functions every template may call; they are not variables.
+pub const FUNCTIONS: &[&str] = &["uuid", "timestamp", "timestamp_ms"];
+
+fn engine() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
+        env.add_function("timestamp", || unix_now().as_secs());
+        env.add_function("timestamp_ms", || unix_now().as_millis() as u64);
+        env
+    })
+}
+
+fn unix_now() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// A parsed template string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    src: String,
+    literal: bool,
+    refs: Vec<String>,
+}
+
+impl Template {
+    /// Parses `src`; the error is minijinja's message.
+    pub fn parse(src: &str) -> Result<Self, String> {
+        if !src.contains("{{") && !src.contains("{%") && !src.contains("{#") {
+            return Ok(Self::literal(src));
+        }
+        let tmpl = engine()
+            .template_from_str(src)
+            .map_err(|e| describe(&e))?;
+        let mut refs: Vec<String> = tmpl
+            .undeclared_variables(true)
+            .into_iter()
+            .filter(|v| !FUNCTIONS.contains(&v.as_str()))
+            .collect();
+        refs.sort();
+        Ok(Self {
+            src: src.to_string(),
+            literal: false,
+            refs,
+        })
+    }
+
+    /// A string used as is.
+    pub fn literal(src: &str) -> Self {
+        Self {
+            src: src.to_string(),
+            literal: true,
+            refs: Vec::new(),
+        }
+    }
+
+    /// The text as written in the journey.
+    pub fn source(&self) -> &str {
+        &self.src
+    }
+
+    /// Names the template reads: `base_url`, `secret.password`, `env.HOME`.
+    pub fn refs(&self) -> &[String] {
+        &self.refs
+    }
+
+    /// Whether rendering can read a secret (used to keep values out of output).
+    pub fn uses_secret(&self) -> bool {
+        self.refs.iter().any(|r| r == "secret" || r.starts_with("secret."))
+    }
+
+    /// Renders against `scope`; the error names what was undefined.
+    pub fn render<'a>(&'a self, scope: &Arc<Scope>) -> Result<Cow<'a, str>, String> {
+        if self.literal {
+            return Ok(Cow::Borrowed(&self.src));
+        }
+        engine()
+            .render_str(&self.src, Value::from_dyn_object(scope.clone()))
+            .map(Cow::Owned)
+            .map_err(|e| describe(&e))
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = match e.kind() {
+        minijinja::ErrorKind::UndefinedError => "undefined variable".to_string(),
+        _ => e.kind().to_string(),
+    };
+    if let Some(detail) = e.detail() {
+        msg.push_str(": ");
+        msg.push_str(detail);
+    }
+    msg
+}
+
+/// What a template can see during one run.
+#[derive(Debug, Default, Clone)]
+pub struct Scope {
+    /// The journey's `vars` (after `--var` overrides).
+    pub vars: BTreeMap<String, String>,
+    /// Values captured by earlier steps of this run.
+    pub captures: BTreeMap<String, String>,
+    /// Resolved secret values, seen as `secret.NAME`.
+    pub secrets: BTreeMap<String, String>,
+}
+
+impl Scope {
+    fn lookup(&self, name: &str) -> Option<Value> {
+        self.captures
+            .get(name)
+            .or_else(|| self.vars.get(name))
+            .map(|v| Value::from(v.as_str()))
+    }
+}
+
+impl Object for Scope {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        match key.as_str()? {
+            "secret" => Some(Value::from_object(Secrets(self.clone()))),
+            "env" => Some(Value::from_object(Env)),
+            name => self.lookup(name),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Secrets(Arc<Scope>);
+
+impl Object for Secrets {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        self.0.secrets.get(key.as_str()?).map(|v| Value::from(v.as_str()))
+    }
+}
+
+#[derive(Debug)]
+struct Env;
+
+impl Object for Env {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        std::env::var(key.as_str()?).ok().map(Value::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Arc<Scope> {
+        let mut s = Scope::default();
+        s.vars.insert("base_url".into(), "http://x".into());
+        s.captures.insert("cart".into(), "c-1".into());
+        s.secrets.insert("password".into(), "hunter2".into());
+        Arc::new(s)
+    }
+
+    #[test]
+    fn renders_vars_captures_secrets_and_helpers() {
+        let t = Template::parse("{{ base_url }}/c/{{ cart }}?p={{ secret.password }}").unwrap();
+        assert_eq!(t.refs(), &["base_url", "cart", "secret.password"]);
+        assert!(t.uses_secret());
+        assert_eq!(t.render(&scope()).unwrap(), "http://x/c/c-1?p=hunter2");
+        let u = Template::parse("{{ uuid() }} {{ 'a b' | urlencode }}").unwrap();
+        assert!(u.refs().is_empty());
+        let out = u.render(&scope()).unwrap();
+        assert!(out.ends_with(" a%20b"), "{out}");
+        assert_eq!(out.len(), 36 + 6);
+    }
+
+    #[test]
+    fn undefined_names_are_errors() {
+        let t = Template::parse("{{ nope }}").unwrap();
+        let err = t.render(&scope()).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+        assert!(Template::parse("{{ unclosed ").is_err());
+        let s = Template::parse("{{ secret.other }}").unwrap();
+        assert!(s.render(&scope()).is_err());
+    }
+
+    #[test]
+    fn literals_skip_the_engine() {
+        let t = Template::parse("plain text }}").unwrap();
+        assert!(matches!(t.render(&scope()).unwrap(), Cow::Borrowed(_)));
+    }
+}
