@@ -214,7 +214,7 @@ impl Diagnostic {
             let label = self
                 .label
                 .as_deref()
-                .map(|l| format!(" {l}"))
+                .map(|l| format!(" {}", l.replace('\n', " ")))
                 .unwrap_or_default();
             let _ = writeln!(out, "{pad} {bar} {}{carets}{label}", " ".repeat(col));
             let _ = writeln!(out, "{pad} {bar}");

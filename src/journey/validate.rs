@@ -327,7 +327,8 @@ impl<'a> Validator<'a> {
             Ok(r) => Some(Arc::new(r)),
             Err(e) => {
                 let msg = e.to_string();
-                let last = msg.lines().last().unwrap_or("").trim().to_string();
+                let last = msg.lines().last().unwrap_or("").trim();
+                let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
                 self.error(n.span, format!("invalid regex in {what}"))
                     .label = Some(last);
                 None
@@ -351,8 +352,16 @@ impl<'a> Validator<'a> {
         match scraper::Selector::parse(&s) {
             Ok(sel) => Some((s, Arc::new(sel))),
             Err(e) => {
+                // scraper's messages can be multi-line internals; keep the first useful line.
+                let detail = e.to_string();
+                let detail = detail
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with("Unexpected error occurred"))
+                    .unwrap_or("syntax error")
+                    .to_string();
                 self.error(n.span, format!("invalid CSS selector `{s}`"))
-                    .label = Some(format!("{e}"));
+                    .label = Some(format!("{detail}; e.g. `input[name=csrf_token]`, `#cart .item`"));
                 None
             }
         }
@@ -620,14 +629,20 @@ pub(super) fn journey(
                 }
                 let mut seen: BTreeMap<String, Span> = BTreeMap::new();
                 for item in items {
-                    if let Some(step) = step(v, item, &mut names, &base_dir) {
-                        if let Some(prev) = seen.get(&step.name) {
+                    // Duplicates are reported even when the step has other errors.
+                    if let Node::Map(e) = &item.node
+                        && let Some((_, nn)) = e.iter().find(|(k, _)| k.name == "name")
+                        && let Node::Str(sname) = &nn.node
+                    {
+                        if let Some(prev) = seen.get(sname) {
                             let prev_line = prev.line;
-                            v.error(step.span, format!("duplicate step name `{}`", step.name))
+                            v.error(nn.span, format!("duplicate step name `{sname}`"))
                                 .label = Some(format!("already used on line {prev_line}; step names become the `step` label and must be unique"));
                         } else {
-                            seen.insert(step.name.clone(), step.span);
+                            seen.insert(sname.clone(), nn.span);
                         }
+                    }
+                    if let Some(step) = step(v, item, &mut names, &base_dir) {
                         steps.push(step);
                     }
                 }
@@ -728,7 +743,10 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
     };
     let timeout = f.get("timeout").and_then(|n| v.duration(n, "step timeout"));
     let kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
+    // A typo'd kind (`htpp`) was already reported with a hint; don't pile on.
+    let has_unknown = f.entries().iter().any(|(k, _)| !STEP_KEYS.contains(&k.name.as_str()));
     let kind = match kinds.as_slice() {
+        [] if has_unknown => None,
         [] => {
             v.error(n.span, "a step needs `http:` or `browser:`")
                 .label = Some("e.g. `http: {url: \"{{ base_url }}/\"}`".into());
@@ -853,7 +871,14 @@ fn http_step(
         .filter(|k| f.has(k))
         .collect();
     if body_kinds.len() > 1 {
-        v.error(n.span, format!("a request has one body, found {}", one_of(&body_kinds)));
+        let second = f
+            .entries()
+            .iter()
+            .filter(|(k, _)| body_kinds.contains(&k.name.as_str()))
+            .nth(1)
+            .map_or(n.span, |(k, _)| k.span);
+        v.error(second, format!("a request has one body, found {}", one_of(&body_kinds)))
+            .label = Some("keep one of them".into());
     }
     let body = match body_kinds.first().copied() {
         Some("json") => json_template(v, f.get("json").expect("checked"), names).map(Body::Json),

@@ -1,0 +1,232 @@
+//! HTTP steps against a real in-process target that misbehaves on demand:
+//! every fault is one failed outcome with the right reason, within the step
+//! timeout, never a hang or a panic.
+
+use std::time::{Duration, Instant};
+
+use wayprobe::outcome::{Reason, RunResult, StepStatus};
+
+use crate::support::{journey, run, target::Target};
+
+fn one_step(url: &str, extra: &str) -> String {
+    format!(
+        "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: s\n    timeout: 2s\n    http:\n      url: \"{url}\"\n{extra}"
+    )
+}
+
+async fn reason_of(yaml: &str) -> (Reason, Duration) {
+    let j = journey(yaml, &[]);
+    let t0 = Instant::now();
+    let o = run(&j, &[]).await;
+    let took = t0.elapsed();
+    assert_eq!(o.result, RunResult::Failure, "{o:#?}");
+    assert_eq!(o.steps[0].status, StepStatus::Failed);
+    (o.failure().expect("a failure").reason, took)
+}
+
+#[tokio::test]
+async fn server_error_is_a_status_failure() {
+    let t = Target::start().await;
+    let (r, _) = reason_of(&one_step(&format!("{}/status/503", t.base), "")).await;
+    assert_eq!(r, Reason::Status);
+}
+
+#[tokio::test]
+async fn slow_server_times_out_within_the_step_timeout() {
+    let t = Target::start().await;
+    let (r, took) = reason_of(&one_step(&format!("{}/slow?ms=5000", t.base), "")).await;
+    assert_eq!(r, Reason::Timeout);
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+#[tokio::test]
+async fn hung_server_times_out() {
+    let t = Target::start().await;
+    let (r, took) = reason_of(&one_step(&format!("{}/", t.hang), "")).await;
+    assert_eq!(r, Reason::Timeout);
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+}
+
+#[tokio::test]
+async fn reset_mid_body_is_a_reset() {
+    let t = Target::start().await;
+    let (r, _) = reason_of(&one_step(&format!("{}/x", t.reset), "")).await;
+    assert_eq!(r, Reason::Reset);
+}
+
+#[tokio::test]
+async fn invalid_json_is_an_invalid_body() {
+    let t = Target::start().await;
+    let extra = "    expect:\n      jsonpath: {\"$.order\": 1}\n";
+    let (r, _) = reason_of(&one_step(&format!("{}/invalid-json", t.base), extra)).await;
+    assert_eq!(r, Reason::InvalidBody);
+    let extra = "    capture:\n      order: {jsonpath: \"$.order\"}\n";
+    let (r, _) = reason_of(&one_step(&format!("{}/invalid-json", t.base), extra)).await;
+    assert_eq!(r, Reason::InvalidBody);
+}
+
+#[tokio::test]
+async fn redirect_loop_is_bounded() {
+    let t = Target::start().await;
+    let j = journey(&one_step(&format!("{}/redirect-loop", t.base), "      max_redirects: 4\n").replace("    http:\n      url", "    http:\n      url"), &[]);
+    let o = run(&j, &[]).await;
+    let s = &o.steps[0];
+    assert_eq!(s.failure.as_ref().unwrap().reason, Reason::Redirect, "{s:#?}");
+    assert_eq!(s.redirects, 4);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let t = Target::start().await;
+    let (r, _) = reason_of(&one_step(&format!("{}/big", t.base), "")).await;
+    assert_eq!(r, Reason::BodyTooLarge);
+    let (r, _) = reason_of(&one_step(&format!("{}/big-declared", t.base), "      max_body: 1MiB\n")).await;
+    assert_eq!(r, Reason::BodyTooLarge);
+}
+
+#[tokio::test]
+async fn refused_connection_is_connect() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (r, _) = reason_of(&one_step(&format!("http://127.0.0.1:{port}/"), "")).await;
+    assert_eq!(r, Reason::Connect);
+}
+
+#[tokio::test]
+async fn unknown_host_is_dns() {
+    let (r, took) = reason_of(&one_step("http://no-such-host.invalid/", "")).await;
+    assert!(matches!(r, Reason::Dns | Reason::Timeout), "{r:?}");
+    assert!(took < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn tls_needs_a_trusted_certificate() {
+    let t = Target::start().await;
+    let (r, _) = reason_of(&one_step(&format!("{}/", t.tls), "")).await;
+    assert_eq!(r, Reason::Tls);
+
+    let dir = tempdir();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &t.ca_pem).unwrap();
+    let yaml = one_step(&format!("{}/", t.tls), "    expect: {body: {equals: secure}}\n")
+        .replace("steps:", &format!("tls: {{ca_file: {}}}\nsteps:", ca.display()));
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+
+    let yaml = one_step(&format!("{}/", t.tls), "").replace("steps:", "tls: {verify: false}\nsteps:");
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+}
+
+#[tokio::test]
+async fn redirects_are_followed_counted_and_keep_cookies() {
+    let t = Target::start().await;
+    let extra = "    expect:\n      body: {equals: arrived}\n      cookies: {hop3: exists, hop1: exists, hop0: {value: {equals: \"1\"}}}\n";
+    let o = run(&journey(&one_step(&format!("{}/redirect-chain/3", t.base), extra), &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+    assert_eq!(o.steps[0].redirects, 3);
+}
+
+#[tokio::test]
+async fn json_assertions_and_failures_point_at_the_yaml() {
+    let t = Target::start().await;
+    let extra = r#"    expect:
+      status: [200, 201]
+      jsonpath:
+        "$.status": confirmed
+        "$.count": {ge: 3, lt: 4}
+        "$.items": {length: 3}
+        "$.items[*].id": {exists: true}
+        "$.items[1].id": {matches: "^[a-z]$"}
+        "$.price": 12.5
+        "$.ok": true
+        "$.none": null
+        "$.missing": {exists: false}
+"#;
+    let o = run(&journey(&one_step(&format!("{}/json", t.base), extra), &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+
+    let extra = "    expect:\n      jsonpath:\n        \"$.status\": shipped\n";
+    let o = run(&journey(&one_step(&format!("{}/json", t.base), extra), &[]), &[]).await;
+    let f = o.failure().unwrap();
+    assert_eq!(f.reason, Reason::Assertion);
+    assert_eq!(f.location.as_deref(), Some("11:9"), "{f:#?}");
+    assert_eq!(f.expected.as_deref(), Some("to equal `shipped`"));
+    assert_eq!(f.actual.as_deref(), Some("\"confirmed\""));
+}
+
+#[tokio::test]
+async fn captures_that_find_nothing_fail_the_step() {
+    let t = Target::start().await;
+    let extra = "    capture:\n      id: {jsonpath: \"$.nothing\"}\n";
+    let (r, _) = reason_of(&one_step(&format!("{}/json", t.base), extra)).await;
+    assert_eq!(r, Reason::Capture);
+    let extra = "    capture:\n      id: {regex: \"zzz(\\\\d+)\"}\n";
+    let (r, _) = reason_of(&one_step(&format!("{}/ok", t.base), extra)).await;
+    assert_eq!(r, Reason::Capture);
+}
+
+#[tokio::test]
+async fn runtime_template_and_secret_problems_are_failures() {
+    let t = Target::start().await;
+    let (r, _) = reason_of(&one_step(&format!("{}/ok?x={{{{ env.WAYPROBE_SURELY_UNSET }}}}", t.base), "")).await;
+    assert_eq!(r, Reason::Template);
+    let yaml = one_step(&format!("{}/ok?p={{{{ secret.pw }}}}", t.base), "")
+        .replace("steps:", "secrets: {pw: {env: WAYPROBE_SURELY_UNSET_TOO}}\nsteps:");
+    let (r, _) = reason_of(&yaml).await;
+    assert_eq!(r, Reason::Secret);
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_any_output() {
+    let t = Target::start().await;
+    let secret = "s3cr3t p@ss/word";
+    let yaml = format!(
+        r#"name: leaky
+interval: 1m
+timeout: 10s
+secrets: {{pw: {{env: LEAKY_PW}}}}
+steps:
+  - name: login
+    http:
+      method: POST
+      url: "{}/echo"
+      headers: {{authorization: "Basic {{{{ secret.pw }}}}"}}
+      form: {{user: alice, password: "{{{{ secret.pw }}}}"}}
+    expect:
+      body: {{contains: "{{{{ secret.pw }}}} nope"}}
+"#,
+        t.base
+    );
+    let j = journey(&yaml, &[]);
+    let runner = wayprobe::run::Runner::new(wayprobe::run::RunOptions {
+        verbose: true,
+        env_overrides: [("LEAKY_PW".to_string(), secret.to_string())].into(),
+        ..Default::default()
+    });
+    let o = runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Failure);
+    let f = o.failure().unwrap();
+    assert!(f.excerpt.as_deref().unwrap_or("").contains("***"), "{f:#?}");
+    let outputs = [
+        format!("{o:?}"),
+        wayprobe::report::json(std::slice::from_ref(&o)),
+        wayprobe::report::junit(&[&j], std::slice::from_ref(&o)),
+        wayprobe::report::text(&j, &o, false, true),
+    ];
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    for out in outputs {
+        assert!(!out.contains(secret), "secret leaked:\n{out}");
+        assert!(!out.contains(&encoded), "encoded secret leaked:\n{out}");
+        assert!(!out.contains("p@ss"), "part of the secret leaked:\n{out}");
+    }
+}
+
+/// A fresh temporary directory under the target dir.
+pub fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wayprobe-test-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

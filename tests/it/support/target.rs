@@ -1,0 +1,213 @@
+//! A real HTTP target, in-process on 127.0.0.1:0, that can misbehave on
+//! demand: error statuses, slowness, hangs, resets mid-body, invalid JSON,
+//! redirect loops, oversized bodies, and TLS with its own CA.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A running target; servers stop when it is dropped.
+pub struct Target {
+    /// `http://127.0.0.1:PORT` of the well-behaved-or-not HTTP server.
+    pub base: String,
+    /// A server that accepts connections and never answers.
+    pub hang: String,
+    /// A server that sends headers and half a body, then closes.
+    pub reset: String,
+    /// An HTTPS server whose certificate is signed by [`Target::ca_pem`].
+    pub tls: String,
+    /// The PEM of the CA that signed the TLS server's certificate.
+    pub ca_pem: String,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SlowQ {
+    ms: u64,
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/status/{code}",
+            get(|Path(code): Path<u16>| async move {
+                (
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    format!("status {code} body"),
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            get(|Query(q): Query<SlowQ>| async move {
+                tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                "slow ok"
+            }),
+        )
+        .route(
+            "/invalid-json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], "{\"order\": not json") }),
+        )
+        .route(
+            "/json",
+            get(|| async {
+                axum::Json(serde_json::json!({
+                    "status": "confirmed", "count": 3, "items": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
+                    "price": 12.5, "ok": true, "none": null
+                }))
+            }),
+        )
+        .route(
+            "/redirect-loop",
+            get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/redirect-loop")]) }),
+        )
+        .route(
+            "/redirect-chain/{n}",
+            get(|Path(n): Path<u32>| async move {
+                let cookie = format!("hop{n}=1; Path=/");
+                if n == 0 {
+                    ([(header::SET_COOKIE, cookie)], "arrived").into_response()
+                } else {
+                    (
+                        StatusCode::FOUND,
+                        [
+                            (header::LOCATION, format!("/redirect-chain/{}", n - 1)),
+                            (header::SET_COOKIE, cookie),
+                        ],
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route(
+            "/big",
+            get(|| async {
+                // 8 MiB in 64 KiB chunks, no Content-Length: the limit must stop the read.
+                let chunks = (0..128).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 64 * 1024])));
+                Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
+        .route(
+            "/big-declared",
+            get(|| async { vec![b'y'; 5 * 1024 * 1024] }),
+        )
+        .route(
+            "/echo",
+            post(|headers: HeaderMap, body: Bytes| async move {
+                let auth = headers
+                    .get(header::AUTHORIZATION)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+                    .unwrap_or_default();
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("you sent: {} with {auth}", String::from_utf8_lossy(&body)),
+                )
+            }),
+        )
+}
+
+async fn bind() -> (TcpListener, String) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    (l, format!("http://{addr}"))
+}
+
+fn tls_config() -> (Arc<tokio_rustls::rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
+    let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], key)
+        .unwrap();
+    (Arc::new(cfg), ca.pem())
+}
+
+impl Target {
+    /// Starts all the servers.
+    pub async fn start() -> Target {
+        let mut tasks = Vec::new();
+        let (l, base) = bind().await;
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(l, app()).await;
+        }));
+
+        let (l, hang) = bind().await;
+        tasks.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s); // never read, never answer, never close
+            }
+        }));
+
+        let (l, reset) = bind().await;
+        tasks.push(tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{\"partial\": ")
+                        .await;
+                    let _ = s.flush().await;
+                    drop(s);
+                });
+            }
+        }));
+
+        let (cfg, ca_pem) = tls_config();
+        let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tls = format!("https://localhost:{}", l.local_addr().unwrap().port());
+        tasks.push(tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut s) = acceptor.accept(s).await {
+                        let mut buf = [0u8; 4096];
+                        let _ = s.read(&mut buf).await;
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nsecure")
+                            .await;
+                        let _ = s.shutdown().await;
+                    }
+                });
+            }
+        }));
+        Target {
+            base,
+            hang,
+            reset,
+            tls,
+            ca_pem,
+            tasks,
+        }
+    }
+}
