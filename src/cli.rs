@@ -103,6 +103,9 @@ pub struct DemoArgs {
     /// Address of the demo shop (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     pub shop_listen: String,
+    /// Run the example journeys once, print the results and exit.
+    #[arg(long)]
+    pub once: bool,
 }
 
 /// Runs the CLI and returns the exit code.

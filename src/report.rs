@@ -56,7 +56,8 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
         } else {
             String::new()
         };
-        let _ = writeln!(out, "  {mark} {:<width$}  {status:>7}  {timing}{redirects}", s.name);
+        let line = format!("  {mark} {:<width$}  {status:>7}  {timing}{redirects}", s.name);
+        let _ = writeln!(out, "{}", line.trim_end());
         if verbose {
             for x in &s.exchanges {
                 let _ = writeln!(out, "      > {}", x.request);
@@ -73,10 +74,11 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             }
         }
         if let Some(f) = &s.failure {
-            let mut d = Diagnostic::error(&journey.source, f.span, format!("{}: {}", f.reason, f.message));
-            if let (Some(e), Some(a)) = (&f.expected, &f.actual) {
-                d = d.with_label(format!("expected {e}, got {a}"));
+            let mut d = Diagnostic::error(&journey.source, f.span, f.message.clone());
+            if let Some(a) = &f.actual {
+                d = d.with_label(format!("got {a}"));
             }
+            d = d.with_note(format!("reason: {}", f.reason));
             if let Some(x) = &f.excerpt {
                 d = d.with_note(format!("response body: {}", x.replace('\n', "⏎")));
             }

@@ -3,3 +3,4 @@
 mod support;
 mod http;
 mod check;
+mod cli;
