@@ -41,8 +41,16 @@ fn fmt_num(n: f64) -> String {
 type PredResult = Result<(), (String, String)>;
 
 /// Applies a predicate to an optional text value (headers, body, cookies, page text).
-pub fn text_predicate(pred: &Predicate, actual: Option<&str>, scope: &Arc<Scope>) -> Result<PredResult, Failure> {
-    let shown = |a: Option<&str>| a.map_or("nothing (absent)".to_string(), |s| format!("`{}`", excerpt(s, 200)));
+pub fn text_predicate(
+    pred: &Predicate,
+    actual: Option<&str>,
+    scope: &Arc<Scope>,
+) -> Result<PredResult, Failure> {
+    let shown = |a: Option<&str>| {
+        a.map_or("nothing (absent)".to_string(), |s| {
+            format!("`{}`", excerpt(s, 200))
+        })
+    };
     let r = match pred {
         Predicate::Exists(want) => {
             if actual.is_some() == *want {
@@ -103,7 +111,10 @@ pub fn text_predicate(pred: &Predicate, actual: Option<&str>, scope: &Arc<Scope>
             if len == Some(*n) {
                 Ok(())
             } else {
-                Err((format!("length {n}"), len.map_or("absent".into(), |l| format!("length {l}"))))
+                Err((
+                    format!("length {n}"),
+                    len.map_or("absent".into(), |l| format!("length {l}")),
+                ))
             }
         }
     };
@@ -128,7 +139,11 @@ fn compare(pred: &Predicate, n: f64) -> PredResult {
         Predicate::Ge(x) => n >= *x,
         _ => false,
     };
-    if ok { Ok(()) } else { Err((describe_cmp(pred), fmt_num(n))) }
+    if ok {
+        Ok(())
+    } else {
+        Err((describe_cmp(pred), fmt_num(n)))
+    }
 }
 
 fn json_eq(v: &Value, e: &Expected, want_text: &str) -> bool {
@@ -150,7 +165,11 @@ fn json_show(v: &Value) -> String {
 }
 
 /// Applies a predicate to the nodes a JSONPath query selected.
-pub fn json_predicate(pred: &Predicate, nodes: &[&Value], scope: &Arc<Scope>) -> Result<PredResult, Failure> {
+pub fn json_predicate(
+    pred: &Predicate,
+    nodes: &[&Value],
+    scope: &Arc<Scope>,
+) -> Result<PredResult, Failure> {
     let single = || -> Result<&Value, (String, String)> {
         match nodes {
             [one] => Ok(*one),
@@ -216,7 +235,8 @@ pub fn json_predicate(pred: &Predicate, nodes: &[&Value], scope: &Arc<Scope>) ->
             }
             Err(e) => Err(e),
         },
-        Predicate::Lt(_) | Predicate::Le(_) | Predicate::Gt(_) | Predicate::Ge(_) => match single() {
+        Predicate::Lt(_) | Predicate::Le(_) | Predicate::Gt(_) | Predicate::Ge(_) => match single()
+        {
             Ok(Value::Number(n)) => compare(pred, n.as_f64().unwrap_or(f64::NAN)),
             Ok(v) => Err((describe_cmp(pred), json_show(v))),
             Err(e) => Err(e),
@@ -239,13 +259,21 @@ pub fn json_predicate(pred: &Predicate, nodes: &[&Value], scope: &Arc<Scope>) ->
 }
 
 /// Checks one assertion against a response.
-pub fn check(a: &Assertion, resp: &Response, scope: &Arc<Scope>, redactor: &Redactor) -> Result<(), Failure> {
+pub fn check(
+    a: &Assertion,
+    resp: &Response,
+    scope: &Arc<Scope>,
+    redactor: &Redactor,
+) -> Result<(), Failure> {
     let fail = |reason: Reason, what: String, (exp, act): (String, String)| -> Failure {
-        let mut f = Failure::new(reason, redactor.apply(&format!("{what}: expected {exp}, got {act}")))
-            .expected_actual(redactor.apply(&exp), redactor.apply(&act))
-            .at(a.span);
+        let mut f = Failure::new(
+            reason,
+            redactor.apply(&format!("{what}: expected {exp}, got {act}")),
+        )
+        .expected_actual(redactor.apply(&exp), redactor.apply(&act))
+        .at(a.span);
         if matches!(reason, Reason::Assertion | Reason::Status) && !resp.body.is_empty() {
-            f.excerpt = Some(redactor.apply(&excerpt(&resp.text(), EXCERPT_CHARS)));
+            f.excerpt = Some(redactor.apply(&excerpt(resp.text(), EXCERPT_CHARS)));
         }
         f
     };
@@ -265,7 +293,11 @@ pub fn check(a: &Assertion, resp: &Response, scope: &Arc<Scope>, redactor: &Reda
         }
         Check::Header { name, pred } => {
             let values: Vec<&str> = resp.header_all(name);
-            let actual = if values.is_empty() { None } else { Some(values.join(", ")) };
+            let actual = if values.is_empty() {
+                None
+            } else {
+                Some(values.join(", "))
+            };
             text_predicate(pred, actual.as_deref(), scope)
                 .map_err(with_span)?
                 .map_err(|e| fail(Reason::Assertion, format!("header `{name}`"), e))
@@ -285,18 +317,41 @@ pub fn check(a: &Assertion, resp: &Response, scope: &Arc<Scope>, redactor: &Reda
                 CookiePredicate::Value(p) => {
                     text_predicate(p, c.map(|c| c.value.as_str()), scope).map_err(with_span)?
                 }
-                CookiePredicate::Secure(b) => attr(c, |c| c.secure == *b, format!("secure={b}"), |c| format!("secure={}", c.secure)),
-                CookiePredicate::HttpOnly(b) => attr(c, |c| c.http_only == *b, format!("http_only={b}"), |c| format!("http_only={}", c.http_only)),
+                CookiePredicate::Secure(b) => attr(
+                    c,
+                    |c| c.secure == *b,
+                    format!("secure={b}"),
+                    |c| format!("secure={}", c.secure),
+                ),
+                CookiePredicate::HttpOnly(b) => attr(
+                    c,
+                    |c| c.http_only == *b,
+                    format!("http_only={b}"),
+                    |c| format!("http_only={}", c.http_only),
+                ),
                 CookiePredicate::SameSite(s) => attr(
                     c,
-                    |c| c.same_site.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(s)),
+                    |c| {
+                        c.same_site
+                            .as_deref()
+                            .is_some_and(|x| x.eq_ignore_ascii_case(s))
+                    },
                     format!("same_site={s}"),
                     |c| format!("same_site={}", c.same_site.as_deref().unwrap_or("unset")),
                 ),
-                CookiePredicate::Path(p) => attr(c, |c| c.path.as_deref() == Some(p), format!("path={p}"), |c| format!("path={}", c.path.as_deref().unwrap_or("unset"))),
+                CookiePredicate::Path(p) => attr(
+                    c,
+                    |c| c.path.as_deref() == Some(p),
+                    format!("path={p}"),
+                    |c| format!("path={}", c.path.as_deref().unwrap_or("unset")),
+                ),
                 CookiePredicate::Domain(d) => attr(
                     c,
-                    |c| c.domain.as_deref().is_some_and(|x| x.trim_start_matches('.') == d.trim_start_matches('.')),
+                    |c| {
+                        c.domain
+                            .as_deref()
+                            .is_some_and(|x| x.trim_start_matches('.') == d.trim_start_matches('.'))
+                    },
                     format!("domain={d}"),
                     |c| format!("domain={}", c.domain.as_deref().unwrap_or("unset")),
                 ),
@@ -305,18 +360,26 @@ pub fn check(a: &Assertion, resp: &Response, scope: &Arc<Scope>, redactor: &Reda
         }
         Check::Body(pred) => {
             let text = resp.text();
-            text_predicate(pred, Some(&text), scope)
+            text_predicate(pred, Some(text), scope)
                 .map_err(with_span)?
                 .map_err(|(exp, act)| {
                     // The body itself goes in the excerpt, not the message.
-                    let act = if act.len() > 60 { "a body that does not".to_string() } else { act };
+                    let act = if act.len() > 60 {
+                        "a body that does not".to_string()
+                    } else {
+                        act
+                    };
                     fail(Reason::Assertion, "body".into(), (exp, act))
                 })
         }
         Check::JsonPath { query, path, pred } => {
             let json = resp.json().map_err(|m| {
-                let mut f = Failure::new(Reason::InvalidBody, redactor.apply(&format!("`{query}`: the body is not JSON ({m})"))).at(a.span);
-                f.excerpt = Some(redactor.apply(&excerpt(&resp.text(), EXCERPT_CHARS)));
+                let mut f = Failure::new(
+                    Reason::InvalidBody,
+                    redactor.apply(&format!("`{query}`: the body is not JSON ({m})")),
+                )
+                .at(a.span);
+                f.excerpt = Some(redactor.apply(&excerpt(resp.text(), EXCERPT_CHARS)));
                 f
             })?;
             let nodes = path.query(json).all();

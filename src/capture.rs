@@ -18,9 +18,14 @@ pub fn json_text(v: &Value) -> String {
 /// Extracts one capture; a capture that finds nothing fails the step.
 pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<String, Failure> {
     let missing = |what: String| {
-        let mut f = Failure::new(Reason::Capture, redactor.apply(&format!("capture `{}`: {what}", c.name))).at(c.span);
+        let mut f = Failure::new(
+            Reason::Capture,
+            redactor.apply(&format!("capture `{}`: {what}", c.name)),
+        )
+        .at(c.span);
         if !resp.body.is_empty() {
-            f.excerpt = Some(redactor.apply(&excerpt(&resp.text(), crate::assertion::EXCERPT_CHARS)));
+            f.excerpt =
+                Some(redactor.apply(&excerpt(resp.text(), crate::assertion::EXCERPT_CHARS)));
         }
         f
     };
@@ -32,7 +37,8 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
                     redactor.apply(&format!("capture `{}`: the body is not JSON ({m})", c.name)),
                 )
                 .at(c.span);
-                f.excerpt = Some(redactor.apply(&excerpt(&resp.text(), crate::assertion::EXCERPT_CHARS)));
+                f.excerpt =
+                    Some(redactor.apply(&excerpt(resp.text(), crate::assertion::EXCERPT_CHARS)));
                 f
             })?;
             path.query(json)
@@ -45,7 +51,7 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
             compiled,
             attr,
         } => {
-            let html = scraper::Html::parse_document(&resp.text());
+            let html = scraper::Html::parse_document(resp.text());
             let el = html
                 .select(compiled)
                 .next()
@@ -60,7 +66,7 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
             }
         }
         CaptureSource::Regex { regex, group } => regex
-            .captures(&resp.text())
+            .captures(resp.text())
             .and_then(|caps| caps.get(*group).map(|m| m.as_str().to_string()))
             .ok_or_else(|| missing(format!("/{}/ matched nothing", regex.as_str()))),
         CaptureSource::Header(name) => resp

@@ -113,12 +113,19 @@ pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { Exit::Invalid } else { Exit::Ok };
+            let code = if e.use_stderr() {
+                Exit::Invalid
+            } else {
+                Exit::Ok
+            };
             let _ = e.print();
             return code as i32;
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -241,7 +248,10 @@ fn report_invalid(e: &LoadError) {
 }
 
 /// Runs every journey once, concurrently, and prints the outcomes in name order.
-pub async fn run_journeys(journeys: &[Journey], runner: &Runner) -> Vec<crate::outcome::JourneyOutcome> {
+pub async fn run_journeys(
+    journeys: &[Journey],
+    runner: &Runner,
+) -> Vec<crate::outcome::JourneyOutcome> {
     let futs = journeys.iter().map(|j| {
         let runner = runner.clone();
         let j = j.clone();
@@ -295,7 +305,11 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     })
 }
 
-fn print_outcomes(journeys: &[Journey], outcomes: &[crate::outcome::JourneyOutcome], verbose: bool) {
+fn print_outcomes(
+    journeys: &[Journey],
+    outcomes: &[crate::outcome::JourneyOutcome],
+    verbose: bool,
+) {
     let color = stdout_color();
     let mut out = std::io::stdout().lock();
     for (j, o) in journeys.iter().zip(outcomes) {
@@ -306,9 +320,18 @@ fn print_outcomes(journeys: &[Journey], outcomes: &[crate::outcome::JourneyOutco
 
 /// The example journeys, embedded so `wayprobe demo` works from anywhere.
 pub const EXAMPLES: &[(&str, &str)] = &[
-    ("journeys/account.yaml", include_str!("../journeys/account.yaml")),
-    ("journeys/api-login.yaml", include_str!("../journeys/api-login.yaml")),
-    ("journeys/checkout.yaml", include_str!("../journeys/checkout.yaml")),
+    (
+        "journeys/account.yaml",
+        include_str!("../journeys/account.yaml"),
+    ),
+    (
+        "journeys/api-login.yaml",
+        include_str!("../journeys/api-login.yaml"),
+    ),
+    (
+        "journeys/checkout.yaml",
+        include_str!("../journeys/checkout.yaml"),
+    ),
 ];
 
 /// Loads the embedded example journeys pointed at `base_url`.
@@ -334,7 +357,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         let _ = stop_rx.await;
     }));
     let base_url = format!("http://{addr}");
-    println!("demo shop: {base_url}/ (user alice, password {})\n", crate::demo::DemoShop::PASSWORD);
+    println!(
+        "demo shop: {base_url}/ (user alice, password {})\n",
+        crate::demo::DemoShop::PASSWORD
+    );
     let loaded = match example_journeys(&base_url) {
         Ok(l) => l,
         Err(e) => {

@@ -182,7 +182,11 @@ impl Diagnostic {
             Severity::Warning => paint.yellow(sev),
             Severity::Note => paint.cyan(sev),
         };
-        let _ = writeln!(out, "{sev_colored}{}", paint.bold(&format!(": {}", self.title)));
+        let _ = writeln!(
+            out,
+            "{sev_colored}{}",
+            paint.bold(&format!(": {}", self.title))
+        );
         let line_text = self.file.as_ref().and_then(|f| f.line(self.span.line));
         let gutter = if line_text.is_some() {
             self.span.line.to_string().len()

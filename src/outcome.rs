@@ -162,7 +162,11 @@ impl Failure {
     }
 
     /// Adds expected/actual values.
-    pub fn expected_actual(mut self, expected: impl Into<String>, actual: impl Into<String>) -> Self {
+    pub fn expected_actual(
+        mut self,
+        expected: impl Into<String>,
+        actual: impl Into<String>,
+    ) -> Self {
         self.expected = Some(expected.into());
         self.actual = Some(actual.into());
         self

@@ -75,7 +75,11 @@ impl Redactor {
             // Keep the cookie/scheme name, hide the value: `session=***`.
             match value.split_once(['=', ' ']) {
                 Some((head, _)) if !head.is_empty() && head.len() < 40 => {
-                    let sep = if value.as_bytes()[head.len()] == b'=' { "=" } else { " " };
+                    let sep = if value.as_bytes()[head.len()] == b'=' {
+                        "="
+                    } else {
+                        " "
+                    };
                     format!("{head}{sep}{MASK}")
                 }
                 _ => MASK.to_string(),

@@ -37,12 +37,20 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
     let width = o.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &o.steps {
         let (mark, status) = match s.status {
-            StepStatus::Passed => (p.green("✓"), s.http_status.map(|c| c.to_string()).unwrap_or_else(|| "ok".into())),
-            StepStatus::Failed => (
-                p.red("✗"),
+            StepStatus::Passed => (
+                p.green("✓"),
                 s.http_status
                     .map(|c| c.to_string())
-                    .unwrap_or_else(|| s.failure.as_ref().map(|f| f.reason.as_str().to_string()).unwrap_or_default()),
+                    .unwrap_or_else(|| "ok".into()),
+            ),
+            StepStatus::Failed => (
+                p.red("✗"),
+                s.http_status.map(|c| c.to_string()).unwrap_or_else(|| {
+                    s.failure
+                        .as_ref()
+                        .map(|f| f.reason.as_str().to_string())
+                        .unwrap_or_default()
+                }),
             ),
             StepStatus::Skipped => (p.dim("-"), "skipped".into()),
         };
@@ -52,11 +60,18 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             ms(s.duration)
         };
         let redirects = if s.redirects > 0 {
-            p.dim(&format!(" ({} redirect{})", s.redirects, if s.redirects == 1 { "" } else { "s" }))
+            p.dim(&format!(
+                " ({} redirect{})",
+                s.redirects,
+                if s.redirects == 1 { "" } else { "s" }
+            ))
         } else {
             String::new()
         };
-        let line = format!("  {mark} {:<width$}  {status:>7}  {timing}{redirects}", s.name);
+        let line = format!(
+            "  {mark} {:<width$}  {status:>7}  {timing}{redirects}",
+            s.name
+        );
         let _ = writeln!(out, "{}", line.trim_end());
         if verbose {
             for x in &s.exchanges {
@@ -96,14 +111,21 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
 /// The closing line for a set of runs.
 pub fn summary(outcomes: &[JourneyOutcome], color: bool) -> String {
     let p = Paint { on: color };
-    let failed = outcomes.iter().filter(|o| o.result == RunResult::Failure).count();
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.result == RunResult::Failure)
+        .count();
     let passed = outcomes.len() - failed;
     let line = format!(
         "{} journey{}: {passed} passed, {failed} failed",
         outcomes.len(),
         if outcomes.len() == 1 { "" } else { "s" }
     );
-    if failed > 0 { p.red(&line) } else { p.green(&line) }
+    if failed > 0 {
+        p.red(&line)
+    } else {
+        p.green(&line)
+    }
 }
 
 #[derive(Serialize)]
@@ -115,7 +137,10 @@ struct JsonReport<'a> {
 
 /// The JSON report (`--report-json`).
 pub fn json(outcomes: &[JourneyOutcome]) -> String {
-    let failed = outcomes.iter().filter(|o| o.result == RunResult::Failure).count();
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.result == RunResult::Failure)
+        .count();
     let report = JsonReport {
         passed: outcomes.len() - failed,
         failed,
@@ -144,15 +169,26 @@ fn xml(s: &str) -> String {
 /// case per step.
 pub fn junit(journeys: &[&Journey], outcomes: &[JourneyOutcome]) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let failures: usize = outcomes.iter().filter(|o| o.result == RunResult::Failure).count();
+    let failures: usize = outcomes
+        .iter()
+        .filter(|o| o.result == RunResult::Failure)
+        .count();
     let tests: usize = outcomes.iter().map(|o| o.steps.len()).sum();
     let _ = writeln!(
         out,
         "<testsuites name=\"wayprobe\" tests=\"{tests}\" failures=\"{failures}\">"
     );
     for (j, o) in journeys.iter().zip(outcomes) {
-        let f = o.steps.iter().filter(|s| s.status == StepStatus::Failed).count();
-        let sk = o.steps.iter().filter(|s| s.status == StepStatus::Skipped).count();
+        let f = o
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+            .count();
+        let sk = o
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Skipped)
+            .count();
         let _ = writeln!(
             out,
             "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{f}\" skipped=\"{sk}\" time=\"{:.3}\" timestamp=\"{}\" file=\"{}\">",
@@ -172,7 +208,10 @@ pub fn junit(journeys: &[&Journey], outcomes: &[JourneyOutcome]) -> String {
             );
             match (s.status, &s.failure) {
                 (StepStatus::Skipped, _) => {
-                    let _ = writeln!(out, ">\n      <skipped message=\"an earlier step failed\"/>\n    </testcase>");
+                    let _ = writeln!(
+                        out,
+                        ">\n      <skipped message=\"an earlier step failed\"/>\n    </testcase>"
+                    );
                 }
                 (StepStatus::Failed, Some(f)) => {
                     let mut body = f.message.clone();

@@ -105,12 +105,18 @@ impl Runner {
                     .or_else(|| std::env::var(var).ok())
                     .filter(|v| !v.is_empty())
                     .ok_or_else(|| {
-                        Failure::new(Reason::Secret, format!("secret `{name}`: environment variable `{var}` is not set"))
+                        Failure::new(
+                            Reason::Secret,
+                            format!("secret `{name}`: environment variable `{var}` is not set"),
+                        )
                     })?,
                 SecretSource::File(path) => std::fs::read_to_string(path)
                     .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                     .map_err(|e| {
-                        Failure::new(Reason::Secret, format!("secret `{name}`: cannot read `{}`: {e}", path.display()))
+                        Failure::new(
+                            Reason::Secret,
+                            format!("secret `{name}`: cannot read `{}`: {e}", path.display()),
+                        )
                     })?,
             };
             out.insert(name.clone(), value);
@@ -118,7 +124,11 @@ impl Runner {
         Ok(out)
     }
 
-    fn client(&self, journey: &Journey, jar: Arc<CookieStoreMutex>) -> Result<reqwest::Client, Failure> {
+    fn client(
+        &self,
+        journey: &Journey,
+        jar: Arc<CookieStoreMutex>,
+    ) -> Result<reqwest::Client, Failure> {
         let mut b = reqwest::Client::builder()
             .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
@@ -127,15 +137,28 @@ impl Runner {
             .tls_danger_accept_invalid_certs(!journey.tls.verify);
         if let Some(ca) = &journey.tls.ca_file {
             let pem = std::fs::read(ca).map_err(|e| {
-                Failure::new(Reason::Tls, format!("cannot read CA file `{}`: {e}", ca.display()))
+                Failure::new(
+                    Reason::Tls,
+                    format!("cannot read CA file `{}`: {e}", ca.display()),
+                )
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Failure::new(Reason::Tls, format!("CA file `{}` holds no valid PEM certificate: {e}", ca.display()))
+                Failure::new(
+                    Reason::Tls,
+                    format!(
+                        "CA file `{}` holds no valid PEM certificate: {e}",
+                        ca.display()
+                    ),
+                )
             })?;
             b = b.tls_certs_merge(certs);
         }
-        b.build()
-            .map_err(|e| Failure::new(Reason::Internal, format!("cannot build the HTTP client: {e}")))
+        b.build().map_err(|e| {
+            Failure::new(
+                Reason::Internal,
+                format!("cannot build the HTTP client: {e}"),
+            )
+        })
     }
 
     /// Runs `journey` once and returns its outcome. Never fails, never hangs:
@@ -204,11 +227,9 @@ impl Runner {
             let step_limit = step.timeout.unwrap_or(journey.timeout);
             let limit = step_limit.min(remaining);
             let t0 = Instant::now();
-            let res = tokio::time::timeout(
-                limit,
-                crate::step::execute(step, &mut ctx, self, limit),
-            )
-            .await;
+            let res =
+                tokio::time::timeout(limit, crate::step::execute(step, &mut ctx, self, limit))
+                    .await;
             let duration = t0.elapsed();
             let outcome = match res {
                 Ok(mut o) => {

@@ -48,9 +48,7 @@ impl Template {
         if !src.contains("{{") && !src.contains("{%") && !src.contains("{#") {
             return Ok(Self::literal(src));
         }
-        let tmpl = engine()
-            .template_from_str(src)
-            .map_err(|e| describe(&e))?;
+        let tmpl = engine().template_from_str(src).map_err(|e| describe(&e))?;
         let mut refs: Vec<String> = tmpl
             .undeclared_variables(true)
             .into_iter()
@@ -85,7 +83,9 @@ impl Template {
 
     /// Whether rendering can read a secret (used to keep values out of output).
     pub fn uses_secret(&self) -> bool {
-        self.refs.iter().any(|r| r == "secret" || r.starts_with("secret."))
+        self.refs
+            .iter()
+            .any(|r| r == "secret" || r.starts_with("secret."))
     }
 
     /// Renders against `scope`; the error names what was undefined.
@@ -147,7 +147,10 @@ struct Secrets(Arc<Scope>);
 
 impl Object for Secrets {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.0.secrets.get(key.as_str()?).map(|v| Value::from(v.as_str()))
+        self.0
+            .secrets
+            .get(key.as_str()?)
+            .map(|v| Value::from(v.as_str()))
     }
 }
 

@@ -40,8 +40,10 @@ pub(super) fn browser_step(v: &mut Validator<'_>, n: &SNode, names: &Names) -> O
         return None;
     };
     if items.is_empty() {
-        v.error(n.span, "`browser` has no actions")
-            .label = Some(format!("add actions such as {}", one_of(&["goto", "click", "expect"])));
+        v.error(n.span, "`browser` has no actions").label = Some(format!(
+            "add actions such as {}",
+            one_of(&["goto", "click", "expect"])
+        ));
         return None;
     }
     // Captures made by earlier actions of this step are visible to later ones.
@@ -74,8 +76,11 @@ fn selector(v: &mut Validator<'_>, n: &SNode) -> Option<String> {
 
 fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserAction> {
     let Node::Map(entries) = &n.node else {
-        v.error(n.span, "a browser action is a mapping such as `- click: \"#checkout\"`")
-            .label = Some(format!("actions: {}", one_of(ACTIONS)));
+        v.error(
+            n.span,
+            "a browser action is a mapping such as `- click: \"#checkout\"`",
+        )
+        .label = Some(format!("actions: {}", one_of(ACTIONS)));
         return None;
     };
     let mut kind_key = None;
@@ -85,8 +90,8 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
             timeout = v.duration(val, "action `timeout`");
         } else if ACTIONS.contains(&k.name.as_str()) {
             if kind_key.is_some() {
-                v.error(k.span, "one action per list item")
-                    .label = Some("start a new `- ` item for each action".into());
+                v.error(k.span, "one action per list item").label =
+                    Some("start a new `- ` item for each action".into());
                 return None;
             }
             kind_key = Some((k, val));
@@ -95,13 +100,14 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                 Some(s) => format!("did you mean `{s}`?"),
                 None => format!("expected one of {}", one_of(ACTIONS)),
             };
-            v.error(k.span, format!("unknown browser action `{}`", k.name)).label = Some(label);
+            v.error(k.span, format!("unknown browser action `{}`", k.name))
+                .label = Some(label);
             return None;
         }
     }
     let Some((key, val)) = kind_key else {
-        v.error(n.span, "this item has no action")
-            .label = Some(format!("expected one of {}", one_of(ACTIONS)));
+        v.error(n.span, "this item has no action").label =
+            Some(format!("expected one of {}", one_of(ACTIONS)));
         return None;
     };
     // Map-form actions may carry their own timeout inside.
@@ -126,7 +132,11 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
             _ => ActionKind::Click(selector(v, val)?),
         },
         "fill" | "select" => {
-            let f = v.map(val, &format!("`{}`", key.name), &["selector", "value", "timeout"])?;
+            let f = v.map(
+                val,
+                &format!("`{}`", key.name),
+                &["selector", "value", "timeout"],
+            )?;
             timeout = timeout.or(inner_timeout(v, val));
             let n_selector = need(v, &f, val, "selector")?;
             let selector = selector(v, n_selector)?;
@@ -162,7 +172,11 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
             }
         },
         "wait_for" => {
-            let f = v.map(val, "`wait_for`", &["selector", "visible", "text", "url", "timeout"])?;
+            let f = v.map(
+                val,
+                "`wait_for`",
+                &["selector", "visible", "text", "url", "timeout"],
+            )?;
             timeout = timeout.or(inner_timeout(v, val));
             let cond = if let Some(u) = f.get("url") {
                 WaitCondition::Url(v.template(u, "`url`", names)?)
@@ -185,7 +199,8 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
         "expect" => {
             let f = v.map(val, "a browser `expect`", EXPECT_KEYS)?;
             timeout = timeout.or(inner_timeout(v, val));
-            let exp = if let Some(u) = f.get("url") {
+
+            if let Some(u) = f.get("url") {
                 ActionKind::Expect(BrowserExpect::Url(first_pred(v, u, names)?))
             } else if let Some(t) = f.get("title") {
                 ActionKind::Expect(BrowserExpect::Title(first_pred(v, t, names)?))
@@ -215,8 +230,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                         }),
                     }
                 }
-            };
-            exp
+            }
         }
         "capture" => ActionKind::Capture(browser_captures(v, val)?),
         _ => ActionKind::Screenshot(v.string(val, "`screenshot`")?),
@@ -243,8 +257,20 @@ fn need<'n>(
 
 fn check_key(v: &mut Validator<'_>, at: &SNode, key: String) -> Option<String> {
     const KEYS: &[&str] = &[
-        "Enter", "Tab", "Escape", "Backspace", "Delete", "Space", "ArrowUp", "ArrowDown",
-        "ArrowLeft", "ArrowRight", "Home", "End", "PageUp", "PageDown",
+        "Enter",
+        "Tab",
+        "Escape",
+        "Backspace",
+        "Delete",
+        "Space",
+        "ArrowUp",
+        "ArrowDown",
+        "ArrowLeft",
+        "ArrowRight",
+        "Home",
+        "End",
+        "PageUp",
+        "PageDown",
     ];
     if KEYS.contains(&key.as_str()) || key.chars().count() == 1 {
         return Some(key);
@@ -267,8 +293,10 @@ fn text_pred(v: &mut Validator<'_>, val: &SNode, names: &Names) -> Option<Predic
         .filter(|(k, _)| TEXT_PREDICATES.contains(&k.name.as_str()) && k.name != "exists")
         .collect();
     let Some((k, pv)) = preds.first() else {
-        v.error(val.span, "this `expect` checks nothing")
-            .label = Some("add `contains:`, `equals:`, `matches:`, `visible: true`, `absent: true` or `count:`".into());
+        v.error(val.span, "this `expect` checks nothing").label = Some(
+            "add `contains:`, `equals:`, `matches:`, `visible: true`, `absent: true` or `count:`"
+                .into(),
+        );
         return None;
     };
     let wrapped = SNode {
@@ -295,8 +323,15 @@ fn browser_captures(v: &mut Validator<'_>, n: &SNode) -> Option<Vec<Capture>> {
     };
     let mut out = Vec::new();
     for (k, val) in entries {
-        let f = v.map(val, "a browser capture", &["selector", "text", "attr", "url", "redact"])?;
-        let redact = f.get("redact").and_then(|r| v.bool(r, "`redact`")).unwrap_or(false);
+        let f = v.map(
+            val,
+            "a browser capture",
+            &["selector", "text", "attr", "url", "redact"],
+        )?;
+        let redact = f
+            .get("redact")
+            .and_then(|r| v.bool(r, "`redact`"))
+            .unwrap_or(false);
         let source = if f.get("url").is_some() {
             CaptureSource::Url
         } else {

@@ -49,7 +49,10 @@ impl LoadError {
 }
 
 fn summary(diags: &[Diagnostic]) -> String {
-    let n = diags.iter().filter(|d| d.severity == Severity::Error).count();
+    let n = diags
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     format!("{n} error{}", if n == 1 { "" } else { "s" })
 }
 
@@ -68,7 +71,10 @@ pub fn journey_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             !name.starts_with('.')
                 && (name.ends_with(".yaml") || name.ends_with(".yml"))
                 && p.is_file()
@@ -94,7 +100,10 @@ pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, LoadE
                 for f in files {
                     match std::fs::read_to_string(&f) {
                         Ok(text) => sources.push(SourceFile::new(f, text)),
-                        Err(e) => diags.push(Diagnostic::io(&f, format!("cannot read `{}`: {e}", f.display()))),
+                        Err(e) => diags.push(Diagnostic::io(
+                            &f,
+                            format!("cannot read `{}`: {e}", f.display()),
+                        )),
                     }
                 }
             }
@@ -136,8 +145,12 @@ pub fn load_sources(
     for (j, span) in &journeys {
         if let Some(first) = seen.get(&j.name) {
             diags.push(
-                Diagnostic::error(&j.source, *span, format!("duplicate journey name `{}`", j.name))
-                    .with_label(format!("also the name of `{}`", first.path.display())),
+                Diagnostic::error(
+                    &j.source,
+                    *span,
+                    format!("duplicate journey name `{}`", j.name),
+                )
+                .with_label(format!("also the name of `{}`", first.path.display())),
             );
         } else {
             seen.insert(j.name.clone(), j.source.clone());

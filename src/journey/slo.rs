@@ -163,9 +163,15 @@ fn decimal(mantissa: u64, scale: u32) -> String {
     let s = mantissa.to_string();
     let scale = scale as usize;
     let (int, frac) = if s.len() > scale {
-        (s[..s.len() - scale].to_string(), s[s.len() - scale..].to_string())
+        (
+            s[..s.len() - scale].to_string(),
+            s[s.len() - scale..].to_string(),
+        )
     } else {
-        ("0".to_string(), format!("{}{s}", "0".repeat(scale - s.len())))
+        (
+            "0".to_string(),
+            format!("{}{s}", "0".repeat(scale - s.len())),
+        )
     };
     let frac = frac.trim_end_matches('0');
     if frac.is_empty() {
@@ -243,7 +249,10 @@ mod tests {
         assert_eq!(o.ratio(), "0.9995");
         assert_eq!(o.budget(), "0.0005");
         let o = Objective::parse("99.5").unwrap();
-        assert_eq!((o.ratio().as_str(), o.budget().as_str()), ("0.995", "0.005"));
+        assert_eq!(
+            (o.ratio().as_str(), o.budget().as_str()),
+            ("0.995", "0.005")
+        );
         let o = Objective::parse("95%").unwrap();
         assert_eq!((o.ratio().as_str(), o.budget().as_str()), ("0.95", "0.05"));
         let o = Objective::parse("99.900").unwrap();

@@ -48,7 +48,9 @@ const HTTP_KEYS: &[&str] = &[
     "max_body",
 ];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const EXPECT_KEYS: &[&str] = &["status", "headers", "cookies", "body", "jsonpath", "duration"];
+const EXPECT_KEYS: &[&str] = &[
+    "status", "headers", "cookies", "body", "jsonpath", "duration",
+];
 pub(super) const TEXT_PREDICATES: &[&str] = &[
     "equals",
     "not_equals",
@@ -90,7 +92,9 @@ const COOKIE_KEYS: &[&str] = &[
     "path",
     "domain",
 ];
-const CAPTURE_SOURCES: &[&str] = &["jsonpath", "css", "regex", "header", "cookie", "status", "url"];
+const CAPTURE_SOURCES: &[&str] = &[
+    "jsonpath", "css", "regex", "header", "cookie", "status", "url",
+];
 const CAPTURE_KEYS: &[&str] = &[
     "jsonpath", "css", "attr", "regex", "group", "header", "cookie", "status", "url", "redact",
 ];
@@ -127,7 +131,10 @@ pub(super) struct Fields<'n> {
 
 impl<'n> Fields<'n> {
     pub(super) fn get(&self, key: &str) -> Option<&'n SNode> {
-        self.entries.iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+        self.entries
+            .iter()
+            .find(|(k, _)| k.name == key)
+            .map(|(_, v)| v)
     }
     fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
@@ -154,7 +161,10 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn type_error(&mut self, n: &SNode, what: &str, expected: &str) {
-        self.error(n.span, format!("{what} must be {expected}, found {}", n.node.kind()));
+        self.error(
+            n.span,
+            format!("{what} must be {expected}, found {}", n.node.kind()),
+        );
     }
 
     /// A mapping with only `allowed` keys; unknown keys are reported with a hint.
@@ -253,8 +263,9 @@ impl<'a> Validator<'a> {
             Node::Str(s) => s.clone(),
             Node::Int(_) | Node::Float(_) => {
                 let t = n.node.scalar_text().unwrap_or_default();
-                self.error(n.span, format!("{what} needs a unit"))
-                    .label = Some(format!("write `{t}s` for seconds or `{t}ms` for milliseconds"));
+                self.error(n.span, format!("{what} needs a unit")).label = Some(format!(
+                    "write `{t}s` for seconds or `{t}ms` for milliseconds"
+                ));
                 return None;
             }
             _ => {
@@ -329,8 +340,7 @@ impl<'a> Validator<'a> {
                 let msg = e.to_string();
                 let last = msg.lines().last().unwrap_or("").trim();
                 let last = last.strip_prefix("error: ").unwrap_or(last).to_string();
-                self.error(n.span, format!("invalid regex in {what}"))
-                    .label = Some(last);
+                self.error(n.span, format!("invalid regex in {what}")).label = Some(last);
                 None
             }
         }
@@ -340,8 +350,8 @@ impl<'a> Validator<'a> {
         match JsonPath::parse(q) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
-                self.error(span, format!("invalid JSONPath `{q}`"))
-                    .label = Some(format!("{e} (RFC 9535 syntax, e.g. `$.items[0].id`)"));
+                self.error(span, format!("invalid JSONPath `{q}`")).label =
+                    Some(format!("{e} (RFC 9535 syntax, e.g. `$.items[0].id`)"));
                 None
             }
         }
@@ -361,7 +371,9 @@ impl<'a> Validator<'a> {
                     .unwrap_or("syntax error")
                     .to_string();
                 self.error(n.span, format!("invalid CSS selector `{s}`"))
-                    .label = Some(format!("{detail}; e.g. `input[name=csrf_token]`, `#cart .item`"));
+                    .label = Some(format!(
+                    "{detail}; e.g. `input[name=csrf_token]`, `#cart .item`"
+                ));
                 None
             }
         }
@@ -398,21 +410,28 @@ impl Validator<'_> {
                         let cands: Vec<&str> = names.secrets.iter().map(String::as_str).collect();
                         let label = match did_you_mean(rest, &cands) {
                             Some(s) => format!("did you mean `secret.{s}`?"),
-                            None => format!("declare it under `secrets:`, e.g. `{rest}: {{env: {}}}`", rest.to_uppercase()),
+                            None => format!(
+                                "declare it under `secrets:`, e.g. `{rest}: {{env: {}}}`",
+                                rest.to_uppercase()
+                            ),
                         };
-                        self.error(n.span, format!("undefined secret `{rest}`")).label = Some(label);
+                        self.error(n.span, format!("undefined secret `{rest}`"))
+                            .label = Some(label);
                     }
                 }
                 name if !names.vars.contains(name) => {
                     let cands: Vec<&str> = names.vars.iter().map(String::as_str).collect();
                     let label = if let Some(step) = names.later.get(name) {
-                        format!("`{name}` is captured by a later step (`{step}`); steps run in order")
+                        format!(
+                            "`{name}` is captured by a later step (`{step}`); steps run in order"
+                        )
                     } else if let Some(s) = did_you_mean(name, &cands) {
                         format!("did you mean `{s}`?")
                     } else {
                         "define it under `vars:`, capture it in an earlier step, or pass `--var NAME=VALUE`".to_string()
                     };
-                    self.error(n.span, format!("undefined variable `{name}`")).label = Some(label);
+                    self.error(n.span, format!("undefined variable `{name}`"))
+                        .label = Some(label);
                 }
                 _ => {}
             }
@@ -469,12 +488,16 @@ pub(super) fn journey(
     overrides: &BTreeMap<String, String>,
 ) -> Option<(Journey, Span)> {
     if matches!(root.node, Node::Null) {
-        v.error(Span::new(1, 1, 1), "the file is empty")
-            .label = Some("a journey needs at least `steps:`".into());
+        v.error(Span::new(1, 1, 1), "the file is empty").label =
+            Some("a journey needs at least `steps:`".into());
         return None;
     }
     let f = v.map(root, "a journey", JOURNEY_KEYS)?;
-    let errors_before = v.diags.iter().filter(|d| d.severity == crate::diag::Severity::Error).count();
+    let errors_before = v
+        .diags
+        .iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .count();
 
     // name: explicit, or the file stem.
     let (name, name_span) = match f.get("name") {
@@ -489,13 +512,21 @@ pub(super) fn journey(
             if is_label_safe(&stem) {
                 (Some(stem), Span::new(1, 1, 1))
             } else {
-                v.error(Span::new(1, 1, 1), format!("the file name `{stem}` is not a label-safe journey name"))
-                    .label = Some(format!("add `name: {}` or rename the file", to_label_safe(&stem)));
+                v.error(
+                    Span::new(1, 1, 1),
+                    format!("the file name `{stem}` is not a label-safe journey name"),
+                )
+                .label = Some(format!(
+                    "add `name: {}` or rename the file",
+                    to_label_safe(&stem)
+                ));
                 (None, Span::new(1, 1, 1))
             }
         }
     };
-    let description = f.get("description").and_then(|n| v.string(n, "description"));
+    let description = f
+        .get("description")
+        .and_then(|n| v.string(n, "description"));
     let interval = f
         .get("interval")
         .and_then(|n| v.duration(n, "interval"))
@@ -544,14 +575,25 @@ pub(super) fn journey(
                 .chars()
                 .next()
                 .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && k.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && k.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && !k.name.starts_with("__");
             if !ok_name {
-                v.error(k.span, format!("label name `{}` is not a valid Prometheus label name", k.name))
-                    .label = Some("use letters, digits and `_`, e.g. `team`".into());
+                v.error(
+                    k.span,
+                    format!(
+                        "label name `{}` is not a valid Prometheus label name",
+                        k.name
+                    ),
+                )
+                .label = Some("use letters, digits and `_`, e.g. `team`".into());
             } else if RESERVED_LABELS.contains(&k.name.as_str()) {
-                v.error(k.span, format!("label `{}` is set by wayprobe itself", k.name))
-                    .label = Some("choose another name, e.g. `team` or `tier`".into());
+                v.error(
+                    k.span,
+                    format!("label `{}` is set by wayprobe itself", k.name),
+                )
+                .label = Some("choose another name, e.g. `team` or `tier`".into());
             }
             if let Some(t) = v.text(val, "a label value") {
                 labels.insert(k.name.clone(), t);
@@ -565,7 +607,9 @@ pub(super) fn journey(
     {
         for (k, val) in entries {
             v.identifier(k.span, &k.name, "variable");
-            if matches!(k.name.as_str(), "env" | "secret") || crate::template::FUNCTIONS.contains(&k.name.as_str()) {
+            if matches!(k.name.as_str(), "env" | "secret")
+                || crate::template::FUNCTIONS.contains(&k.name.as_str())
+            {
                 v.error(k.span, format!("`{}` is a reserved name", k.name));
             }
             if let Some(t) = v.text(val, "a variable value") {
@@ -577,7 +621,12 @@ pub(super) fn journey(
         vars.insert(k.clone(), val.clone());
     }
 
-    let base_dir = v.file.path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base_dir = v
+        .file
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
     let mut secrets = BTreeMap::new();
     if let Some(n) = f.get("secrets")
         && let Some(entries) = v.free_map(n, "secrets")
@@ -590,7 +639,10 @@ pub(super) fn journey(
         }
     }
 
-    let tls = f.get("tls").map(|n| tls(v, n, &base_dir)).unwrap_or_default();
+    let tls = f
+        .get("tls")
+        .map(|n| tls(v, n, &base_dir))
+        .unwrap_or_default();
 
     let mut names = Names {
         vars: vars.keys().cloned().collect(),
@@ -605,7 +657,10 @@ pub(super) fn journey(
         }
         Some(n) => match &n.node {
             Node::Seq(items) if items.is_empty() => {
-                v.error(n.span, "`steps` is empty; a journey needs at least one step");
+                v.error(
+                    n.span,
+                    "`steps` is empty; a journey needs at least one step",
+                );
             }
             Node::Seq(items) => {
                 // Captures of all steps, for "captured by a later step" hints.
@@ -637,7 +692,9 @@ pub(super) fn journey(
                         if let Some(prev) = seen.get(sname) {
                             let prev_line = prev.line;
                             v.error(nn.span, format!("duplicate step name `{sname}`"))
-                                .label = Some(format!("already used on line {prev_line}; step names become the `step` label and must be unique"));
+                                .label = Some(format!(
+                                "already used on line {prev_line}; step names become the `step` label and must be unique"
+                            ));
                         } else {
                             seen.insert(sname.clone(), nn.span);
                         }
@@ -670,7 +727,11 @@ pub(super) fn journey(
         }
     }
 
-    let errors_after = v.diags.iter().filter(|d| d.severity == crate::diag::Severity::Error).count();
+    let errors_after = v
+        .diags
+        .iter()
+        .filter(|d| d.severity == crate::diag::Severity::Error)
+        .count();
     if errors_after > errors_before {
         return None;
     }
@@ -695,17 +756,25 @@ pub(super) fn journey(
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
     let path = PathBuf::from(p);
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 fn secret_source(v: &mut Validator<'_>, n: &SNode, base: &Path) -> Option<SecretSource> {
     let f = v.map(n, "a secret", &["env", "file"])?;
     match (f.get("env"), f.get("file")) {
         (Some(e), None) => v.string(e, "`env`").map(SecretSource::Env),
-        (None, Some(p)) => v.string(p, "`file`").map(|p| SecretSource::File(resolve(base, &p))),
+        (None, Some(p)) => v
+            .string(p, "`file`")
+            .map(|p| SecretSource::File(resolve(base, &p))),
         _ => {
             v.error(n.span, "a secret needs exactly one of `env` or `file`")
-                .label = Some("e.g. `{env: SHOP_PASSWORD}` or `{file: /var/run/secrets/shop/password}`".into());
+                .label = Some(
+                "e.g. `{env: SHOP_PASSWORD}` or `{file: /var/run/secrets/shop/password}`".into(),
+            );
             None
         }
     }
@@ -724,7 +793,10 @@ fn tls(v: &mut Validator<'_>, n: &SNode, base: &Path) -> TlsSettings {
     {
         let path = resolve(base, &p);
         if std::fs::metadata(&path).is_err() {
-            v.error(n.span, format!("CA file `{}` cannot be read", path.display()));
+            v.error(
+                n.span,
+                format!("CA file `{}` cannot be read", path.display()),
+            );
         }
         t.ca_file = Some(path);
     }
@@ -736,20 +808,24 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
     let name = match f.get("name") {
         Some(nn) => v.label_safe(nn, "step name"),
         None => {
-            v.error(n.span, "a step needs a `name`")
-                .label = Some("the name becomes the `step` label in metrics, e.g. `name: open-login`".into());
+            v.error(n.span, "a step needs a `name`").label = Some(
+                "the name becomes the `step` label in metrics, e.g. `name: open-login`".into(),
+            );
             None
         }
     };
     let timeout = f.get("timeout").and_then(|n| v.duration(n, "step timeout"));
     let kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
     // A typo'd kind (`htpp`) was already reported with a hint; don't pile on.
-    let has_unknown = f.entries().iter().any(|(k, _)| !STEP_KEYS.contains(&k.name.as_str()));
+    let has_unknown = f
+        .entries()
+        .iter()
+        .any(|(k, _)| !STEP_KEYS.contains(&k.name.as_str()));
     let kind = match kinds.as_slice() {
         [] if has_unknown => None,
         [] => {
-            v.error(n.span, "a step needs `http:` or `browser:`")
-                .label = Some("e.g. `http: {url: \"{{ base_url }}/\"}`".into());
+            v.error(n.span, "a step needs `http:` or `browser:`").label =
+                Some("e.g. `http: {url: \"{{ base_url }}/\"}`".into());
             None
         }
         [_, _] => {
@@ -763,8 +839,8 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
         }
         _ => {
             if let Some(e) = f.get("expect") {
-                v.error(e.span, "`expect:` belongs to HTTP steps")
-                    .label = Some("in a browser step, add `- expect: {...}` actions to the list".into());
+                v.error(e.span, "`expect:` belongs to HTTP steps").label =
+                    Some("in a browser step, add `- expect: {...}` actions to the list".into());
             }
             let b = f.get("browser").expect("checked");
             super::browser::browser_step(v, b, names).map(StepKind::Browser)
@@ -795,7 +871,6 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
         captures,
     })
 }
-
 
 fn http_step(
     v: &mut Validator<'_>,
@@ -832,39 +907,48 @@ fn http_step(
                 match url::Url::parse(t.source()) {
                     Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => {}
                     Ok(parsed) => {
-                        v.error(u.span, format!("unsupported URL scheme `{}`", parsed.scheme()))
-                            .label = Some("use an `http://` or `https://` URL".into());
+                        v.error(
+                            u.span,
+                            format!("unsupported URL scheme `{}`", parsed.scheme()),
+                        )
+                        .label = Some("use an `http://` or `https://` URL".into());
                     }
                     Err(e) => {
                         v.error(u.span, format!("invalid URL `{}`: {e}", t.source()))
-                            .label = Some("write a full URL, e.g. `https://shop.example.com/login`".into());
+                            .label =
+                            Some("write a full URL, e.g. `https://shop.example.com/login`".into());
                     }
                 }
             }
             t
         }
         None => {
-            v.error(n.span, "an HTTP step needs a `url`")
-                .label = Some("e.g. `url: \"{{ base_url }}/login\"`".into());
+            v.error(n.span, "an HTTP step needs a `url`").label =
+                Some("e.g. `url: \"{{ base_url }}/login\"`".into());
             None
         }
     };
-    let query = f.get("query").map(|q| pairs(v, q, "`query`", names)).unwrap_or_default();
-    let headers = f
-        .get("headers")
-        .map(|h| {
-            if let Some(entries) = v.free_map(h, "`headers`") {
-                for (k, _) in entries {
-                    if k.name.is_empty()
-                        || !k.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-                    {
-                        v.error(k.span, format!("`{}` is not a valid header name", k.name));
+    let query = f
+        .get("query")
+        .map(|q| pairs(v, q, "`query`", names))
+        .unwrap_or_default();
+    let headers =
+        f.get("headers")
+            .map(|h| {
+                if let Some(entries) = v.free_map(h, "`headers`") {
+                    for (k, _) in entries {
+                        if k.name.is_empty()
+                            || !k.name.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+                            })
+                        {
+                            v.error(k.span, format!("`{}` is not a valid header name", k.name));
+                        }
                     }
                 }
-            }
-            pairs(v, h, "`headers`", names)
-        })
-        .unwrap_or_default();
+                pairs(v, h, "`headers`", names)
+            })
+            .unwrap_or_default();
 
     let body_kinds: Vec<&str> = ["json", "form", "multipart", "raw"]
         .into_iter()
@@ -877,13 +961,23 @@ fn http_step(
             .filter(|(k, _)| body_kinds.contains(&k.name.as_str()))
             .nth(1)
             .map_or(n.span, |(k, _)| k.span);
-        v.error(second, format!("a request has one body, found {}", one_of(&body_kinds)))
-            .label = Some("keep one of them".into());
+        v.error(
+            second,
+            format!("a request has one body, found {}", one_of(&body_kinds)),
+        )
+        .label = Some("keep one of them".into());
     }
     let body = match body_kinds.first().copied() {
         Some("json") => json_template(v, f.get("json").expect("checked"), names).map(Body::Json),
-        Some("form") => Some(Body::Form(pairs(v, f.get("form").expect("checked"), "`form`", names))),
-        Some("multipart") => multipart(v, f.get("multipart").expect("checked"), names, base).map(Body::Multipart),
+        Some("form") => Some(Body::Form(pairs(
+            v,
+            f.get("form").expect("checked"),
+            "`form`",
+            names,
+        ))),
+        Some("multipart") => {
+            multipart(v, f.get("multipart").expect("checked"), names, base).map(Body::Multipart)
+        }
         Some(_) => {
             let content = v.template(f.get("raw").expect("checked"), "`raw`", names);
             let ct = match f.get("content_type") {
@@ -950,7 +1044,10 @@ fn json_template(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Json
         Node::Float(f) => JsonTemplate::Number(serde_json::Number::from_f64(*f)?),
         Node::Str(_) => JsonTemplate::String(v.template(n, "`json`", names)?),
         Node::Seq(items) => JsonTemplate::Array(
-            items.iter().filter_map(|i| json_template(v, i, names)).collect(),
+            items
+                .iter()
+                .filter_map(|i| json_template(v, i, names))
+                .collect(),
         ),
         Node::Map(entries) => JsonTemplate::Object(
             entries
@@ -967,7 +1064,11 @@ fn multipart(v: &mut Validator<'_>, n: &SNode, names: &Names, base: &Path) -> Op
     for (k, val) in entries {
         let value = match &val.node {
             Node::Map(_) => {
-                let Some(pf) = v.map(val, "a multipart file", &["file", "content_type", "filename"]) else {
+                let Some(pf) = v.map(
+                    val,
+                    "a multipart file",
+                    &["file", "content_type", "filename"],
+                ) else {
                     continue;
                 };
                 let Some(path) = pf.get("file").and_then(|p| v.string(p, "`file`")) else {
@@ -976,7 +1077,9 @@ fn multipart(v: &mut Validator<'_>, n: &SNode, names: &Names, base: &Path) -> Op
                 };
                 PartValue::File {
                     path: resolve(base, &path),
-                    content_type: pf.get("content_type").and_then(|c| v.string(c, "`content_type`")),
+                    content_type: pf
+                        .get("content_type")
+                        .and_then(|c| v.string(c, "`content_type`")),
                     filename: pf.get("filename").and_then(|c| v.string(c, "`filename`")),
                 }
             }
@@ -1030,7 +1133,9 @@ pub(super) fn predicates(
             "not_equals" => expected(v, val, names).map(Predicate::NotEquals),
             "contains" => expected(v, val, names).map(Predicate::Contains),
             "not_contains" => expected(v, val, names).map(Predicate::NotContains),
-            "starts_with" => v.template(val, "`starts_with`", names).map(Predicate::StartsWith),
+            "starts_with" => v
+                .template(val, "`starts_with`", names)
+                .map(Predicate::StartsWith),
             "matches" => v.regex(val, "`matches`").map(Predicate::Matches),
             "exists" => v.bool(val, "`exists`").map(Predicate::Exists),
             "lt" => v.number(val, "`lt`").map(Predicate::Lt),
@@ -1045,8 +1150,8 @@ pub(super) fn predicates(
         }
     }
     if out.is_empty() && f.entries().is_empty() {
-        v.error(n.span, format!("{what} is empty"))
-            .label = Some(format!("add one of {}", one_of(allowed)));
+        v.error(n.span, format!("{what} is empty")).label =
+            Some(format!("add one of {}", one_of(allowed)));
     }
     out
 }
@@ -1064,8 +1169,15 @@ fn status_matches(v: &mut Validator<'_>, n: &SNode) -> Vec<StatusMatch> {
                 Some(StatusMatch::Class(u16::from(s.as_bytes()[0] - b'0')))
             }
             _ => {
-                v.error(n.span, format!("`{}` is not a status", n.node.scalar_text().unwrap_or_else(|| n.node.kind().into())))
-                    .label = Some("write a code (`200`), a class (`2xx`) or a list (`[200, 204]`)".into());
+                v.error(
+                    n.span,
+                    format!(
+                        "`{}` is not a status",
+                        n.node.scalar_text().unwrap_or_else(|| n.node.kind().into())
+                    ),
+                )
+                .label =
+                    Some("write a code (`200`), a class (`2xx`) or a list (`[200, 204]`)".into());
                 None
             }
         }
@@ -1097,8 +1209,14 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                     continue;
                 };
                 for (hk, hv) in entries {
-                    for (span, pred) in predicates(v, hv, "a header assertion", TEXT_PREDICATES, names) {
-                        let span = if matches!(hv.node, Node::Map(_)) { span } else { hk.span };
+                    for (span, pred) in
+                        predicates(v, hv, "a header assertion", TEXT_PREDICATES, names)
+                    {
+                        let span = if matches!(hv.node, Node::Map(_)) {
+                            span
+                        } else {
+                            hk.span
+                        };
                         out.push(Assertion {
                             span,
                             check: Check::Header {
@@ -1127,8 +1245,8 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
             }
             "body" => {
                 if !matches!(val.node, Node::Map(_)) {
-                    v.error(val.span, "`body` takes predicates")
-                        .label = Some("e.g. `body: {contains: \"Log in\"}`".into());
+                    v.error(val.span, "`body` takes predicates").label =
+                        Some("e.g. `body: {contains: \"Log in\"}`".into());
                     continue;
                 }
                 for (span, pred) in predicates(v, val, "a body assertion", BODY_PREDICATES, names) {
@@ -1146,8 +1264,14 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                     let Some(path) = v.jsonpath(qk.span, &qk.name) else {
                         continue;
                     };
-                    for (span, pred) in predicates(v, qv, "a JSONPath assertion", JSON_PREDICATES, names) {
-                        let span = if matches!(qv.node, Node::Map(_)) { span } else { qk.span };
+                    for (span, pred) in
+                        predicates(v, qv, "a JSONPath assertion", JSON_PREDICATES, names)
+                    {
+                        let span = if matches!(qv.node, Node::Map(_)) {
+                            span
+                        } else {
+                            qk.span
+                        };
                         out.push(Assertion {
                             span,
                             check: Check::JsonPath {
@@ -1173,8 +1297,8 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                         }
                     }
                     None => {
-                        v.error(val.span, "`duration` needs `under`")
-                            .label = Some("e.g. `duration: {under: 2s}`".into());
+                        v.error(val.span, "`duration` needs `under`").label =
+                            Some("e.g. `duration: {under: 2s}`".into());
                     }
                 }
             }
@@ -1184,14 +1308,23 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
     out
 }
 
-fn cookie_predicates(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<(Span, CookiePredicate)> {
+fn cookie_predicates(
+    v: &mut Validator<'_>,
+    n: &SNode,
+    names: &Names,
+) -> Vec<(Span, CookiePredicate)> {
     match &n.node {
         Node::Str(s) if s == "exists" => return vec![(n.span, CookiePredicate::Exists(true))],
         Node::Str(s) if s == "absent" => return vec![(n.span, CookiePredicate::Exists(false))],
         Node::Map(_) => {}
         _ => {
-            v.error(n.span, "a cookie assertion is `exists`, `absent` or a mapping")
-                .label = Some("e.g. `session: exists` or `session: {http_only: true, same_site: Lax}`".into());
+            v.error(
+                n.span,
+                "a cookie assertion is `exists`, `absent` or a mapping",
+            )
+            .label = Some(
+                "e.g. `session: exists` or `session: {http_only: true, same_site: Lax}`".into(),
+            );
             return Vec::new();
         }
     }
@@ -1207,7 +1340,9 @@ fn cookie_predicates(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<(Sp
                 out.extend(ps.into_iter().map(|(s, p)| (s, CookiePredicate::Value(p))));
                 None
             }
-            "equals" => expected(v, val, names).map(|e| CookiePredicate::Value(Predicate::Equals(e))),
+            "equals" => {
+                expected(v, val, names).map(|e| CookiePredicate::Value(Predicate::Equals(e)))
+            }
             "secure" => v.bool(val, "`secure`").map(CookiePredicate::Secure),
             "http_only" => v.bool(val, "`http_only`").map(CookiePredicate::HttpOnly),
             "same_site" => {
@@ -1246,8 +1381,15 @@ pub(super) fn captures(v: &mut Validator<'_>, n: &SNode) -> Vec<Capture> {
         let Some(f) = v.map(val, "a capture", CAPTURE_KEYS) else {
             continue;
         };
-        let sources: Vec<&str> = CAPTURE_SOURCES.iter().copied().filter(|s| f.has(s)).collect();
-        let redact = f.get("redact").and_then(|r| v.bool(r, "`redact`")).unwrap_or(false);
+        let sources: Vec<&str> = CAPTURE_SOURCES
+            .iter()
+            .copied()
+            .filter(|s| f.has(s))
+            .collect();
+        let redact = f
+            .get("redact")
+            .and_then(|r| v.bool(r, "`redact`"))
+            .unwrap_or(false);
         let source = match sources.as_slice() {
             [] => {
                 v.error(val.span, format!("capture `{}` needs a source", k.name))
@@ -1257,10 +1399,16 @@ pub(super) fn captures(v: &mut Validator<'_>, n: &SNode) -> Vec<Capture> {
             [one] => {
                 let sn = f.get(one).expect("checked");
                 if f.has("attr") && *one != "css" {
-                    v.error(f.get("attr").expect("checked").span, "`attr` goes with `css`");
+                    v.error(
+                        f.get("attr").expect("checked").span,
+                        "`attr` goes with `css`",
+                    );
                 }
                 if f.has("group") && *one != "regex" {
-                    v.error(f.get("group").expect("checked").span, "`group` goes with `regex`");
+                    v.error(
+                        f.get("group").expect("checked").span,
+                        "`group` goes with `regex`",
+                    );
                 }
                 match *one {
                     "jsonpath" => v.string(sn, "`jsonpath`").and_then(|q| {
@@ -1280,12 +1428,17 @@ pub(super) fn captures(v: &mut Validator<'_>, n: &SNode) -> Vec<Capture> {
                             as usize;
                         if group >= regex.captures_len() {
                             v.error(sn.span, format!("the regex has no group {group}"))
-                                .label = Some("add a group with `( )`, or set `group: 0` for the whole match".into());
+                                .label = Some(
+                                "add a group with `( )`, or set `group: 0` for the whole match"
+                                    .into(),
+                            );
                             return None;
                         }
                         Some(CaptureSource::Regex { regex, group })
                     }),
-                    "header" => v.string(sn, "`header`").map(|h| CaptureSource::Header(h.to_ascii_lowercase())),
+                    "header" => v
+                        .string(sn, "`header`")
+                        .map(|h| CaptureSource::Header(h.to_ascii_lowercase())),
                     "cookie" => v.string(sn, "`cookie`").map(CaptureSource::Cookie),
                     "status" => {
                         v.bool(sn, "`status`");
@@ -1298,7 +1451,14 @@ pub(super) fn captures(v: &mut Validator<'_>, n: &SNode) -> Vec<Capture> {
                 }
             }
             _ => {
-                v.error(val.span, format!("capture `{}` has more than one source ({})", k.name, one_of(&sources)));
+                v.error(
+                    val.span,
+                    format!(
+                        "capture `{}` has more than one source ({})",
+                        k.name,
+                        one_of(&sources)
+                    ),
+                );
                 None
             }
         };
@@ -1319,8 +1479,8 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
     let name = match f.get("name") {
         Some(nn) => v.label_safe(nn, "SLO name"),
         None => {
-            v.error(n.span, "an SLO needs a `name`")
-                .label = Some("e.g. `name: availability`".into());
+            v.error(n.span, "an SLO needs a `name`").label =
+                Some("e.g. `name: availability`".into());
             None
         }
     };
@@ -1337,26 +1497,32 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
             text.and_then(|t| match Objective::parse(&t) {
                 Ok(obj) => Some(obj),
                 Err(e) => {
-                    v.error(o.span, e).label = Some("write a percentage between 0 and 100, e.g. `99.5%`".into());
+                    v.error(o.span, e).label =
+                        Some("write a percentage between 0 and 100, e.g. `99.5%`".into());
                     None
                 }
             })
         }
         None => {
-            v.error(n.span, "an SLO needs an `objective`")
-                .label = Some("e.g. `objective: 99.5%`".into());
+            v.error(n.span, "an SLO needs an `objective`").label =
+                Some("e.g. `objective: 99.5%`".into());
             None
         }
     };
     let window = match f.get("window") {
-        Some(w) => v.duration(w, "`window`").and_then(|d| match Period::from_duration(d) {
-            Some(p) => Some(p),
-            None => {
-                v.error(w.span, "the SLO window must be `30d` or `28d`")
-                    .label = Some("the burn-rate windows and factors are defined for these two periods".into());
-                None
-            }
-        }),
+        Some(w) => v
+            .duration(w, "`window`")
+            .and_then(|d| match Period::from_duration(d) {
+                Some(p) => Some(p),
+                None => {
+                    v.error(w.span, "the SLO window must be `30d` or `28d`")
+                        .label = Some(
+                        "the burn-rate windows and factors are defined for these two periods"
+                            .into(),
+                    );
+                    None
+                }
+            }),
         None => Some(Period::Days30),
     };
     let kind = match f.get("threshold") {
@@ -1366,20 +1532,33 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
                 return None;
             }
             if d.as_nanos() % 1_000_000 != 0 {
-                v.error(t.span, "a latency threshold must be a whole number of milliseconds")
-                    .label = Some("it becomes a histogram bucket boundary (`le`), e.g. `250ms`, `2s`".into());
+                v.error(
+                    t.span,
+                    "a latency threshold must be a whole number of milliseconds",
+                )
+                .label = Some(
+                    "it becomes a histogram bucket boundary (`le`), e.g. `250ms`, `2s`".into(),
+                );
                 return None;
             }
             if d >= journey_timeout {
-                v.warn(t.span, "the latency threshold is not below the journey timeout")
-                    .label = Some("runs slower than the timeout fail; this SLO can never see a slow success".into());
+                v.warn(
+                    t.span,
+                    "the latency threshold is not below the journey timeout",
+                )
+                .label = Some(
+                    "runs slower than the timeout fail; this SLO can never see a slow success"
+                        .into(),
+                );
             }
             Some(SloKind::Latency { threshold: d })
         }),
         None => {
             if name.as_deref().is_some_and(|s| s.contains("latency")) {
-                v.error(n.span, "a latency SLO needs a `threshold`")
-                    .label = Some("e.g. `threshold: 2s`; without it the SLO counts failed runs (availability)".into());
+                v.error(n.span, "a latency SLO needs a `threshold`").label = Some(
+                    "e.g. `threshold: 2s`; without it the SLO counts failed runs (availability)"
+                        .into(),
+                );
                 None
             } else {
                 Some(SloKind::Availability)
@@ -1396,7 +1575,10 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
             }
         }
     }
-    let alerting = f.get("alerting").map(|a| alerting(v, a)).unwrap_or_default();
+    let alerting = f
+        .get("alerting")
+        .map(|a| alerting(v, a))
+        .unwrap_or_default();
     Some(Slo {
         name: name?,
         span: n.span,
@@ -1414,12 +1596,18 @@ fn alerting(v: &mut Validator<'_>, n: &SNode) -> Alerting {
         return a;
     };
     if let Some(x) = f.get("name").and_then(|x| v.string(x, "alert `name`")) {
-        let ok = x.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let ok = x
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && x.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if ok {
             a.name = x;
         } else {
-            v.error(f.get("name").expect("checked").span, format!("`{x}` is not a valid alert name"));
+            v.error(
+                f.get("name").expect("checked").span,
+                format!("`{x}` is not a valid alert name"),
+            );
         }
     }
     for (key, tier) in [("page", &mut a.page), ("ticket", &mut a.ticket)] {
@@ -1446,12 +1634,21 @@ fn alerting(v: &mut Validator<'_>, n: &SNode) -> Alerting {
         }
     }
     let _: &Tier = &a.page;
-    if let Some(m) = f.get("min_bad_runs_to_page").and_then(|m| v.uint(m, "`min_bad_runs_to_page`")) {
+    if let Some(m) = f
+        .get("min_bad_runs_to_page")
+        .and_then(|m| v.uint(m, "`min_bad_runs_to_page`"))
+    {
         a.min_bad_runs_to_page = m.clamp(1, 1000) as u32;
     }
-    a.keep_firing_for = f.get("keep_firing_for").and_then(|k| v.duration(k, "`keep_firing_for`"));
-    a.runbook_url = f.get("runbook_url").and_then(|k| v.string(k, "`runbook_url`"));
-    a.dashboard_url = f.get("dashboard_url").and_then(|k| v.string(k, "`dashboard_url`"));
+    a.keep_firing_for = f
+        .get("keep_firing_for")
+        .and_then(|k| v.duration(k, "`keep_firing_for`"));
+    a.runbook_url = f
+        .get("runbook_url")
+        .and_then(|k| v.string(k, "`runbook_url`"));
+    a.dashboard_url = f
+        .get("dashboard_url")
+        .and_then(|k| v.string(k, "`dashboard_url`"));
     if let Some(l) = f.get("annotations")
         && let Some(entries) = v.free_map(l, "`annotations`")
     {

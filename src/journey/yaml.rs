@@ -156,7 +156,10 @@ impl<'de> Visitor<'de> for NodeVisitor {
 fn to_snode(s: Spanned<RawNode>) -> SNode {
     let fallback = s.value.0.scalar_text().map_or(1, |t| t.chars().count());
     let span = span_of(&s, fallback);
-    SNode { node: s.value.0, span }
+    SNode {
+        node: s.value.0,
+        span,
+    }
 }
 
 /// A YAML syntax error with its position and a plain message.

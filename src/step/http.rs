@@ -144,7 +144,12 @@ impl Prepared {
                             let part = reqwest::multipart::Part::bytes(data.clone())
                                 .file_name(filename.clone())
                                 .mime_str(content_type)
-                                .map_err(|e| Failure::new(Reason::Template, format!("bad content type `{content_type}`: {e}")))?;
+                                .map_err(|e| {
+                                    Failure::new(
+                                        Reason::Template,
+                                        format!("bad content type `{content_type}`: {e}"),
+                                    )
+                                })?;
                             form.part(name.clone(), part)
                         }
                     };
@@ -155,7 +160,11 @@ impl Prepared {
     }
 }
 
-fn render(t: &crate::template::Template, scope: &Arc<Scope>, what: &str) -> Result<String, Failure> {
+fn render(
+    t: &crate::template::Template,
+    scope: &Arc<Scope>,
+    what: &str,
+) -> Result<String, Failure> {
     t.render(scope)
         .map(|s| s.into_owned())
         .map_err(|m| Failure::new(Reason::Template, format!("{what}: {m}")))
@@ -217,13 +226,20 @@ async fn prepare(body: Option<&Body>, scope: &Arc<Scope>) -> Result<Prepared, Fa
                         filename,
                     } => {
                         let data = tokio::fs::read(path).await.map_err(|e| {
-                            Failure::new(Reason::Internal, format!("cannot read upload `{}`: {e}", path.display()))
+                            Failure::new(
+                                Reason::Internal,
+                                format!("cannot read upload `{}`: {e}", path.display()),
+                            )
                         })?;
                         MPart::File {
                             data,
-                            content_type: content_type.clone().unwrap_or_else(|| "application/octet-stream".into()),
+                            content_type: content_type
+                                .clone()
+                                .unwrap_or_else(|| "application/octet-stream".into()),
                             filename: filename.clone().unwrap_or_else(|| {
-                                path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default()
+                                path.file_name()
+                                    .map(|f| f.to_string_lossy().to_string())
+                                    .unwrap_or_default()
                             }),
                         }
                     }
@@ -247,7 +263,10 @@ pub fn classify(e: &reqwest::Error) -> (Reason, String) {
     let all = chain.join(": ").to_ascii_lowercase();
     let reason = if e.is_timeout() {
         Reason::Timeout
-    } else if all.contains("dns error") || all.contains("failed to lookup address") || all.contains("name or service not known") {
+    } else if all.contains("dns error")
+        || all.contains("failed to lookup address")
+        || all.contains("name or service not known")
+    {
         Reason::Dns
     } else if all.contains("certificate")
         || all.contains("tls")
@@ -336,11 +355,20 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
     let mut url = match url::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") => u,
         Ok(u) => {
-            out.failure = Some(failure(Failure::new(Reason::Template, redactor.apply(&format!("unsupported URL scheme `{}` in `{url}`", u.scheme())))));
+            out.failure = Some(failure(Failure::new(
+                Reason::Template,
+                redactor.apply(&format!(
+                    "unsupported URL scheme `{}` in `{url}`",
+                    u.scheme()
+                )),
+            )));
             return out;
         }
         Err(e) => {
-            out.failure = Some(failure(Failure::new(Reason::Template, redactor.apply(&format!("invalid URL `{url}`: {e}")))));
+            out.failure = Some(failure(Failure::new(
+                Reason::Template,
+                redactor.apply(&format!("invalid URL `{url}`: {e}")),
+            )));
             return out;
         }
     };
@@ -366,12 +394,18 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 return out;
             }
         };
-        match (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(&value)) {
+        match (
+            HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
             (Ok(n), Ok(v)) => {
                 headers.push((n, v));
             }
             _ => {
-                out.failure = Some(failure(Failure::new(Reason::Template, format!("header `{k}` has an invalid value"))));
+                out.failure = Some(failure(Failure::new(
+                    Reason::Template,
+                    format!("header `{k}` has an invalid value"),
+                )));
                 return out;
             }
         }
@@ -384,7 +418,8 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
         }
     };
 
-    let mut method = reqwest::Method::from_bytes(http.method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    let mut method =
+        reqwest::Method::from_bytes(http.method.as_bytes()).unwrap_or(reqwest::Method::GET);
     out.request = Some(redactor.apply(&format!("{method} {url}")));
     let mut send_body = true;
     let mut resp = loop {
@@ -404,7 +439,10 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
         let req = match rb.build() {
             Ok(r) => r,
             Err(e) => {
-                out.failure = Some(failure(Failure::new(Reason::Template, redactor.apply(&format!("cannot build request: {e}")))));
+                out.failure = Some(failure(Failure::new(
+                    Reason::Template,
+                    redactor.apply(&format!("cannot build request: {e}")),
+                )));
                 return out;
             }
         };
@@ -435,7 +473,11 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 out.status = Some(status);
                 out.failure = Some(failure(Failure::new(
                     Reason::Redirect,
-                    redactor.apply(&format!("more than {} redirects (last: {status} to `{}`)", http.max_redirects, String::from_utf8_lossy(loc.as_bytes()))),
+                    redactor.apply(&format!(
+                        "more than {} redirects (last: {status} to `{}`)",
+                        http.max_redirects,
+                        String::from_utf8_lossy(loc.as_bytes())
+                    )),
                 )));
                 return out;
             }
@@ -444,11 +486,18 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 .and_then(|l| url.join(l).ok());
             let Some(next) = next.filter(|u| matches!(u.scheme(), "http" | "https")) else {
                 out.status = Some(status);
-                out.failure = Some(failure(Failure::new(Reason::Redirect, "redirect to an invalid Location".to_string())));
+                out.failure = Some(failure(Failure::new(
+                    Reason::Redirect,
+                    "redirect to an invalid Location".to_string(),
+                )));
                 return out;
             };
             // 303 always, and 301/302 after a POST, become GET without a body, as browsers do.
-            if status == 303 || (matches!(status, 301 | 302) && method != reqwest::Method::GET && method != reqwest::Method::HEAD) {
+            if status == 303
+                || (matches!(status, 301 | 302)
+                    && method != reqwest::Method::GET
+                    && method != reqwest::Method::HEAD)
+            {
                 method = reqwest::Method::GET;
                 send_body = false;
             }
@@ -465,14 +514,22 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
     let resp_headers: Vec<(String, String)> = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     if let Some(len) = resp.content_length()
         && len > http.max_body
     {
         out.failure = Some(failure(Failure::new(
             Reason::BodyTooLarge,
-            format!("body of {len} bytes exceeds max_body ({} bytes)", http.max_body),
+            format!(
+                "body of {len} bytes exceeds max_body ({} bytes)",
+                http.max_body
+            ),
         )));
         return out;
     }
@@ -483,7 +540,10 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 if (buf.len() + chunk.len()) as u64 > http.max_body {
                     out.failure = Some(failure(Failure::new(
                         Reason::BodyTooLarge,
-                        format!("body exceeds max_body ({} bytes); stopped reading", http.max_body),
+                        format!(
+                            "body exceeds max_body ({} bytes); stopped reading",
+                            http.max_body
+                        ),
                     )));
                     return out;
                 }
@@ -492,7 +552,10 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
             Ok(None) => break,
             Err(e) => {
                 let (reason, msg) = classify(&e);
-                out.failure = Some(failure(Failure::new(reason, redactor.apply(&format!("while reading the body: {msg}")))));
+                out.failure = Some(failure(Failure::new(
+                    reason,
+                    redactor.apply(&format!("while reading the body: {msg}")),
+                )));
                 return out;
             }
         }
@@ -502,20 +565,35 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
     response.cookies = snapshot_cookies(&ctx.jar);
 
     // The implicit default: a 2xx or 3xx status, unless the step says otherwise.
-    let has_status = http.expect.iter().any(|a| matches!(a.check, Check::Status(_)));
+    let has_status = http
+        .expect
+        .iter()
+        .any(|a| matches!(a.check, Check::Status(_)));
     if !has_status && !(200..400).contains(&status) {
-        let mut f = Failure::new(Reason::Status, format!("status {status}: expected 2xx or 3xx (no `status` in `expect`)"))
-            .expected_actual("2xx or 3xx", status.to_string())
-            .at(step.span);
+        let mut f = Failure::new(
+            Reason::Status,
+            format!("status {status}: expected 2xx or 3xx (no `status` in `expect`)"),
+        )
+        .expected_actual("2xx or 3xx", status.to_string())
+        .at(step.span);
         if !response.body.is_empty() {
-            f.excerpt = Some(redactor.apply(&excerpt(response.text(), crate::assertion::EXCERPT_CHARS)));
+            f.excerpt =
+                Some(redactor.apply(&excerpt(response.text(), crate::assertion::EXCERPT_CHARS)));
         }
         out.failure = Some(f);
         return out;
     }
     // Status first, so "500" is reported rather than a body mismatch.
-    let mut ordered: Vec<&crate::journey::Assertion> = http.expect.iter().filter(|a| matches!(a.check, Check::Status(_))).collect();
-    ordered.extend(http.expect.iter().filter(|a| !matches!(a.check, Check::Status(_))));
+    let mut ordered: Vec<&crate::journey::Assertion> = http
+        .expect
+        .iter()
+        .filter(|a| matches!(a.check, Check::Status(_)))
+        .collect();
+    ordered.extend(
+        http.expect
+            .iter()
+            .filter(|a| !matches!(a.check, Check::Status(_))),
+    );
     for a in ordered {
         if let Err(f) = crate::assertion::check(a, &response, &ctx.scope, &redactor) {
             out.failure = Some(f);

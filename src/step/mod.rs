@@ -9,7 +9,12 @@ use crate::outcome::{Failure, Reason, StepOutcome, StepStatus};
 use crate::run::{RunCtx, Runner};
 
 /// Runs one step (the caller bounds it with a timeout and sets the duration).
-pub async fn execute(step: &Step, ctx: &mut RunCtx, runner: &Runner, limit: Duration) -> StepOutcome {
+pub async fn execute(
+    step: &Step,
+    ctx: &mut RunCtx,
+    runner: &Runner,
+    limit: Duration,
+) -> StepOutcome {
     let _ = (runner, limit);
     match &step.kind {
         StepKind::Http(h) => {

@@ -8,19 +8,32 @@ use crate::support::{bin, golden::assert_golden, root};
 #[test]
 fn each_invalid_fixture_renders_its_golden_diagnostics() {
     let dir = root().join("tests/fixtures/invalid");
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     assert!(entries.len() >= 15, "expected a fixture per rule");
     let mut failures = Vec::new();
     for path in entries {
         let rel = path.strip_prefix(root()).unwrap().to_path_buf();
         let stem = rel.file_stem().unwrap().to_string_lossy().to_string();
-        let out = bin().current_dir(root()).arg("check").arg(&rel).output().unwrap();
+        let out = bin()
+            .current_dir(root())
+            .arg("check")
+            .arg(&rel)
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(2), "{stem}: check must exit 2");
         assert!(out.stdout.is_empty(), "{stem}: nothing on stdout");
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(stderr.contains("--> tests/fixtures/invalid/"), "{stem}: no file:line:col\n{stderr}");
-        if let Err(e) = std::panic::catch_unwind(|| assert_golden(&format!("check/{stem}.err"), &stderr)) {
+        assert!(
+            stderr.contains("--> tests/fixtures/invalid/"),
+            "{stem}: no file:line:col\n{stderr}"
+        );
+        if let Err(e) =
+            std::panic::catch_unwind(|| assert_golden(&format!("check/{stem}.err"), &stderr))
+        {
             failures.push((stem, e));
         }
     }
@@ -39,16 +52,28 @@ fn every_problem_of_a_file_is_reported_at_once() {
         .unwrap();
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(stderr.matches("-->").count(), 5, "{stderr}");
-    assert!(stderr.ends_with("error: 5 errors in 1 file of 1\n"), "{stderr}");
+    assert!(
+        stderr.ends_with("error: 5 errors in 1 file of 1\n"),
+        "{stderr}"
+    );
     assert!(stderr.contains("did you mean `method`?"));
     assert!(stderr.contains("did you mean `headers`?"));
 }
 
 #[test]
 fn the_example_journeys_are_valid() {
-    let out = bin().current_dir(root()).args(["check", "journeys"]).output().unwrap();
+    let out = bin()
+        .current_dir(root())
+        .args(["check", "journeys"])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("ok: 3 journeys in 3 files"), "{stdout}");
 }
 
@@ -56,7 +81,10 @@ fn the_example_journeys_are_valid() {
 fn usage_errors_exit_2_and_missing_paths_are_reported() {
     let out = bin().args(["check"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    let out = bin().args(["check", "/nonexistent/journeys"]).output().unwrap();
+    let out = bin()
+        .args(["check", "/nonexistent/journeys"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read `/nonexistent/journeys`"));
     let out = bin().args(["frobnicate"]).output().unwrap();

@@ -25,10 +25,18 @@ async fn run_prints_each_step_and_points_at_the_failing_assertion() {
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["failed"], 1);
-    assert_eq!(report["journeys"][0]["steps"][1]["failure"]["reason"], "status");
+    assert_eq!(
+        report["journeys"][0]["steps"][1]["failure"]["reason"],
+        "status"
+    );
     assert_eq!(report["journeys"][0]["steps"][2]["status"], "skipped");
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("<testsuite name=\"checkout-broken\" tests=\"3\" failures=\"1\" skipped=\"1\""), "{xml}");
+    assert!(
+        xml.contains(
+            "<testsuite name=\"checkout-broken\" tests=\"3\" failures=\"1\" skipped=\"1\""
+        ),
+        "{xml}"
+    );
     assert!(xml.contains("<failure type=\"status\""), "{xml}");
 }
 
@@ -37,9 +45,21 @@ async fn run_exits_0_when_everything_passes() {
     let t = Target::start().await;
     let dir = crate::http::tempdir();
     let f = dir.join("ok.yaml");
-    std::fs::write(&f, format!("steps:\n  - name: home\n    http: {{url: \"{}/ok\"}}\n", t.base)).unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "steps:\n  - name: home\n    http: {{url: \"{}/ok\"}}\n",
+            t.base
+        ),
+    )
+    .unwrap();
     let out = bin().arg("run").arg(&f).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("PASS ok "), "{stdout}");
     assert!(stdout.contains("1 journey: 1 passed, 0 failed"));
@@ -60,8 +80,16 @@ fn run_refuses_invalid_journeys_with_exit_2() {
 fn demo_probes_the_demo_shop_with_the_examples() {
     let out = bin().arg("demo").arg("--once").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("3 journeys: 3 passed, 0 failed"), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("3 journeys: 3 passed, 0 failed"),
+        "{stdout}"
+    );
 }
 
 /// The shipped examples pass against the demo shop (from disk, as users edit them).
@@ -77,7 +105,8 @@ async fn example_journeys_pass_against_the_demo_shop() {
     let loaded = wayprobe::journey::load_paths(&[root().join("journeys")], &opts).unwrap();
     assert!(loaded.journeys.len() >= 3);
     for j in &loaded.journeys {
-        let o = crate::support::run(j, &[("SHOP_PASSWORD", wayprobe::demo::DemoShop::PASSWORD)]).await;
+        let o =
+            crate::support::run(j, &[("SHOP_PASSWORD", wayprobe::demo::DemoShop::PASSWORD)]).await;
         assert_eq!(
             o.result,
             wayprobe::outcome::RunResult::Success,

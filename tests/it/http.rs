@@ -68,10 +68,20 @@ async fn invalid_json_is_an_invalid_body() {
 #[tokio::test]
 async fn redirect_loop_is_bounded() {
     let t = Target::start().await;
-    let j = journey(&one_step(&format!("{}/redirect-loop", t.base), "      max_redirects: 4\n").replace("    http:\n      url", "    http:\n      url"), &[]);
+    let j = journey(
+        &one_step(
+            &format!("{}/redirect-loop", t.base),
+            "      max_redirects: 4\n",
+        ),
+        &[],
+    );
     let o = run(&j, &[]).await;
     let s = &o.steps[0];
-    assert_eq!(s.failure.as_ref().unwrap().reason, Reason::Redirect, "{s:#?}");
+    assert_eq!(
+        s.failure.as_ref().unwrap().reason,
+        Reason::Redirect,
+        "{s:#?}"
+    );
     assert_eq!(s.redirects, 4);
 }
 
@@ -80,7 +90,11 @@ async fn oversized_bodies_are_refused() {
     let t = Target::start().await;
     let (r, _) = reason_of(&one_step(&format!("{}/big", t.base), "")).await;
     assert_eq!(r, Reason::BodyTooLarge);
-    let (r, _) = reason_of(&one_step(&format!("{}/big-declared", t.base), "      max_body: 1MiB\n")).await;
+    let (r, _) = reason_of(&one_step(
+        &format!("{}/big-declared", t.base),
+        "      max_body: 1MiB\n",
+    ))
+    .await;
     assert_eq!(r, Reason::BodyTooLarge);
 }
 
@@ -110,12 +124,19 @@ async fn tls_needs_a_trusted_certificate() {
     let dir = tempdir();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &t.ca_pem).unwrap();
-    let yaml = one_step(&format!("{}/", t.tls), "    expect: {body: {equals: secure}}\n")
-        .replace("steps:", &format!("tls: {{ca_file: {}}}\nsteps:", ca.display()));
+    let yaml = one_step(
+        &format!("{}/", t.tls),
+        "    expect: {body: {equals: secure}}\n",
+    )
+    .replace(
+        "steps:",
+        &format!("tls: {{ca_file: {}}}\nsteps:", ca.display()),
+    );
     let o = run(&journey(&yaml, &[]), &[]).await;
     assert_eq!(o.result, RunResult::Success, "{o:#?}");
 
-    let yaml = one_step(&format!("{}/", t.tls), "").replace("steps:", "tls: {verify: false}\nsteps:");
+    let yaml =
+        one_step(&format!("{}/", t.tls), "").replace("steps:", "tls: {verify: false}\nsteps:");
     let o = run(&journey(&yaml, &[]), &[]).await;
     assert_eq!(o.result, RunResult::Success, "{o:#?}");
 }
@@ -124,7 +145,14 @@ async fn tls_needs_a_trusted_certificate() {
 async fn redirects_are_followed_counted_and_keep_cookies() {
     let t = Target::start().await;
     let extra = "    expect:\n      body: {equals: arrived}\n      cookies: {hop3: exists, hop1: exists, hop0: {value: {equals: \"1\"}}}\n";
-    let o = run(&journey(&one_step(&format!("{}/redirect-chain/3", t.base), extra), &[]), &[]).await;
+    let o = run(
+        &journey(
+            &one_step(&format!("{}/redirect-chain/3", t.base), extra),
+            &[],
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(o.result, RunResult::Success, "{o:#?}");
     assert_eq!(o.steps[0].redirects, 3);
 }
@@ -145,11 +173,19 @@ async fn json_assertions_and_failures_point_at_the_yaml() {
         "$.none": null
         "$.missing": {exists: false}
 "#;
-    let o = run(&journey(&one_step(&format!("{}/json", t.base), extra), &[]), &[]).await;
+    let o = run(
+        &journey(&one_step(&format!("{}/json", t.base), extra), &[]),
+        &[],
+    )
+    .await;
     assert_eq!(o.result, RunResult::Success, "{o:#?}");
 
     let extra = "    expect:\n      jsonpath:\n        \"$.status\": shipped\n";
-    let o = run(&journey(&one_step(&format!("{}/json", t.base), extra), &[]), &[]).await;
+    let o = run(
+        &journey(&one_step(&format!("{}/json", t.base), extra), &[]),
+        &[],
+    )
+    .await;
     let f = o.failure().unwrap();
     assert_eq!(f.reason, Reason::Assertion);
     assert_eq!(f.location.as_deref(), Some("11:9"), "{f:#?}");
@@ -171,10 +207,16 @@ async fn captures_that_find_nothing_fail_the_step() {
 #[tokio::test]
 async fn runtime_template_and_secret_problems_are_failures() {
     let t = Target::start().await;
-    let (r, _) = reason_of(&one_step(&format!("{}/ok?x={{{{ env.WAYPROBE_SURELY_UNSET }}}}", t.base), "")).await;
+    let (r, _) = reason_of(&one_step(
+        &format!("{}/ok?x={{{{ env.WAYPROBE_SURELY_UNSET }}}}", t.base),
+        "",
+    ))
+    .await;
     assert_eq!(r, Reason::Template);
-    let yaml = one_step(&format!("{}/ok?p={{{{ secret.pw }}}}", t.base), "")
-        .replace("steps:", "secrets: {pw: {env: WAYPROBE_SURELY_UNSET_TOO}}\nsteps:");
+    let yaml = one_step(&format!("{}/ok?p={{{{ secret.pw }}}}", t.base), "").replace(
+        "steps:",
+        "secrets: {pw: {env: WAYPROBE_SURELY_UNSET_TOO}}\nsteps:",
+    );
     let (r, _) = reason_of(&yaml).await;
     assert_eq!(r, Reason::Secret);
 }

@@ -1,6 +1,6 @@
 //! The one integration-test binary. Each module covers one capability.
 
-mod support;
-mod http;
 mod check;
 mod cli;
+mod http;
+mod support;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 /// Path of a golden file.
 pub fn path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 /// Asserts that `actual` equals the golden file `name`.
@@ -17,7 +19,10 @@ pub fn assert_golden(name: &str, actual: &str) {
         return;
     }
     let expected = std::fs::read_to_string(&p).unwrap_or_else(|_| {
-        panic!("missing golden file {}; run with UPDATE_GOLDEN=1 to create it", p.display())
+        panic!(
+            "missing golden file {}; run with UPDATE_GOLDEN=1 to create it",
+            p.display()
+        )
     });
     if expected != actual {
         panic!(

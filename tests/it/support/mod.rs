@@ -15,7 +15,10 @@ use wayprobe::run::{RunOptions, Runner};
 /// Loads one journey from YAML text, with `--var` style overrides.
 pub fn journey(yaml: &str, vars: &[(&str, &str)]) -> Journey {
     let opts = LoadOptions {
-        vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        vars: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     };
     match load_sources(vec![SourceFile::new("test.yaml", yaml)], &opts, Vec::new()) {
         Ok(mut l) => l.journeys.remove(0),
@@ -29,7 +32,10 @@ pub fn journey(yaml: &str, vars: &[(&str, &str)]) -> Journey {
 /// Runs a journey once with default options (plus env overrides for secrets).
 pub async fn run(j: &Journey, env: &[(&str, &str)]) -> JourneyOutcome {
     let runner = Runner::new(RunOptions {
-        env_overrides: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        env_overrides: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         ..Default::default()
     });
     runner.run(j).await

@@ -139,7 +139,8 @@ fn tls_config() -> (Arc<tokio_rustls::rustls::ServerConfig>, String) {
         .unwrap()
         .signed_by(&leaf_key, &ca)
         .unwrap();
-    let key = tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
+    let key =
+        tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let cfg = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
