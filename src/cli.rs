@@ -44,8 +44,62 @@ pub enum Command {
     Check(CheckArgs),
     /// Run journeys once and print pass/fail.
     Run(RunArgs),
+    /// Run every journey on its schedule and serve metrics and a status page.
+    Serve(ServeArgs),
     /// Start the built-in demo shop and probe it with the example journeys.
     Demo(DemoArgs),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `key=value` text.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `wayprobe serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Journey files or directories (watched for changes).
+    #[arg(
+        long = "journeys",
+        required = true,
+        value_name = "PATH",
+        env = "WAYPROBE_JOURNEYS",
+        value_delimiter = ','
+    )]
+    pub journeys: Vec<PathBuf>,
+    /// Override a journey variable: `--var base_url=https://shop.example.com`.
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+    /// Address for /metrics, the status page and the API.
+    #[arg(
+        long,
+        default_value = "0.0.0.0:9469",
+        env = "WAYPROBE_LISTEN",
+        value_name = "ADDR"
+    )]
+    pub listen: String,
+    /// The `location` label of every series (where this prober runs).
+    #[arg(long, default_value = "local", env = "WAYPROBE_LOCATION")]
+    pub location: String,
+    /// Journey runs in progress at once.
+    #[arg(long, default_value_t = 256, env = "WAYPROBE_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: usize,
+    /// Browser runs in progress at once (each holds a Chromium; about one per core).
+    #[arg(long, default_value_t = 2, env = "WAYPROBE_MAX_BROWSER_SESSIONS")]
+    pub max_browser_sessions: usize,
+    /// How often the journey files are checked for changes (0s: never).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "WAYPROBE_WATCH_INTERVAL")]
+    pub watch_interval: std::time::Duration,
+    /// How long runs in flight may finish at shutdown before they are cancelled.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, env = "WAYPROBE_SHUTDOWN_GRACE")]
+    pub shutdown_grace: std::time::Duration,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text", env = "WAYPROBE_LOG_FORMAT")]
+    pub log_format: LogFormat,
 }
 
 /// Options shared by commands that load journeys.
@@ -106,6 +160,15 @@ pub struct DemoArgs {
     /// Run the example journeys once, print the results and exit.
     #[arg(long)]
     pub once: bool,
+    /// Address of the metrics endpoint and status page.
+    #[arg(long, default_value = "127.0.0.1:9469", value_name = "ADDR")]
+    pub listen: String,
+    /// How often the demo runs each journey.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Log line format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 /// Runs the CLI and returns the exit code.
@@ -136,6 +199,7 @@ pub fn main() -> i32 {
         match cli.command {
             Command::Check(a) => Ok(check(a)),
             Command::Run(a) => run(a).await,
+            Command::Serve(a) => serve(a).await,
             Command::Demo(a) => demo(a).await,
         }
     });
@@ -346,6 +410,108 @@ pub fn example_journeys(base_url: &str) -> Result<Loaded, LoadError> {
     journey::load::load_sources(sources, &opts, Vec::new())
 }
 
+/// Sets up logging to stderr: one line per event, text or JSON.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_ansi(stderr_color()).try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or SIGINT; SIGHUP sends a reload request.
+fn signals(
+    reload: tokio::sync::mpsc::Sender<crate::server::ReloadRequest>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if reload.send(tx).await.is_ok() {
+                        tokio::spawn(async move { let _ = rx.await; });
+                    }
+                }
+            }
+        }
+        tracing::info!("signal received");
+    }
+}
+
+async fn serve_source(
+    source: crate::serve::Source,
+    runner: Runner,
+    listener: tokio::net::TcpListener,
+    location: String,
+    scheduler: crate::scheduler::SchedulerConfig,
+    watch_interval: std::time::Duration,
+) -> anyhow::Result<Exit> {
+    let mut cfg = crate::serve::ServeConfig::new(source, runner);
+    cfg.location = location;
+    cfg.scheduler = scheduler;
+    cfg.watch_interval = watch_interval;
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    let shutdown = signals(tx.clone());
+    match crate::serve::serve_with(cfg, listener, shutdown, tx, rx).await {
+        Ok(()) => Ok(Exit::Ok),
+        Err(crate::serve::ServeError::Invalid(e)) => {
+            report_invalid(&e);
+            Ok(Exit::Invalid)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
+    init_logging(args.log_format);
+    let opts = LoadOptions {
+        vars: args.vars.iter().cloned().collect(),
+    };
+    // Invalid journeys at start-up: the same diagnostics as `check`, exit 2.
+    if let Err(e) = journey::load_paths(&args.journeys, &opts) {
+        report_invalid(&e);
+        return Ok(Exit::Invalid);
+    }
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics, /api/v1/journeys and the status page");
+    let runner = Runner::new(RunOptions::default());
+    serve_source(
+        crate::serve::Source::Paths {
+            paths: args.journeys,
+            opts,
+        },
+        runner,
+        listener,
+        args.location,
+        crate::scheduler::SchedulerConfig {
+            max_concurrent: args.max_concurrent_runs,
+            max_browser: args.max_browser_sessions,
+            grace: args.shutdown_grace,
+        },
+        args.watch_interval,
+    )
+    .await
+}
+
 async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
     let listener = tokio::net::TcpListener::bind(&args.shop_listen)
         .await
@@ -357,11 +523,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         let _ = stop_rx.await;
     }));
     let base_url = format!("http://{addr}");
-    println!(
-        "demo shop: {base_url}/ (user alice, password {})\n",
-        crate::demo::DemoShop::PASSWORD
-    );
-    let loaded = match example_journeys(&base_url) {
+    let mut loaded = match example_journeys(&base_url) {
         Ok(l) => l,
         Err(e) => {
             report_invalid(&e);
@@ -375,13 +537,51 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         )]),
         ..Default::default()
     });
-    let outcomes = run_journeys(&loaded.journeys, &runner).await;
-    print_outcomes(&loaded.journeys, &outcomes, false);
+    if args.once {
+        println!(
+            "demo shop: {base_url}/ (user alice, password {})\n",
+            crate::demo::DemoShop::PASSWORD
+        );
+        let outcomes = run_journeys(&loaded.journeys, &runner).await;
+        print_outcomes(&loaded.journeys, &outcomes, false);
+        let _ = stop_tx.send(());
+        let _ = server.await;
+        return Ok(if outcomes.iter().all(|o| o.result == RunResult::Success) {
+            Exit::Ok
+        } else {
+            Exit::JourneyFailed
+        });
+    }
+    init_logging(args.log_format);
+    let probe_listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (choose another with --listen)",
+                args.listen
+            )
+        })?;
+    let paddr = probe_listener.local_addr()?;
+    for j in &mut loaded.journeys {
+        j.interval = args.interval;
+        j.timeout = j.timeout.min(args.interval.mul_f64(0.8));
+    }
+    println!(
+        "wayprobe demo\n\n  status page   http://{paddr}/\n  metrics       http://{paddr}/metrics\n  journeys API  http://{paddr}/api/v1/journeys\n  demo shop     {base_url}/  (user alice, password {})\n\n\
+         The example journeys run every {}. Break checkout with\n  curl -X POST '{base_url}/-/demo/checkout?fail=true'\nand heal it with ?fail=false. Ctrl-C stops.\n",
+        crate::demo::DemoShop::PASSWORD,
+        humantime::format_duration(args.interval)
+    );
+    let res = serve_source(
+        crate::serve::Source::Fixed(loaded.journeys),
+        runner,
+        probe_listener,
+        "demo".into(),
+        crate::scheduler::SchedulerConfig::default(),
+        std::time::Duration::ZERO,
+    )
+    .await;
     let _ = stop_tx.send(());
     let _ = server.await;
-    Ok(if outcomes.iter().all(|o| o.result == RunResult::Success) {
-        Exit::Ok
-    } else {
-        Exit::JourneyFailed
-    })
+    res
 }

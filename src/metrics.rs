@@ -1,0 +1,532 @@
+//! The SLI metrics: one long-lived registry, encoded as OpenMetrics text.
+//!
+//! Journey series live in a [`JourneyMetrics`] collector rather than in
+//! prometheus-client `Family`s, because each journey needs its own histogram
+//! buckets (every latency-SLO threshold is a bucket boundary) and because a
+//! reload must remove exactly the series of journeys and steps that
+//! disappeared. Recording a run touches only atomics through an
+//! `Arc<JourneySeries>` the scheduler task holds: no lookups, no locks.
+//!
+//! Labels are bounded: `journey`, `location`, `step`, `result`, `reason`.
+//! User labels appear only on `journey_info`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::UNIX_EPOCH;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::journey::Journey;
+use crate::outcome::{JourneyOutcome, Reason, RunResult, StepStatus};
+
+/// Buckets of `journey_duration_seconds`, before the SLO thresholds are added.
+pub const JOURNEY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
+/// Buckets of `journey_step_duration_seconds`.
+pub const STEP_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Buckets of `wayprobe_schedule_lag_seconds`.
+const LAG_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0];
+
+/// The content type of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The content type of [`to_prometheus_text`]'s output.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Converts our OpenMetrics exposition to the classic Prometheus text format
+/// (for scrapers and tools that do not ask for OpenMetrics, like `promtool
+/// check metrics`): counter families are named with their `_total` suffix and
+/// the `# EOF` / `# UNIT` lines go.
+pub fn to_prometheus_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut help: Option<&str> = None;
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some(h) = help.take() {
+                out.push_str(h);
+                out.push('\n');
+            }
+            help = Some(line);
+            let _ = rest;
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), kind),
+                "info" => (name.to_string(), "gauge"),
+                "unknown" => (name.to_string(), "untyped"),
+                _ => (name.to_string(), kind),
+            };
+            if let Some(h) = help.take() {
+                let text = h.splitn(4, ' ').nth(3).unwrap_or("");
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if let Some(h) = help.take() {
+            out.push_str(h);
+            out.push('\n');
+        }
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// Bucket boundaries of a journey's duration histogram: defaults plus its
+/// latency-SLO thresholds, sorted and de-duplicated.
+pub fn journey_buckets(j: &Journey) -> Vec<f64> {
+    let mut b: Vec<f64> = JOURNEY_BUCKETS.to_vec();
+    for t in j.latency_thresholds() {
+        if !b.iter().any(|x| (x - t).abs() < 1e-9) {
+            b.push(t);
+        }
+    }
+    b.sort_by(|a, b| a.total_cmp(b));
+    b
+}
+
+/// Series of one step.
+#[derive(Debug)]
+pub struct StepSeries {
+    name: String,
+    duration: Histogram,
+    /// One counter per reason; only reasons that occurred are exposed.
+    failures: Vec<(Counter, AtomicBool)>,
+}
+
+impl StepSeries {
+    fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            duration: Histogram::new(STEP_BUCKETS.iter().copied()),
+            failures: Reason::ALL
+                .iter()
+                .map(|_| (Counter::default(), AtomicBool::new(false)))
+                .collect(),
+        }
+    }
+
+    fn share(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            duration: self.duration.clone(),
+            failures: self
+                .failures
+                .iter()
+                .map(|(c, t)| (c.clone(), AtomicBool::new(t.load(Ordering::Relaxed))))
+                .collect(),
+        }
+    }
+}
+
+/// Every series of one journey at this location.
+#[derive(Debug)]
+pub struct JourneySeries {
+    name: String,
+    labels: Vec<(String, String)>,
+    buckets: Vec<f64>,
+    runs: [Counter; 2],
+    duration: [Histogram; 2],
+    steps: Vec<StepSeries>,
+    last_run: F64Gauge,
+    last_success: Gauge,
+    skipped: Counter,
+}
+
+fn result_index(r: RunResult) -> usize {
+    match r {
+        RunResult::Success => 0,
+        RunResult::Failure => 1,
+    }
+}
+
+const RESULTS: [&str; 2] = ["success", "failure"];
+
+impl JourneySeries {
+    fn new(j: &Journey) -> Self {
+        let buckets = journey_buckets(j);
+        Self {
+            name: j.name.clone(),
+            labels: j
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            runs: Default::default(),
+            duration: [
+                Histogram::new(buckets.iter().copied()),
+                Histogram::new(buckets.iter().copied()),
+            ],
+            buckets,
+            steps: j.steps.iter().map(|s| StepSeries::new(&s.name)).collect(),
+            last_run: F64Gauge::default(),
+            last_success: Gauge::default(),
+            skipped: Counter::default(),
+        }
+    }
+
+    /// A series set for `j` that keeps every value of `old` that still applies:
+    /// runs, gauges, and the histograms of steps that still exist.
+    fn reuse(j: &Journey, old: &JourneySeries) -> Self {
+        let mut new = Self::new(j);
+        new.runs = old.runs.clone();
+        new.last_run = old.last_run.clone();
+        new.last_success = old.last_success.clone();
+        new.skipped = old.skipped.clone();
+        if new.buckets == old.buckets {
+            new.duration = old.duration.clone();
+        }
+        for s in &mut new.steps {
+            if let Some(o) = old.steps.iter().find(|o| o.name == s.name) {
+                *s = o.share();
+            }
+        }
+        new
+    }
+
+    /// Records a finished run.
+    pub fn record(&self, o: &JourneyOutcome) {
+        let i = result_index(o.result);
+        self.runs[i].inc();
+        self.duration[i].observe(o.duration.as_secs_f64());
+        for (series, step) in self.steps.iter().zip(&o.steps) {
+            if step.status == StepStatus::Skipped {
+                continue;
+            }
+            series.duration.observe(step.duration.as_secs_f64());
+            if let Some(f) = &step.failure {
+                let idx = Reason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0);
+                let (c, touched) = &series.failures[idx];
+                c.inc();
+                touched.store(true, Ordering::Relaxed);
+            }
+        }
+        let ts = o
+            .started_at
+            .checked_add(o.duration)
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_run.set(ts);
+        self.last_success
+            .set(i64::from(o.result == RunResult::Success));
+    }
+
+    /// Counts a tick skipped because the previous run was still going.
+    pub fn skip(&self) {
+        self.skipped.inc();
+    }
+}
+
+/// The collector of all journey series.
+#[derive(Debug)]
+pub struct JourneyMetrics {
+    location: String,
+    journeys: RwLock<BTreeMap<String, Arc<JourneySeries>>>,
+}
+
+impl JourneyMetrics {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<JourneySeries>>> {
+        self.journeys.read().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Collector for JourneyMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let journeys = self.read();
+        let loc = self.location.as_str();
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_runs",
+                "Finished journey runs by result.",
+                None,
+                MetricType::Counter,
+            )?;
+            for s in journeys.values() {
+                for (i, r) in RESULTS.iter().enumerate() {
+                    let labels = [
+                        ("journey", s.name.as_str()),
+                        ("location", loc),
+                        ("result", r),
+                    ];
+                    s.runs[i].encode(f.encode_family(&labels.as_slice())?)?;
+                }
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_duration_seconds",
+                "Wall time of whole journey runs.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for s in journeys.values() {
+                for (i, r) in RESULTS.iter().enumerate() {
+                    let labels = [
+                        ("journey", s.name.as_str()),
+                        ("location", loc),
+                        ("result", r),
+                    ];
+                    s.duration[i].encode(f.encode_family(&labels.as_slice())?)?;
+                }
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_step_duration_seconds",
+                "Wall time of journey steps that ran.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for s in journeys.values() {
+                for st in &s.steps {
+                    let labels = [
+                        ("journey", s.name.as_str()),
+                        ("location", loc),
+                        ("step", st.name.as_str()),
+                    ];
+                    st.duration.encode(f.encode_family(&labels.as_slice())?)?;
+                }
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_step_failures",
+                "Failed steps by bounded reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for s in journeys.values() {
+                for st in &s.steps {
+                    for (reason, (c, touched)) in Reason::ALL.iter().zip(&st.failures) {
+                        if touched.load(Ordering::Relaxed) {
+                            let labels = [
+                                ("journey", s.name.as_str()),
+                                ("location", loc),
+                                ("step", st.name.as_str()),
+                                ("reason", reason.as_str()),
+                            ];
+                            c.encode(f.encode_family(&labels.as_slice())?)?;
+                        }
+                    }
+                }
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_last_run_timestamp_seconds",
+                "Unix time the last run of the journey finished.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in journeys.values() {
+                let labels = [("journey", s.name.as_str()), ("location", loc)];
+                s.last_run.encode(f.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_last_success",
+                "Whether the last run of the journey succeeded (1) or failed (0).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in journeys.values() {
+                let labels = [("journey", s.name.as_str()), ("location", loc)];
+                s.last_success
+                    .encode(f.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "journey_info",
+                "Journey metadata; user labels live only here.",
+                None,
+                MetricType::Gauge,
+            )?;
+            let one = Gauge::<i64>::default();
+            one.set(1);
+            for s in journeys.values() {
+                let mut labels: Vec<(&str, &str)> =
+                    vec![("journey", s.name.as_str()), ("location", loc)];
+                labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                one.encode(f.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        {
+            let mut f = encoder.encode_descriptor(
+                "wayprobe_runs_skipped",
+                "Scheduled runs skipped because the previous run was still going.",
+                None,
+                MetricType::Counter,
+            )?;
+            for s in journeys.values() {
+                let labels = [("journey", s.name.as_str())];
+                s.skipped.encode(f.encode_family(&labels.as_slice())?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The prober's registry and its metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    journeys: Arc<JourneyMetrics>,
+    /// `wayprobe_journeys_loaded`.
+    pub loaded: Gauge,
+    /// `wayprobe_config_last_reload_successful`.
+    pub reload_ok: Gauge,
+    /// `wayprobe_config_last_reload_success_timestamp_seconds`.
+    pub reload_ts: F64Gauge,
+    /// `wayprobe_schedule_lag_seconds`.
+    pub lag: Histogram,
+    /// `wayprobe_runs_in_flight`.
+    pub in_flight: Gauge,
+    /// `wayprobe_webdriver_up`.
+    pub webdriver_up: Gauge,
+}
+
+impl Metrics {
+    /// A registry for probes run at `location`.
+    pub fn new(location: &str) -> Self {
+        let mut registry = Registry::default();
+        let journeys = Arc::new(JourneyMetrics {
+            location: location.to_string(),
+            journeys: RwLock::new(BTreeMap::new()),
+        });
+        registry.register_collector(Box::new(journeys.clone()));
+        let build = Gauge::<i64>::default();
+        build.set(1);
+        let info =
+            prometheus_client::metrics::family::Family::<Vec<(String, String)>, Gauge>::default();
+        info.get_or_create(&vec![(
+            "version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        )])
+        .set(1);
+        registry.register("wayprobe_build_info", "wayprobe version", info);
+        let loaded = Gauge::default();
+        registry.register(
+            "wayprobe_journeys_loaded",
+            "Journeys currently scheduled",
+            loaded.clone(),
+        );
+        let reload_ok = Gauge::default();
+        registry.register(
+            "wayprobe_config_last_reload_successful",
+            "Whether the last journey (re)load succeeded",
+            reload_ok.clone(),
+        );
+        let reload_ts = F64Gauge::default();
+        registry.register(
+            "wayprobe_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful journey (re)load",
+            reload_ts.clone(),
+        );
+        let lag = Histogram::new(LAG_BUCKETS.iter().copied());
+        registry.register(
+            "wayprobe_schedule_lag_seconds",
+            "How late runs start after their scheduled time",
+            lag.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "wayprobe_runs_in_flight",
+            "Journey runs in progress",
+            in_flight.clone(),
+        );
+        let webdriver_up = Gauge::default();
+        registry.register(
+            "wayprobe_webdriver_up",
+            "Whether a WebDriver endpoint answers (1) or not (0)",
+            webdriver_up.clone(),
+        );
+        Self {
+            registry,
+            journeys,
+            loaded,
+            reload_ok,
+            reload_ts,
+            lag,
+            in_flight,
+            webdriver_up,
+        }
+    }
+
+    /// Makes the series match `journeys`: series of journeys and steps that
+    /// disappeared are removed, new ones start at 0, the rest keep their values.
+    /// Returns each journey's series handle, in the same order.
+    pub fn set_journeys(&self, journeys: &[Journey]) -> Vec<Arc<JourneySeries>> {
+        let mut map = self
+            .journeys
+            .journeys
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut next = BTreeMap::new();
+        let mut handles = Vec::with_capacity(journeys.len());
+        for j in journeys {
+            let series = match map.get(&j.name) {
+                Some(old) if same_shape(j, old) => old.clone(),
+                Some(old) => Arc::new(JourneySeries::reuse(j, old)),
+                None => Arc::new(JourneySeries::new(j)),
+            };
+            next.insert(j.name.clone(), series.clone());
+            handles.push(series);
+        }
+        *map = next;
+        self.loaded.set(journeys.len() as i64);
+        handles
+    }
+
+    /// The current series of a journey.
+    pub fn series(&self, journey: &str) -> Option<Arc<JourneySeries>> {
+        self.journeys.read().get(journey).cloned()
+    }
+
+    /// Marks a (re)load as successful or not.
+    pub fn reloaded(&self, ok: bool) {
+        self.reload_ok.set(i64::from(ok));
+        if ok {
+            let now = std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64());
+            self.reload_ts.set(now);
+        }
+    }
+
+    /// The OpenMetrics exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(64 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+fn same_shape(j: &Journey, s: &JourneySeries) -> bool {
+    s.buckets == journey_buckets(j)
+        && s.steps.len() == j.steps.len()
+        && s.steps.iter().zip(&j.steps).all(|(a, b)| a.name == b.name)
+        && s.labels.len() == j.labels.len()
+        && s.labels
+            .iter()
+            .zip(&j.labels)
+            .all(|((a, b), (c, d))| a == c && b == d)
+}

@@ -1,0 +1,188 @@
+//! What `serve` knows about each journey, for the status page and the JSON
+//! API, and the one place where a finished run is logged, counted and kept.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::journey::Journey;
+use crate::metrics::JourneySeries;
+use crate::outcome::{JourneyOutcome, RunResult};
+
+/// How many recent failures are kept per journey.
+pub const FAILURE_HISTORY: usize = 10;
+
+/// One remembered failure.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailureRecord {
+    /// When the run started.
+    #[serde(serialize_with = "ser_time")]
+    pub at: SystemTime,
+    /// The failing step.
+    pub step: String,
+    /// The bounded reason.
+    pub reason: String,
+    /// The redacted message.
+    pub message: String,
+}
+
+fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
+}
+
+/// The state of one journey.
+#[derive(Debug, Clone)]
+pub struct JourneyStatus {
+    /// The journey as loaded.
+    pub journey: Arc<Journey>,
+    /// The last finished run.
+    pub last: Option<JourneyOutcome>,
+    /// Recent failures, newest first.
+    pub failures: VecDeque<FailureRecord>,
+    /// Runs since start-up.
+    pub runs: u64,
+    /// Successful runs since start-up.
+    pub successes: u64,
+}
+
+/// A reload that was refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReloadError {
+    /// When it happened.
+    #[serde(serialize_with = "ser_time")]
+    pub at: SystemTime,
+    /// The diagnostics, rendered without colour.
+    pub diagnostics: String,
+}
+
+/// All journeys' state.
+#[derive(Debug)]
+pub struct StatusStore {
+    /// The `location` label of this prober.
+    pub location: String,
+    /// When the prober started.
+    pub started: SystemTime,
+    journeys: RwLock<BTreeMap<String, JourneyStatus>>,
+    reload_error: RwLock<Option<ReloadError>>,
+}
+
+impl StatusStore {
+    /// An empty store.
+    pub fn new(location: &str) -> Self {
+        Self {
+            location: location.to_string(),
+            started: SystemTime::now(),
+            journeys: RwLock::new(BTreeMap::new()),
+            reload_error: RwLock::new(None),
+        }
+    }
+
+    /// Replaces the journey set, keeping history of journeys that remain.
+    pub fn set_journeys(&self, journeys: &[Arc<Journey>]) {
+        let mut map = self.journeys.write().unwrap_or_else(|p| p.into_inner());
+        let mut next = BTreeMap::new();
+        for j in journeys {
+            let st = match map.remove(&j.name) {
+                Some(mut old) => {
+                    old.journey = j.clone();
+                    old
+                }
+                None => JourneyStatus {
+                    journey: j.clone(),
+                    last: None,
+                    failures: VecDeque::new(),
+                    runs: 0,
+                    successes: 0,
+                },
+            };
+            next.insert(j.name.clone(), st);
+        }
+        *map = next;
+    }
+
+    /// Stores a finished run.
+    pub fn update(&self, o: &JourneyOutcome) {
+        let mut map = self.journeys.write().unwrap_or_else(|p| p.into_inner());
+        let Some(st) = map.get_mut(&o.journey) else {
+            return;
+        };
+        st.runs += 1;
+        if o.result == RunResult::Success {
+            st.successes += 1;
+        }
+        if let Some(step) = o.failed_step() {
+            let f = step.failure.as_ref();
+            st.failures.push_front(FailureRecord {
+                at: o.started_at,
+                step: step.name.clone(),
+                reason: f.map(|f| f.reason.as_str().to_string()).unwrap_or_default(),
+                message: f.map(|f| f.message.clone()).unwrap_or_default(),
+            });
+            st.failures.truncate(FAILURE_HISTORY);
+        }
+        st.last = Some(o.clone());
+    }
+
+    /// A snapshot of every journey, sorted by name.
+    pub fn snapshot(&self) -> Vec<JourneyStatus> {
+        self.journeys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Records (or clears) the last refused reload.
+    pub fn set_reload_error(&self, e: Option<ReloadError>) {
+        *self.reload_error.write().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// The last refused reload, if the current set is not the newest files.
+    pub fn reload_error(&self) -> Option<ReloadError> {
+        self.reload_error
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// Logs, counts and keeps a finished run: the one place that does it.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// Status for the page and the API.
+    pub status: Arc<StatusStore>,
+}
+
+impl Recorder {
+    /// Handles a finished run of `journey`.
+    pub fn record(&self, series: &JourneySeries, o: &JourneyOutcome) {
+        series.record(o);
+        self.status.update(o);
+        let duration_ms = (o.duration.as_secs_f64() * 1000.0).round() as u64;
+        match o.failed_step() {
+            None => tracing::info!(
+                journey = %o.journey,
+                location = %self.status.location,
+                result = o.result.as_str(),
+                duration_ms,
+                "run finished"
+            ),
+            Some(step) => {
+                let f = step.failure.as_ref();
+                tracing::warn!(
+                    journey = %o.journey,
+                    location = %self.status.location,
+                    result = o.result.as_str(),
+                    duration_ms,
+                    step = %step.name,
+                    reason = f.map_or("", |f| f.reason.as_str()),
+                    message = f.map_or("", |f| f.message.as_str()),
+                    "run finished"
+                );
+            }
+        }
+    }
+}
