@@ -3,4 +3,6 @@
 mod check;
 mod cli;
 mod http;
+mod scheduler;
+mod serve;
 mod support;

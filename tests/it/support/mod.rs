@@ -58,3 +58,56 @@ pub fn normalize_timings(s: &str) -> String {
     let re = regex::Regex::new(r"\b\d+(\.\d+)?(ms|s)\b").unwrap();
     re.replace_all(s, "<T>").to_string()
 }
+
+/// Whether an external tool is on PATH. Missing: the test skips with a
+/// message, unless `WAYPROBE_REQUIRE_TOOLS=1` (CI), where it fails.
+pub fn tool(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("WAYPROBE_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+            panic!(
+                "`{name}` is required (WAYPROBE_REQUIRE_TOOLS=1) but not installed; run ./scripts/test"
+            );
+        }
+        eprintln!("skipping: `{name}` is not installed (./scripts/test installs it)");
+    }
+    found
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET `url` and return (status, body).
+pub async fn get(url: &str) -> (u16, String) {
+    let r = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let s = r.status().as_u16();
+    (s, r.text().await.unwrap())
+}
+
+/// Polls `f` every 100ms until it returns Some, or panics after `secs`.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if std::time::Instant::now() > deadline {
+            panic!("timed out after {secs}s waiting for {what}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

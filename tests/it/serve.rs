@@ -1,0 +1,543 @@
+//! `wayprobe serve` end to end: the metric exposition (golden, promtool, a
+//! real Prometheus scraping it), the endpoints, the status page, live reload
+//! (valid, invalid, removed journey, ConfigMap-style symlink swap), start-up
+//! with invalid journeys and graceful shutdown on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use wayprobe::journey::LoadOptions;
+use wayprobe::metrics::Metrics;
+use wayprobe::outcome::{Failure, JourneyOutcome, Reason, RunResult, StepOutcome, StepStatus};
+use wayprobe::run::{RunOptions, Runner};
+use wayprobe::serve::{ServeConfig, Source};
+
+use crate::support::{
+    bin, eventually, free_port, get, golden::assert_golden, journey, target::Target, tool,
+};
+
+const SHOP: &str = "name: shop\ninterval: 30s\ntimeout: 10s\nlabels: {team: web}\nsteps:\n  - name: home\n    http: {url: \"http://127.0.0.1:9/\"}\n  - name: buy\n    http: {url: \"http://127.0.0.1:9/buy\"}\nslos:\n  - {name: latency, objective: 95%, threshold: 750ms}\n  - {name: slow-latency, objective: 99%, threshold: 2s}\n";
+const API: &str = "name: api\ninterval: 1m\nsteps:\n  - name: ping\n    http: {url: \"http://127.0.0.1:9/ping\"}\n";
+
+fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome {
+    let mut failed = false;
+    let steps: Vec<StepOutcome> = steps
+        .iter()
+        .map(|(s, ms, reason)| {
+            if failed {
+                return StepOutcome::skipped(s, "http");
+            }
+            failed = reason.is_some();
+            StepOutcome {
+                status: if failed {
+                    StepStatus::Failed
+                } else {
+                    StepStatus::Passed
+                },
+                duration: Duration::from_millis(*ms),
+                failure: reason.map(|r| Failure::new(r, "boom")),
+                ..StepOutcome::skipped(s, "http")
+            }
+        })
+        .collect();
+    let total = steps.iter().map(|s| s.duration).sum();
+    JourneyOutcome {
+        journey: name.into(),
+        result: if failed {
+            RunResult::Failure
+        } else {
+            RunResult::Success
+        },
+        started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        duration: total,
+        steps,
+    }
+}
+
+/// The exposition of a small journey set, after a few runs, is exactly the
+/// golden file: names, labels, pre-initialised zeros, SLO buckets, `le` form.
+#[test]
+fn metrics_exposition_golden() {
+    let m = Metrics::new("eu-west-1");
+    let js = vec![journey(SHOP, &[]), journey(API, &[])];
+    let series = m.set_journeys(&js);
+    series[0].record(&outcome("shop", &[("home", 120, None), ("buy", 600, None)]));
+    series[0].record(&outcome(
+        "shop",
+        &[("home", 90, None), ("buy", 2500, Some(Reason::Status))],
+    ));
+    series[0].record(&outcome(
+        "shop",
+        &[("home", 40, Some(Reason::Timeout)), ("buy", 0, None)],
+    ));
+    series[1].record(&outcome("api", &[("ping", 30, None)]));
+    series[1].skip();
+    assert_golden("metrics/exposition.txt", &m.encode());
+    assert_golden(
+        "metrics/exposition.prom",
+        &wayprobe::metrics::to_prometheus_text(&m.encode()),
+    );
+}
+
+#[test]
+fn promtool_accepts_the_exposition() {
+    if !tool("promtool") {
+        return;
+    }
+    let m = Metrics::new("local");
+    let series = m.set_journeys(&[journey(SHOP, &[])]);
+    series[0].record(&outcome(
+        "shop",
+        &[("home", 120, Some(Reason::Connect)), ("buy", 0, None)],
+    ));
+    let text = wayprobe::metrics::to_prometheus_text(&m.encode());
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\n---\n{text}"
+    );
+}
+
+#[test]
+fn reload_removes_only_disappearing_series() {
+    let m = Metrics::new("x");
+    let s = m.set_journeys(&[journey(SHOP, &[]), journey(API, &[])]);
+    s[0].record(&outcome("shop", &[("home", 10, None), ("buy", 10, None)]));
+    // `api` removed, `shop` loses its `buy` step.
+    let shop2 = SHOP.replace(
+        "  - name: buy\n    http: {url: \"http://127.0.0.1:9/buy\"}\n",
+        "",
+    );
+    m.set_journeys(&[journey(&shop2, &[])]);
+    let text = m.encode();
+    assert!(!text.contains("journey=\"api\""), "{text}");
+    assert!(!text.contains("step=\"buy\""), "{text}");
+    assert!(
+        text.contains(r#"journey_runs_total{journey="shop",location="x",result="success"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"journey_step_duration_seconds_count{journey="shop",location="x",step="home"} 1"#
+        ),
+        "{text}"
+    );
+}
+
+/// A `serve` running in-process on port 0 over a journey directory.
+struct Running {
+    base: String,
+    dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), wayprobe::serve::ServeError>>,
+}
+
+impl Running {
+    async fn start(dir: &Path, target: &Target) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let mut cfg = ServeConfig::new(
+            Source::Paths {
+                paths: vec![dir.to_path_buf()],
+                opts: LoadOptions {
+                    vars: [("base_url".to_string(), target.base.clone())].into(),
+                },
+            },
+            Runner::new(RunOptions::default()),
+        );
+        cfg.watch_interval = Duration::from_millis(200);
+        cfg.location = "test".into();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(wayprobe::serve::serve(cfg, listener, async move {
+            let _ = rx.await;
+        }));
+        Running {
+            base,
+            dir: dir.to_path_buf(),
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("serve stops")
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn metrics(&self) -> String {
+        get(&format!("{}/metrics", self.base)).await.1
+    }
+
+    async fn wait_for_runs(&self, journey: &str, n: u32) {
+        let needle = format!(
+            "journey_runs_total{{journey=\"{journey}\",location=\"test\",result=\"success\"}} "
+        );
+        eventually(20, &format!("{n} runs of {journey}"), || async {
+            let m = self.metrics().await;
+            let v: u32 = m
+                .lines()
+                .find(|l| l.starts_with(&needle))?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            (v >= n).then_some(())
+        })
+        .await
+    }
+
+    async fn reload(&self) -> (u16, String) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/-/reload", self.base))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+fn quick(name: &str, path: &str) -> String {
+    format!(
+        "name: {name}\ninterval: 500ms\ntimeout: 400ms\nlabels: {{team: web}}\nvars: {{base_url: \"http://127.0.0.1:9\"}}\nsteps:\n  - name: get\n    http: {{url: \"{{{{ base_url }}}}{path}\"}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_status_page_and_reload() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    std::fs::write(dir.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
+    let s = Running::start(&dir, &t).await;
+
+    assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
+    assert_eq!(get(&format!("{}/-/ready", s.base)).await.0, 200);
+    s.wait_for_runs("ok", 2).await;
+
+    // Prometheus gets OpenMetrics when it asks for it.
+    let r = reqwest::Client::new()
+        .get(format!("{}/metrics", s.base))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    assert!(r.text().await.unwrap().ends_with("# EOF\n"));
+
+    // The JSON API explains the failure, with per-step results.
+    let api: serde_json::Value =
+        serde_json::from_str(&get(&format!("{}/api/v1/journeys", s.base)).await.1).unwrap();
+    let broken = api["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "broken")
+        .unwrap();
+    assert_eq!(broken["interval_seconds"], 0.5);
+    assert_eq!(broken["last"]["result"], "failure");
+    assert_eq!(broken["last"]["steps"][0]["failure"]["reason"], "status");
+    assert_eq!(broken["recent_failures"][0]["reason"], "status");
+
+    // The status page lists every journey with its state and the failure.
+    let (code, page) = get(&format!("{}/", s.base)).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("data-journey=\"ok\""));
+    assert!(
+        page.contains("passing") && page.contains("failing"),
+        "{page}"
+    );
+    assert!(page.contains("step <b>get</b> failed (status)"), "{page}");
+    assert!(page.contains("http-equiv=refresh"));
+
+    // A valid reload: a new journey appears, the old keep their counters.
+    let before = s.metrics().await;
+    std::fs::write(dir.join("new.yaml"), quick("new", "/ok")).unwrap();
+    let (code, msg) = s.reload().await;
+    assert_eq!(code, 200, "{msg}");
+    assert!(msg.contains("1 added"), "{msg}");
+    s.wait_for_runs("new", 1).await;
+    let ok_before = count(&before, "ok");
+    assert!(
+        count(&s.metrics().await, "ok") >= ok_before,
+        "counters kept"
+    );
+
+    // An invalid reload changes nothing and says why, with file:line:col.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "name: bad\nsteps:\n  - name: x\n    http: {url: \"http://x/\", methd: GET}\n",
+    )
+    .unwrap();
+    let (code, msg) = s.reload().await;
+    assert_eq!(code, 422);
+    assert!(
+        msg.contains("bad.yaml:4:30") && msg.contains("did you mean `method`?"),
+        "{msg}"
+    );
+    let m = s.metrics().await;
+    assert!(
+        m.contains("wayprobe_config_last_reload_successful 0"),
+        "{m}"
+    );
+    assert!(m.contains("wayprobe_journeys_loaded 3"));
+    let runs = count(&m, "new");
+    s.wait_for_runs("new", runs + 2).await; // the last good set keeps running
+    let page = get(&format!("{}/", s.base)).await.1;
+    assert!(
+        page.contains("id=reload-error") && page.contains("bad.yaml:4:30"),
+        "{page}"
+    );
+
+    // Fixing it and removing a journey: its series go, the rest stay.
+    std::fs::remove_file(dir.join("bad.yaml")).unwrap();
+    std::fs::remove_file(dir.join("broken.yaml")).unwrap();
+    let (code, msg) = s.reload().await;
+    assert_eq!(code, 200, "{msg}");
+    let m = s.metrics().await;
+    assert!(!m.contains("journey=\"broken\""), "{m}");
+    assert!(m.contains("wayprobe_config_last_reload_successful 1"));
+    assert!(
+        !get(&format!("{}/", s.base))
+            .await
+            .1
+            .contains("id=reload-error")
+    );
+    let _ = &s.dir;
+    s.stop().await;
+}
+
+fn count(metrics: &str, journey: &str) -> u32 {
+    let needle = format!(
+        "journey_runs_total{{journey=\"{journey}\",location=\"test\",result=\"success\"}} "
+    );
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&needle))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Kubernetes updates a ConfigMap volume by pointing `..data` at a new
+/// directory; files are symlinks through it. The watcher must notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configmap_symlink_swap_is_detected() {
+    use std::os::unix::fs::symlink;
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    let v1 = dir.join("..2026_11_21_v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::write(v1.join("probe.yaml"), quick("probe", "/ok")).unwrap();
+    symlink("..2026_11_21_v1", dir.join("..data")).unwrap();
+    symlink("..data/probe.yaml", dir.join("probe.yaml")).unwrap();
+    let s = Running::start(&dir, &t).await;
+    s.wait_for_runs("probe", 1).await;
+
+    let v2 = dir.join("..2026_11_21_v2");
+    std::fs::create_dir(&v2).unwrap();
+    std::fs::write(v2.join("probe.yaml"), quick("probe", "/ok")).unwrap();
+    std::fs::write(v2.join("extra.yaml"), quick("extra", "/ok")).unwrap();
+    symlink("..data/extra.yaml", dir.join("extra.yaml")).unwrap_or(());
+    // Atomic swap, as the kubelet does it: a new link renamed over `..data`.
+    symlink("..2026_11_21_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    s.wait_for_runs("extra", 1).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_serve() {
+    if !tool("prometheus") {
+        return;
+    }
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    let s = Running::start(&dir, &t).await;
+    let target = s.base.trim_start_matches("http://").to_string();
+    let port = free_port();
+    let data = dir.join("prom-data");
+    let cfg = dir.join("prometheus.yml");
+    std::fs::write(
+        &cfg,
+        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['{target}']}}]\n"),
+    )
+    .unwrap();
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", cfg.display()))
+        .arg(format!("--storage.tsdb.path={}", data.display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard = KillOnDrop(&mut prom);
+    let q = format!(
+        "http://127.0.0.1:{port}/api/v1/query?query=journey_runs_total%7Bjob%3D%22wayprobe%22%2Cresult%3D%22success%22%7D"
+    );
+    let v = eventually(40, "Prometheus to have journey_runs_total", || async {
+        let body = reqwest::get(&q).await.ok()?.text().await.ok()?;
+        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let r = json["data"]["result"].as_array()?.first()?.clone();
+        Some(r)
+    })
+    .await;
+    assert_eq!(v["metric"]["journey"], "ok");
+    assert_eq!(v["metric"]["location"], "test");
+    // The scrape was OpenMetrics-negotiated and healthy.
+    let up = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/query?query=up"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(up.contains("\"1\""), "{up}");
+    drop(guard);
+    s.stop().await;
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn startup_with_invalid_journeys_exits_2_like_check() {
+    let root = crate::support::root();
+    let serve = bin()
+        .current_dir(&root)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--journeys",
+            "tests/fixtures/invalid/unknown-key.yaml",
+        ])
+        .output()
+        .unwrap();
+    let check = bin()
+        .current_dir(&root)
+        .args(["check", "tests/fixtures/invalid/unknown-key.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(serve.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&serve.stderr),
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn cannot_bind_exits_3() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    let out = bin()
+        .current_dir(crate::support::root())
+        .args(["serve", "--journeys", "journeys", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen on"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(dir.join("ok.yaml"), quick("ok", "/slow?ms=300")).unwrap();
+    let port = free_port();
+    let mut child = bin()
+        .args(["serve", "--log-format", "json", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--journeys")
+        .arg(&dir)
+        .args(["--var", &format!("base_url={}", t.base)])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually(20, "serve to be ready", || async {
+        let r = reqwest::get(format!("http://127.0.0.1:{port}/-/ready"))
+            .await
+            .ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let s = child.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        (s, err)
+    });
+    let (status, logs) = tokio::time::timeout(Duration::from_secs(15), status)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{logs}");
+    // One JSON line per finished run, with the contract's fields.
+    let line = logs
+        .lines()
+        .find(|l| l.contains("\"run finished\""))
+        .expect(&logs);
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["journey"], "ok");
+    assert_eq!(v["result"], "success");
+    assert!(v["duration_ms"].as_u64().is_some());
+    assert!(logs.contains("shutting down"));
+    let _ = Arc::new(());
+}
