@@ -425,34 +425,30 @@ pub fn init_logging(format: LogFormat) {
 }
 
 /// Resolves on SIGTERM or SIGINT; SIGHUP sends a reload request.
-fn signals(
-    reload: tokio::sync::mpsc::Sender<crate::server::ReloadRequest>,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = hup.recv() => {
-                    tracing::info!("SIGHUP: reloading");
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    if reload.send(tx).await.is_ok() {
-                        tokio::spawn(async move { let _ = rx.await; });
-                    }
+async fn signals(reload: tokio::sync::mpsc::Sender<crate::server::ReloadRequest>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if reload.send(tx).await.is_ok() {
+                    tokio::spawn(async move { let _ = rx.await; });
                 }
             }
         }
-        tracing::info!("signal received");
     }
+    tracing::info!("signal received");
 }
 
 async fn serve_source(
