@@ -100,6 +100,9 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text", env = "WAYPROBE_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// Browser options.
+    #[command(flatten)]
+    pub browser: BrowserArgs,
 }
 
 /// Options shared by commands that load journeys.
@@ -149,6 +152,55 @@ pub struct RunArgs {
     /// Show request and response headers (secrets masked).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Browser options.
+    #[command(flatten)]
+    pub browser: BrowserArgs,
+}
+
+/// How browser steps reach a browser.
+#[derive(Debug, Args, Clone)]
+pub struct BrowserArgs {
+    /// Use this WebDriver endpoint (a chromedriver sidecar or a Selenium Grid)
+    /// instead of starting chromedriver.
+    #[arg(long, env = "WAYPROBE_WEBDRIVER_URL", value_name = "URL")]
+    pub webdriver_url: Option<String>,
+    /// The chromedriver wayprobe starts and supervises.
+    #[arg(
+        long,
+        env = "WAYPROBE_CHROMEDRIVER",
+        default_value = "chromedriver",
+        value_name = "PATH"
+    )]
+    pub chromedriver: PathBuf,
+    /// The Chromium binary (default: chromedriver's choice).
+    #[arg(long, env = "WAYPROBE_CHROMIUM", value_name = "PATH")]
+    pub chromium: Option<PathBuf>,
+    /// Where screenshots of failed browser steps are saved.
+    #[arg(long, env = "WAYPROBE_ARTIFACTS_DIR", value_name = "DIR")]
+    pub artifacts_dir: Option<PathBuf>,
+}
+
+impl BrowserArgs {
+    /// The runner for these options.
+    #[allow(unused_variables, unused_mut)]
+    pub fn runner(&self, opts: RunOptions, max_sessions: usize) -> Runner {
+        let mut runner = Runner::new(opts);
+        #[cfg(feature = "browser")]
+        {
+            let mut cfg = crate::browser::BrowserConfig {
+                webdriver_url: self.webdriver_url.clone(),
+                chromedriver: self.chromedriver.clone(),
+                chromium: self.chromium.clone(),
+                max_sessions,
+                ..Default::default()
+            };
+            if let Some(d) = &self.artifacts_dir {
+                cfg.artifacts_dir = d.clone();
+            }
+            runner = runner.with_browser(crate::browser::Browser::new(cfg));
+        }
+        runner
+    }
 }
 
 /// `wayprobe demo`.
@@ -169,6 +221,9 @@ pub struct DemoArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Browser options.
+    #[command(flatten)]
+    pub browser: BrowserArgs,
 }
 
 /// Runs the CLI and returns the exit code.
@@ -347,10 +402,13 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
     };
     print_diagnostics(&loaded.warnings, true);
-    let runner = Runner::new(RunOptions {
-        verbose: args.verbose,
-        ..Default::default()
-    });
+    let runner = args.browser.runner(
+        RunOptions {
+            verbose: args.verbose,
+            ..Default::default()
+        },
+        2,
+    );
     let outcomes = run_journeys(&loaded.journeys, &runner).await;
     print_outcomes(&loaded.journeys, &outcomes, args.verbose);
     let refs: Vec<&Journey> = loaded.journeys.iter().collect();
@@ -389,12 +447,20 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         include_str!("../journeys/account.yaml"),
     ),
     (
+        "journeys/account-mixed.yaml",
+        include_str!("../journeys/account-mixed.yaml"),
+    ),
+    (
         "journeys/api-login.yaml",
         include_str!("../journeys/api-login.yaml"),
     ),
     (
         "journeys/checkout.yaml",
         include_str!("../journeys/checkout.yaml"),
+    ),
+    (
+        "journeys/shop-browser.yaml",
+        include_str!("../journeys/shop-browser.yaml"),
     ),
 ];
 
@@ -408,6 +474,21 @@ pub fn example_journeys(base_url: &str) -> Result<Loaded, LoadError> {
         vars: BTreeMap::from([("base_url".to_string(), base_url.to_string())]),
     };
     journey::load::load_sources(sources, &opts, Vec::new())
+}
+
+/// Whether browser steps can run here: a WebDriver URL, or chromedriver on PATH.
+fn browser_available(b: &BrowserArgs) -> bool {
+    if !cfg!(feature = "browser") {
+        return false;
+    }
+    if b.webdriver_url.is_some() {
+        return true;
+    }
+    if b.chromedriver.components().count() > 1 {
+        return b.chromedriver.is_file();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&b.chromedriver).is_file()))
 }
 
 /// Sets up logging to stderr: one line per event, text or JSON.
@@ -489,7 +570,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /api/v1/journeys and the status page");
-    let runner = Runner::new(RunOptions::default());
+    let runner = args
+        .browser
+        .runner(RunOptions::default(), args.max_browser_sessions);
     serve_source(
         crate::serve::Source::Paths {
             paths: args.journeys,
@@ -526,13 +609,27 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Internal);
         }
     };
-    let runner = Runner::new(RunOptions {
-        env_overrides: BTreeMap::from([(
-            "SHOP_PASSWORD".to_string(),
-            crate::demo::DemoShop::PASSWORD.to_string(),
-        )]),
-        ..Default::default()
-    });
+    let runner = args.browser.runner(
+        RunOptions {
+            env_overrides: BTreeMap::from([(
+                "SHOP_PASSWORD".to_string(),
+                crate::demo::DemoShop::PASSWORD.to_string(),
+            )]),
+            ..Default::default()
+        },
+        2,
+    );
+    // The demo works without a browser: browser journeys are left out, with a note.
+    if !browser_available(&args.browser) {
+        let before = loaded.journeys.len();
+        loaded.journeys.retain(|j| !j.uses_browser());
+        if loaded.journeys.len() < before {
+            eprintln!(
+                "note: {} browser journeys left out: no chromedriver found (install Debian's chromium and chromium-driver)\n",
+                before - loaded.journeys.len()
+            );
+        }
+    }
     if args.once {
         println!(
             "demo shop: {base_url}/ (user alice, password {})\n",

@@ -3,6 +3,8 @@
 // its size does not matter; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 pub mod assertion;
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod capture;
 pub mod cli;
 pub mod demo;
@@ -12,6 +14,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod redact;
 pub mod report;
+pub mod rules;
 pub mod run;
 pub mod scheduler;
 pub mod serve;

@@ -260,7 +260,7 @@ impl Runner {
             steps.push(outcome);
         }
         #[cfg(feature = "browser")]
-        crate::step::finish(&mut ctx).await;
+        crate::browser::finish(&mut ctx).await;
 
         JourneyOutcome {
             journey: journey.name.clone(),

@@ -5,7 +5,9 @@ pub mod http;
 use std::time::Duration;
 
 use crate::journey::{Step, StepKind};
-use crate::outcome::{Failure, Reason, StepOutcome, StepStatus};
+#[cfg(not(feature = "browser"))]
+use crate::outcome::{Failure, Reason};
+use crate::outcome::{StepOutcome, StepStatus};
 use crate::run::{RunCtx, Runner};
 
 /// Runs one step (the caller bounds it with a timeout and sets the duration).
@@ -36,7 +38,14 @@ pub async fn execute(
                 timings: Vec::new(),
             }
         }
-        StepKind::Browser(_) => StepOutcome {
+        #[cfg(feature = "browser")]
+        StepKind::Browser(b) => {
+            crate::browser::execute(step, b, ctx, runner.browser(), limit).await
+        }
+        #[cfg(not(feature = "browser"))]
+        StepKind::Browser(_) => {
+            let _ = (runner, limit);
+            StepOutcome {
             status: StepStatus::Failed,
             failure: Some(
                 Failure::new(
@@ -46,6 +55,7 @@ pub async fn execute(
                 .at(step.span),
             ),
             ..StepOutcome::skipped(&step.name, "browser")
-        },
+            }
+        }
     }
 }

@@ -1,8 +1,10 @@
 //! The one integration-test binary. Each module covers one capability.
 
+mod browser;
 mod check;
 mod cli;
 mod http;
+mod rules;
 mod scheduler;
 mod serve;
 mod support;

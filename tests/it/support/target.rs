@@ -42,6 +42,11 @@ struct SlowQ {
     ms: u64,
 }
 
+#[derive(serde::Deserialize)]
+struct ImgQ {
+    img: String,
+}
+
 fn app() -> Router {
     Router::new()
         .route("/ok", get(|| async { "ok" }))
@@ -72,6 +77,22 @@ fn app() -> Router {
                     "status": "confirmed", "count": 3, "items": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
                     "price": 12.5, "ok": true, "none": null
                 }))
+            }),
+        )
+        .route(
+            "/never-loads",
+            get(|Query(q): Query<ImgQ>| async move {
+                // The page itself arrives, but an image never does: no load event.
+                axum::response::Html(format!("<html><head><title>stuck</title></head><body><p id=here>here</p><img src=\"{}\"></body></html>", q.img))
+            }),
+        )
+        .route(
+            "/late",
+            get(|Query(q): Query<SlowQ>| async move {
+                axum::response::Html(format!(
+                    "<html><head><title>late</title></head><body><div id=box></div><script>setTimeout(() => {{ const p = document.createElement('p'); p.id = 'late'; p.textContent = 'finally'; document.getElementById('box').appendChild(p); }}, {});</script></body></html>",
+                    q.ms
+                ))
             }),
         )
         .route(

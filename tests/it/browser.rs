@@ -1,0 +1,338 @@
+//! Browser steps through real chromedriver and headless Chromium (Debian's
+//! `chromium` and `chromium-driver`). Skipped when chromedriver is missing,
+//! except under `WAYPROBE_REQUIRE_TOOLS=1` (CI), where that is a failure.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wayprobe::browser::{Browser, BrowserConfig};
+use wayprobe::outcome::{Reason, RunResult};
+use wayprobe::run::{RunOptions, Runner};
+
+use crate::support::{journey, root, target::Target, tool};
+
+/// Browser tests share two cores: one at a time keeps timings meaningful.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn available() -> bool {
+    tool("chromedriver") && tool("chromium")
+}
+
+struct Rig {
+    runner: Runner,
+    browser: Browser,
+    artifacts: std::path::PathBuf,
+}
+
+fn rig(chromedriver: &str) -> Rig {
+    let artifacts = crate::http::tempdir();
+    let browser = Browser::new(BrowserConfig {
+        chromedriver: chromedriver.into(),
+        artifacts_dir: artifacts.clone(),
+        max_sessions: 1,
+        ..Default::default()
+    });
+    let runner = Runner::new(RunOptions {
+        env_overrides: [(
+            "SHOP_PASSWORD".to_string(),
+            wayprobe::demo::DemoShop::PASSWORD.to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .with_browser(browser.clone());
+    Rig {
+        runner,
+        browser,
+        artifacts,
+    }
+}
+
+async fn shop() -> String {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(wayprobe::demo::serve(
+        l,
+        wayprobe::demo::DemoShop::new(),
+        std::future::pending(),
+    ));
+    base
+}
+
+/// Processes still in a process group (chromedriver and its Chromiums).
+fn group_members(pgid: i32) -> Vec<String> {
+    let out = std::process::Command::new("ps")
+        .args(["-eo", "pgid=,pid=,comm="])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .and_then(|g| g.parse::<i32>().ok())
+                == Some(pgid)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn example(name: &str, base: &str) -> wayprobe::journey::Journey {
+    let text = std::fs::read_to_string(root().join("journeys").join(name)).unwrap();
+    journey(&text, &[("base_url", base)])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_and_mixed_journeys_pass_against_the_demo_shop() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let base = shop().await;
+    let r = rig("chromedriver");
+    for name in ["shop-browser.yaml", "account-mixed.yaml"] {
+        let j = example(name, &base);
+        let o = r.runner.run(&j).await;
+        assert_eq!(
+            o.result,
+            RunResult::Success,
+            "{}",
+            wayprobe::report::text(&j, &o, false, true)
+        );
+        let b = o.steps.iter().find(|s| s.kind == "browser").unwrap();
+        // Each action is timed, and the browser's own Navigation Timing is kept.
+        assert!(
+            b.timings.iter().any(|t| t.name.starts_with("goto ")),
+            "{:?}",
+            b.timings
+        );
+        assert!(
+            b.timings.iter().any(|t| t.name.trim() == "ttfb"),
+            "{:?}",
+            b.timings
+        );
+    }
+    assert!(r.browser.is_up());
+    let pgid = r.browser.driver_pgid().await.unwrap();
+    r.browser.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(group_members(pgid).is_empty(), "{:?}", group_members(pgid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_element_fails_in_its_timeout_with_a_screenshot() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let t = Target::start().await;
+    let r = rig("chromedriver");
+    let j = journey(
+        &format!(
+            "name: missing\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=60000\"\n      - click: {{selector: \"#late\", timeout: 2s}}\n",
+            t.base
+        ),
+        &[],
+    );
+    let t0 = Instant::now();
+    let o = r.runner.run(&j).await;
+    let took = t0.elapsed();
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, Reason::BrowserElement, "{f:#?}");
+    assert!(took < Duration::from_secs(15), "took {took:?}");
+    assert_eq!(f.location.as_deref(), Some("8:9"));
+    let png = f
+        .artifacts
+        .iter()
+        .find(|a| a.ends_with(".png"))
+        .expect("a screenshot");
+    let bytes = std::fs::read(png).unwrap();
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    let note =
+        std::fs::read_to_string(f.artifacts.iter().find(|a| a.ends_with(".txt")).unwrap()).unwrap();
+    assert!(
+        note.contains("url: ") && note.contains("/late?ms=60000") && note.contains("title: late"),
+        "{note}"
+    );
+    assert!(png.starts_with(&r.artifacts.display().to_string()));
+
+    // An element that does come in time passes; an expect auto-waits.
+    let j = journey(
+        &format!(
+            "name: late\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=500\"\n      - expect: {{selector: \"#late\", equals: finally, timeout: 5s}}\n      - expect: {{selector: \"p\", count: 1}}\n      - expect: {{selector: \"#nothing\", absent: true}}\n",
+            t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    r.browser.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_never_finishes_loading_is_a_timeout() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let t = Target::start().await;
+    let r = rig("chromedriver");
+    let j = journey(
+        &format!(
+            "name: stuck\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: open\n    browser:\n      - goto: \"{}/never-loads?img={}/img.png\"\n        timeout: 4s\n",
+            t.base, t.hang
+        ),
+        &[],
+    );
+    let t0 = Instant::now();
+    let o = r.runner.run(&j).await;
+    assert_eq!(
+        o.failure().expect("fails").reason,
+        Reason::Timeout,
+        "{:#?}",
+        o.failure()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    r.browser.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_chromedriver_fails_that_run_and_the_next_run_recovers() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let t = Target::start().await;
+    let r = rig("chromedriver");
+    let j = Arc::new(journey(
+        &format!(
+            "name: victim\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: wait\n    browser:\n      - goto: \"{}/late?ms=4000\"\n      - wait_for: {{selector: \"#late\", timeout: 10s}}\n",
+            t.base
+        ),
+        &[],
+    ));
+    // Warm up so the driver exists, then kill it while a run waits.
+    let o = r.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    let old = r.browser.driver_pgid().await.unwrap();
+    let runner = r.runner.clone();
+    let jj = j.clone();
+    let run = tokio::spawn(async move { runner.run(&jj).await });
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &old.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(o.result, RunResult::Failure);
+    assert_eq!(
+        o.failure().unwrap().reason,
+        Reason::BrowserSession,
+        "{:#?}",
+        o.failure()
+    );
+
+    let o = r.runner.run(&j).await;
+    assert_eq!(
+        o.result,
+        RunResult::Success,
+        "the next run passes after a restart: {:#?}",
+        o.failure()
+    );
+    let new = r.browser.driver_pgid().await.unwrap();
+    assert_ne!(old, new);
+    // The dead driver's Chromiums were killed with its group at the restart.
+    assert!(
+        group_members(old).is_empty(),
+        "orphans: {:?}",
+        group_members(old)
+    );
+    r.browser.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        group_members(new).is_empty(),
+        "left behind: {:?}",
+        group_members(new)
+    );
+}
+
+#[tokio::test]
+async fn no_browser_is_a_failure_never_a_success() {
+    let r = rig("/nonexistent/chromedriver");
+    let m = wayprobe::metrics::Metrics::new("x");
+    r.browser.set_gauge(m.webdriver_up.clone());
+    let j = journey(
+        "name: nobrowser\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: open\n    browser:\n      - goto: \"http://127.0.0.1:9/\"\n",
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    let f = o.failure().expect("a failure");
+    assert_eq!(f.reason, Reason::BrowserSession);
+    assert!(f.message.contains("chromium-driver"), "{}", f.message);
+    assert!(!r.browser.health_check().await);
+    assert!(m.encode().contains("wayprobe_webdriver_up 0"));
+}
+
+/// The status page of `serve`, opened in the same headless browser by a
+/// wayprobe browser journey: journeys, states and the latest failure show.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_reads_well_in_a_browser() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    for (name, path) in [("healthy", "/ok"), ("broken", "/status/503")] {
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            format!("name: {name}\ninterval: 1s\ntimeout: 500ms\nsteps:\n  - name: get\n    http: {{url: \"{}{path}\"}}\n", t.base),
+        )
+        .unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status = format!("http://{}", listener.local_addr().unwrap());
+    let cfg = wayprobe::serve::ServeConfig::new(
+        wayprobe::serve::Source::Paths {
+            paths: vec![dir.clone()],
+            opts: Default::default(),
+        },
+        Runner::new(RunOptions::default()),
+    );
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(wayprobe::serve::serve(cfg, listener, async move {
+        let _ = rx.await;
+    }));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = rig("chromedriver");
+    let j = journey(
+        &format!(
+            r#"name: status-page
+interval: 1m
+timeout: 30s
+steps:
+  - name: page
+    browser:
+      - goto: "{status}/"
+      - expect: {{title: {{contains: "1 failing"}}}}
+      - expect: {{selector: "tr.journey", count: 2}}
+      - expect: {{selector: "tr[data-journey=healthy] td.ok", contains: "passing", timeout: 1s}}
+      - expect: {{selector: "tr[data-journey=broken] td.fail", contains: "failing"}}
+      - expect: {{selector: "tr[data-journey=broken] .why", contains: "step get failed (status)"}}
+      - expect: {{selector: "tr[data-journey=broken] .why", contains: "expected 2xx or 3xx"}}
+"#
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    r.browser.shutdown().await;
+    let _ = tx.send(());
+    serving.await.unwrap().unwrap();
+}
