@@ -656,8 +656,13 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         })?;
     let paddr = probe_listener.local_addr()?;
     for j in &mut loaded.journeys {
-        j.interval = args.interval;
-        j.timeout = j.timeout.min(args.interval.mul_f64(0.8));
+        // A browser session takes a second or two to start on a small machine.
+        j.interval = if j.uses_browser() {
+            args.interval.max(std::time::Duration::from_secs(15))
+        } else {
+            args.interval
+        };
+        j.timeout = j.timeout.min(j.interval.mul_f64(0.8));
     }
     println!(
         "wayprobe demo\n\n  status page   http://{paddr}/\n  metrics       http://{paddr}/metrics\n  journeys API  http://{paddr}/api/v1/journeys\n  demo shop     {base_url}/  (user alice, password {})\n\n\

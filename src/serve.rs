@@ -82,12 +82,17 @@ pub struct ServeConfig {
     pub watch_interval: Duration,
     /// Runs the journeys.
     pub probe: Arc<dyn Probe>,
+    /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
+    #[cfg(feature = "browser")]
+    pub browser: Option<crate::browser::Browser>,
 }
 
 impl ServeConfig {
     /// A config with defaults around `source`, probing with `runner`.
     pub fn new(source: Source, runner: Runner) -> Self {
         Self {
+            #[cfg(feature = "browser")]
+            browser: runner.browser().cloned(),
             source,
             location: "local".into(),
             scheduler: SchedulerConfig::default(),
@@ -158,11 +163,34 @@ pub async fn serve_with(
 
     let ready = Arc::new(AtomicBool::new(true));
     let stop = CancellationToken::new();
+    #[cfg(feature = "browser")]
+    let artifacts_dir = cfg
+        .browser
+        .as_ref()
+        .map(|b| b.config().artifacts_dir.clone());
+    #[cfg(not(feature = "browser"))]
+    let artifacts_dir = None;
+    #[cfg(feature = "browser")]
+    if let Some(b) = &cfg.browser {
+        b.set_gauge(metrics.webdriver_up.clone());
+        let b = b.clone();
+        let stop = stop.clone();
+        // Keeps `wayprobe_webdriver_up` current between browser runs.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(15)) => { b.health_check().await; }
+                }
+            }
+        });
+    }
     let state = AppState {
         metrics: metrics.clone(),
         status: status.clone(),
         reload: reload_tx,
         ready: ready.clone(),
+        artifacts_dir,
     };
     let server_stop = stop.clone();
     let server = tokio::spawn(crate::server::run(listener, state, async move {
@@ -202,6 +230,10 @@ pub async fn serve_with(
     ready.store(false, Ordering::Release);
     scheduler.shutdown().await;
     stop.cancel();
+    #[cfg(feature = "browser")]
+    if let Some(b) = &cfg.browser {
+        b.shutdown().await;
+    }
     server
         .await
         .map_err(|e| std::io::Error::other(e.to_string()))??;

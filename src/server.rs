@@ -34,6 +34,8 @@ pub struct AppState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// Journeys loaded and the scheduler running.
     pub ready: Arc<AtomicBool>,
+    /// Where browser failure artifacts are, served under `/artifacts/`.
+    pub artifacts_dir: Option<std::path::PathBuf>,
 }
 
 /// The router.
@@ -45,6 +47,7 @@ pub fn app(state: AppState) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/api/v1/journeys", get(api_journeys))
+        .route("/artifacts/{journey}/{file}", get(artifact))
         .with_state(state)
 }
 
@@ -76,6 +79,51 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
         )
             .into_response()
     }
+}
+
+/// A saved failure artifact (screenshot or note); names are checked so no
+/// path outside the artifacts directory can be read.
+async fn artifact(
+    State(s): State<AppState>,
+    axum::extract::Path((journey, file)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let safe = |x: &str| {
+        !x.is_empty()
+            && !x.starts_with('.')
+            && x.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let Some(dir) = s
+        .artifacts_dir
+        .as_ref()
+        .filter(|_| safe(&journey) && safe(&file))
+    else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    let kind = if file.ends_with(".png") {
+        "image/png"
+    } else if file.ends_with(".txt") {
+        "text/plain; charset=utf-8"
+    } else {
+        return (StatusCode::NOT_FOUND, "not found\n").into_response();
+    };
+    match tokio::fs::read(dir.join(&journey).join(&file)).await {
+        Ok(bytes) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
+        Err(_) => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+/// `/artifacts/...` links for the artifact paths of a failure.
+fn artifact_links(paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            let p = std::path::Path::new(p);
+            let file = p.file_name()?.to_str()?;
+            let journey = p.parent()?.file_name()?.to_str()?;
+            Some(format!("/artifacts/{journey}/{file}"))
+        })
+        .collect()
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
@@ -111,6 +159,8 @@ struct ApiJourney<'a> {
     successes: u64,
     last: Option<&'a JourneyOutcome>,
     recent_failures: Vec<&'a FailureRecord>,
+    /// Links to the latest failure's screenshots and notes.
+    artifacts: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -139,6 +189,11 @@ async fn api_journeys(State(s): State<AppState>) -> Response {
                 successes: st.successes,
                 last: st.last.as_ref(),
                 recent_failures: st.failures.iter().collect(),
+                artifacts: st
+                    .failures
+                    .front()
+                    .map(|f| artifact_links(&f.artifacts))
+                    .unwrap_or_default(),
             })
             .collect(),
     };
@@ -258,9 +313,23 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
         match st.failures.front() {
             None => h.push_str("<td>none</td></tr>"),
             Some(f) => {
+                let mut links = String::new();
+                for l in artifact_links(&f.artifacts) {
+                    let name = if l.ends_with(".png") {
+                        "screenshot"
+                    } else {
+                        "page url and title"
+                    };
+                    let _ = write!(links, "<br><a href=\"{}\">{name}</a>", esc(&l));
+                }
+                let excerpt = f
+                    .excerpt
+                    .as_deref()
+                    .map(|x| format!("\nresponse: <code>{}</code>", esc(x)))
+                    .unwrap_or_default();
                 let _ = write!(
                     h,
-                    "<td><div class=why>{} — step <b>{}</b> failed ({}):\n{}</div></td></tr>",
+                    "<td><div class=why>{} — step <b>{}</b> failed ({}):\n{}{excerpt}</div>{links}</td></tr>",
                     ago(f.at),
                     esc(&f.step),
                     esc(&f.reason),

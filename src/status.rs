@@ -26,6 +26,12 @@ pub struct FailureRecord {
     pub reason: String,
     /// The redacted message.
     pub message: String,
+    /// A short redacted excerpt of the response body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub excerpt: Option<String>,
+    /// Saved artifacts (browser screenshots), as paths.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -119,6 +125,9 @@ impl StatusStore {
                 step: step.name.clone(),
                 reason: f.map(|f| f.reason.as_str().to_string()).unwrap_or_default(),
                 message: f.map(|f| f.message.clone()).unwrap_or_default(),
+                excerpt: f
+                    .and_then(|f| f.excerpt.as_deref().map(|x| crate::redact::excerpt(x, 160))),
+                artifacts: f.map(|f| f.artifacts.clone()).unwrap_or_default(),
             });
             st.failures.truncate(FAILURE_HISTORY);
         }

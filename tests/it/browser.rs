@@ -296,6 +296,13 @@ async fn the_status_page_reads_well_in_a_browser() {
         )
         .unwrap();
     }
+    // A browser journey that fails: its screenshot must be reachable.
+    std::fs::write(
+        dir.join("clicky.yaml"),
+        format!("name: clicky\ninterval: 20s\ntimeout: 15s\nsteps:\n  - name: press\n    browser:\n      - goto: \"{}/late?ms=60000\"\n      - click: {{selector: \"#late\", timeout: 1s}}\n", t.base),
+    )
+    .unwrap();
+    let serve_rig = rig("chromedriver");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status = format!("http://{}", listener.local_addr().unwrap());
     let cfg = wayprobe::serve::ServeConfig::new(
@@ -303,13 +310,43 @@ async fn the_status_page_reads_well_in_a_browser() {
             paths: vec![dir.clone()],
             opts: Default::default(),
         },
-        Runner::new(RunOptions::default()),
+        serve_rig.runner.clone(),
     );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(wayprobe::serve::serve(cfg, listener, async move {
         let _ = rx.await;
     }));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let links = crate::support::eventually(40, "the browser failure's artifacts", || async {
+        let api: serde_json::Value = serde_json::from_str(
+            &crate::support::get(&format!("{status}/api/v1/journeys"))
+                .await
+                .1,
+        )
+        .ok()?;
+        let j = api["journeys"]
+            .as_array()?
+            .iter()
+            .find(|j| j["name"] == "clicky")?
+            .clone();
+        let links: Vec<String> = j["artifacts"]
+            .as_array()?
+            .iter()
+            .filter_map(|l| l.as_str().map(String::from))
+            .collect();
+        (!links.is_empty()).then_some(links)
+    })
+    .await;
+    let png = links.iter().find(|l| l.ends_with(".png")).unwrap();
+    let r = reqwest::get(format!("{status}{png}")).await.unwrap();
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(&r.bytes().await.unwrap()[..4], b"\x89PNG");
+    assert_eq!(
+        reqwest::get(format!("{status}/artifacts/clicky/..%2Fsecret.png"))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
     let r = rig("chromedriver");
     let j = journey(
         &format!(
@@ -320,8 +357,9 @@ steps:
   - name: page
     browser:
       - goto: "{status}/"
-      - expect: {{title: {{contains: "1 failing"}}}}
-      - expect: {{selector: "tr.journey", count: 2}}
+      - expect: {{title: {{contains: "2 failing"}}}}
+      - expect: {{selector: "tr.journey", count: 3}}
+      - expect: {{selector: "tr[data-journey=clicky] a", contains: "screenshot"}}
       - expect: {{selector: "tr[data-journey=healthy] td.ok", contains: "passing", timeout: 1s}}
       - expect: {{selector: "tr[data-journey=broken] td.fail", contains: "failing"}}
       - expect: {{selector: "tr[data-journey=broken] .why", contains: "step get failed (status)"}}
@@ -335,4 +373,8 @@ steps:
     r.browser.shutdown().await;
     let _ = tx.send(());
     serving.await.unwrap().unwrap();
+    assert!(
+        !serve_rig.browser.is_up(),
+        "serve shut its chromedriver down"
+    );
 }
