@@ -46,6 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Run every journey on its schedule and serve metrics and a status page.
     Serve(ServeArgs),
+    /// Generate multiwindow, multi-burn-rate Prometheus rules from the SLOs.
+    Rules(RulesArgs),
     /// Start the built-in demo shop and probe it with the example journeys.
     Demo(DemoArgs),
 }
@@ -157,6 +159,50 @@ pub struct RunArgs {
     pub browser: BrowserArgs,
 }
 
+/// `wayprobe rules`.
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    /// Which journeys.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// `prometheus` (a rule file) or `prometheus-operator` (a PrometheusRule).
+    #[arg(long, default_value = "prometheus")]
+    pub format: String,
+    /// The `sloth_service` label and `sloth_id` prefix.
+    #[arg(long, default_value = "wayprobe")]
+    pub service: String,
+    /// Extra label matcher on every input selector, e.g. `job="wayprobe"` (repeatable).
+    #[arg(long = "matcher", value_name = "MATCHER")]
+    pub matchers: Vec<String>,
+    /// Evaluation interval of the SLO and liveness groups.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Evaluation interval of the period (30d/28d) groups.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub period_interval: std::time::Duration,
+    /// Runbook URL template for the JourneyRunsMissing alert.
+    #[arg(long, value_name = "URL")]
+    pub liveness_runbook_url: Option<String>,
+    /// `metadata.name` of the PrometheusRule.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// `metadata.namespace` of the PrometheusRule.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// A label on the PrometheusRule, e.g. `release=kube-prometheus-stack` (repeatable).
+    #[arg(long = "label", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub labels: Vec<(String, String)>,
+    /// Write the rules here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Also write promtool unit tests (and the rules they test) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub emit_tests: Option<PathBuf>,
+    /// Print Alertmanager inhibition rules instead of Prometheus rules.
+    #[arg(long)]
+    pub inhibit_rules: bool,
+}
+
 /// How browser steps reach a browser.
 #[derive(Debug, Args, Clone)]
 pub struct BrowserArgs {
@@ -255,6 +301,7 @@ pub fn main() -> i32 {
             Command::Check(a) => Ok(check(a)),
             Command::Run(a) => run(a).await,
             Command::Serve(a) => serve(a).await,
+            Command::Rules(a) => rules(a),
             Command::Demo(a) => demo(a).await,
         }
     });
@@ -265,6 +312,11 @@ pub fn main() -> i32 {
             Exit::Internal as i32
         }
     }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn stdout(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn stderr_color() -> bool {
@@ -329,7 +381,7 @@ pub fn check(args: CheckArgs) -> Exit {
             if warnings > 0 {
                 line.push_str(&format!(", {}", plural(warnings, "warning")));
             }
-            println!("{line}");
+            stdout(&format!("{line}\n"));
             Exit::Ok
         }
         Err(e) => {
@@ -339,10 +391,88 @@ pub fn check(args: CheckArgs) -> Exit {
     }
 }
 
-/// SLO explanations for `check` (filled in by the rules module).
+/// SLO explanations for `check`: what the burn-rate alerts can and cannot do
+/// at this journey's interval.
 fn slo_notes(j: &Journey, locations: u32) -> Vec<crate::diag::Diagnostic> {
-    let _ = (j, locations);
-    Vec::new()
+    crate::rules::explain(j, locations.max(1))
+}
+
+fn rules(args: RulesArgs) -> anyhow::Result<Exit> {
+    use crate::rules::{Format, Matcher, RulesConfig, RulesError};
+    let usage = |e: RulesError| {
+        eprintln!("error: {e}");
+        Ok(Exit::Invalid)
+    };
+    let format: Format = match args.format.parse() {
+        Ok(f) => f,
+        Err(e) => return usage(e),
+    };
+    let mut matchers = Vec::new();
+    for m in &args.matchers {
+        match m.parse::<Matcher>() {
+            Ok(m) => matchers.push(m),
+            Err(e) => return usage(e),
+        }
+    }
+    let mut cfg = RulesConfig {
+        service: args.service.clone(),
+        matchers,
+        interval: args.interval,
+        period_interval: args.period_interval,
+        liveness_runbook_url: args.liveness_runbook_url.clone(),
+        ..Default::default()
+    };
+    cfg.operator.name = args.name.clone();
+    cfg.operator.namespace = args.namespace.clone();
+    cfg.operator.labels = args.labels.iter().cloned().collect();
+    let loaded = match load(&args.load) {
+        Ok(l) => l,
+        Err(e) => {
+            report_invalid(&e);
+            return Ok(Exit::Invalid);
+        }
+    };
+    match crate::rules::validate(&loaded.journeys, &cfg) {
+        Ok(()) => {}
+        Err(RulesError::Invalid { diagnostics }) => {
+            print_diagnostics(&diagnostics, true);
+            eprintln!(
+                "error: {}",
+                plural(count(&diagnostics, Severity::Error), "error")
+            );
+            return Ok(Exit::Invalid);
+        }
+        Err(e) => return usage(e),
+    }
+    let text = if args.inhibit_rules {
+        crate::rules::inhibition_rules(&cfg)
+    } else {
+        crate::rules::render(
+            &crate::rules::generate(&loaded.journeys, &cfg),
+            format,
+            &cfg,
+        )
+    };
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, &text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => stdout(&text),
+    }
+    if let Some(dir) = &args.emit_tests {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let files = crate::rules::emit_tests(&loaded.journeys, &cfg);
+        for (name, body) in &files {
+            std::fs::write(dir.join(name), body).with_context(|| format!("cannot write {name}"))?;
+        }
+        eprintln!(
+            "wrote {} files to {}; run: (cd {} && promtool test rules *.test.yaml)",
+            files.len(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(Exit::Ok)
 }
 
 fn report_invalid(e: &LoadError) {
@@ -631,10 +761,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         }
     }
     if args.once {
-        println!(
-            "demo shop: {base_url}/ (user alice, password {})\n",
+        stdout(&format!(
+            "demo shop: {base_url}/ (user alice, password {})\n\n",
             crate::demo::DemoShop::PASSWORD
-        );
+        ));
         let outcomes = run_journeys(&loaded.journeys, &runner).await;
         print_outcomes(&loaded.journeys, &outcomes, false);
         let _ = stop_tx.send(());
@@ -664,12 +794,12 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         };
         j.timeout = j.timeout.min(j.interval.mul_f64(0.8));
     }
-    println!(
+    stdout(&format!(
         "wayprobe demo\n\n  status page   http://{paddr}/\n  metrics       http://{paddr}/metrics\n  journeys API  http://{paddr}/api/v1/journeys\n  demo shop     {base_url}/  (user alice, password {})\n\n\
-         The example journeys run every {}. Break checkout with\n  curl -X POST '{base_url}/-/demo/checkout?fail=true'\nand heal it with ?fail=false. Ctrl-C stops.\n",
+         The example journeys run every {}. Break checkout with\n  curl -X POST '{base_url}/-/demo/checkout?fail=true'\nand heal it with ?fail=false. Ctrl-C stops.\n\n",
         crate::demo::DemoShop::PASSWORD,
         humantime::format_duration(args.interval)
-    );
+    ));
     let res = serve_source(
         crate::serve::Source::Fixed(loaded.journeys),
         runner,

@@ -22,3 +22,4 @@ pub mod server;
 pub mod status;
 pub mod step;
 pub mod template;
+pub mod tls;

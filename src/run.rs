@@ -33,6 +33,7 @@ pub struct RunOptions {
 #[derive(Clone)]
 pub struct Runner {
     opts: Arc<RunOptions>,
+    tls: Arc<crate::tls::TlsCache>,
     #[cfg(feature = "browser")]
     browser: Option<crate::browser::Browser>,
 }
@@ -76,6 +77,7 @@ impl Runner {
     pub fn new(opts: RunOptions) -> Self {
         Self {
             opts: Arc::new(opts),
+            tls: Arc::default(),
             #[cfg(feature = "browser")]
             browser: None,
         }
@@ -129,36 +131,23 @@ impl Runner {
         journey: &Journey,
         jar: Arc<CookieStoreMutex>,
     ) -> Result<reqwest::Client, Failure> {
-        let mut b = reqwest::Client::builder()
+        let tls = self
+            .tls
+            .config(&journey.tls)
+            .map_err(|e| Failure::new(Reason::Tls, e.to_string()))?;
+        reqwest::Client::builder()
             .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(USER_AGENT)
             .connect_timeout(journey.timeout)
-            .tls_danger_accept_invalid_certs(!journey.tls.verify);
-        if let Some(ca) = &journey.tls.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| {
+            .tls_backend_preconfigured(tls)
+            .build()
+            .map_err(|e| {
                 Failure::new(
-                    Reason::Tls,
-                    format!("cannot read CA file `{}`: {e}", ca.display()),
+                    Reason::Internal,
+                    format!("cannot build the HTTP client: {e}"),
                 )
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                Failure::new(
-                    Reason::Tls,
-                    format!(
-                        "CA file `{}` holds no valid PEM certificate: {e}",
-                        ca.display()
-                    ),
-                )
-            })?;
-            b = b.tls_certs_merge(certs);
-        }
-        b.build().map_err(|e| {
-            Failure::new(
-                Reason::Internal,
-                format!("cannot build the HTTP client: {e}"),
-            )
-        })
+            })
     }
 
     /// Runs `journey` once and returns its outcome. Never fails, never hangs:

@@ -1,0 +1,158 @@
+//! TLS configuration shared across runs.
+//!
+//! Every run builds its own HTTP client (fresh connections and cookie jar, as a
+//! new visitor), but building reqwest's default TLS setup loads the system
+//! trust store each time (milliseconds of CPU per run). Runs therefore share
+//! one `rustls::ClientConfig` per distinct journey TLS setting, so connect and
+//! handshake time are still measured on every run, at no extra cost.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+use crate::journey::TlsSettings;
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The CA file could not be read or holds no certificate.
+    #[error("CA file `{path}`: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// rustls refused the setup.
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+type Key = (bool, Option<(PathBuf, Option<SystemTime>)>);
+
+/// A cache of client TLS configurations, keyed by the journey's settings
+/// (and the CA file's modification time, so a rotated CA is picked up).
+#[derive(Default)]
+pub struct TlsCache {
+    configs: Mutex<HashMap<Key, Arc<ClientConfig>>>,
+}
+
+impl std::fmt::Debug for TlsCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsCache")
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+impl TlsCache {
+    /// The configuration for `tls`, built once.
+    pub fn config(&self, tls: &TlsSettings) -> Result<ClientConfig, TlsError> {
+        let ca = tls.ca_file.as_ref().map(|p| {
+            let mtime = std::fs::metadata(p).and_then(|m| m.modified()).ok();
+            (p.clone(), mtime)
+        });
+        let key = (tls.verify, ca);
+        let mut map = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(&key) {
+            return Ok((**c).clone());
+        }
+        let cfg = Arc::new(build(tls)?);
+        map.insert(key, cfg.clone());
+        Ok((*cfg).clone())
+    }
+}
+
+fn build(tls: &TlsSettings) -> Result<ClientConfig, TlsError> {
+    let provider = provider();
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let mut cfg = if !tls.verify {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+            .with_no_client_auth()
+    } else {
+        let verifier = match &tls.ca_file {
+            None => rustls_platform_verifier::Verifier::new(provider)?,
+            Some(path) => {
+                let err = |reason: String| TlsError::CaFile {
+                    path: path.clone(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+                let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| err(format!("invalid PEM: {e}")))?;
+                if certs.is_empty() {
+                    return Err(err("no certificate in it".into()));
+                }
+                rustls_platform_verifier::Verifier::new_with_extra_roots(certs, provider)?
+            }
+        };
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
+
+/// `tls: {verify: false}`: accept any certificate, still check signatures.
+#[derive(Debug)]
+struct NoVerify(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
