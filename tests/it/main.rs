@@ -7,4 +7,5 @@ mod http;
 mod rules;
 mod scheduler;
 mod serve;
+mod slo;
 mod support;

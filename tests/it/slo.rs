@@ -1,0 +1,260 @@
+//! SLO rules against the real prober: every selector of the generated rules
+//! matches series that `serve` exposes, and a real Prometheus evaluating them
+//! pages on a checkout outage within the Workbook's bound.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use wayprobe::journey::LoadOptions;
+use wayprobe::run::{RunOptions, Runner};
+use wayprobe::serve::{ServeConfig, Source};
+
+use crate::support::{bin, eventually, free_port, get, root, tool};
+
+async fn demo_shop() -> (String, wayprobe::demo::DemoShop) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let shop = wayprobe::demo::DemoShop::new();
+    tokio::spawn(wayprobe::demo::serve(
+        l,
+        shop.clone(),
+        std::future::pending(),
+    ));
+    (base, shop)
+}
+
+/// Starts `serve` in-process over `paths`; returns its base URL and a stopper.
+async fn serve(
+    paths: Vec<std::path::PathBuf>,
+    base_url: &str,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let runner = Runner::new(RunOptions {
+        env_overrides: [(
+            "SHOP_PASSWORD".to_string(),
+            wayprobe::demo::DemoShop::PASSWORD.to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    });
+    let mut cfg = ServeConfig::new(
+        Source::Paths {
+            paths,
+            opts: LoadOptions {
+                vars: [("base_url".to_string(), base_url.to_string())].into(),
+            },
+        },
+        runner,
+    );
+    cfg.location = "test".into();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wayprobe::serve::serve(cfg, listener, async move {
+        let _ = rx.await;
+    }));
+    (addr, tx)
+}
+
+/// `name{a="b",c=~"d"}` selectors of input metrics in a PromQL expression.
+fn selectors(expr: &str) -> Vec<(String, Vec<(String, String, String)>)> {
+    let re = regex::Regex::new(r#"(journey_[a-z_]+)\{([^}]*)\}"#).unwrap();
+    let m = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)""#)
+        .unwrap();
+    re.captures_iter(expr)
+        .map(|c| {
+            let matchers = m
+                .captures_iter(&c[2])
+                .map(|x| (x[1].to_string(), x[2].to_string(), x[3].to_string()))
+                .collect();
+            (c[1].to_string(), matchers)
+        })
+        .collect()
+}
+
+fn parse_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
+    let l = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)""#).unwrap();
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .map(|line| {
+            let name_end = line.find(['{', ' ']).unwrap();
+            let name = line[..name_end].to_string();
+            let labels = if line.as_bytes()[name_end] == b'{' {
+                let end = line.find('}').unwrap();
+                l.captures_iter(&line[name_end..end])
+                    .map(|c| (c[1].to_string(), c[2].to_string()))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            (name, labels)
+        })
+        .collect()
+}
+
+/// Every selector of every generated rule (for the shipped journeys) matches
+/// a series a running `serve` exposes: names, labels, pre-initialised
+/// failure series and the `le` of every latency threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rule_selector_matches_what_serve_exposes() {
+    let (shop, _) = demo_shop().await;
+    let http_only = crate::http::tempdir();
+    for f in ["account.yaml", "api-login.yaml", "checkout.yaml"] {
+        std::fs::copy(root().join("journeys").join(f), http_only.join(f)).unwrap();
+    }
+    let out = bin().args(["rules"]).arg(&http_only).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = String::from_utf8(out.stdout).unwrap();
+    let (addr, stop) = serve(vec![http_only.clone()], &shop).await;
+    // Before any run: the series the rules read must already exist (at 0).
+    let exposed = parse_exposition(&get(&format!("{addr}/metrics")).await.1);
+    let mut checked = 0;
+    for (name, matchers) in rules.lines().flat_map(selectors) {
+        let found = exposed.iter().any(|(n, labels)| {
+            n == &name
+                && matchers.iter().all(|(k, op, v)| {
+                    let have = labels.get(k).map(String::as_str).unwrap_or("");
+                    match op.as_str() {
+                        "=" => have == v,
+                        "!=" => have != v,
+                        "=~" => regex::Regex::new(&format!("^(?:{v})$"))
+                            .unwrap()
+                            .is_match(have),
+                        _ => !regex::Regex::new(&format!("^(?:{v})$"))
+                            .unwrap()
+                            .is_match(have),
+                    }
+                })
+        });
+        assert!(found, "no exposed series matches {name}{matchers:?}");
+        checked += 1;
+    }
+    assert!(checked > 50, "only {checked} selectors checked");
+    assert!(
+        rules.contains(r#"le="2.0""#),
+        "the checkout latency SLO reads its bucket"
+    );
+    let _ = stop.send(());
+}
+
+/// The end-to-end promise: `serve` probes the demo shop every second, a real
+/// Prometheus scrapes it and evaluates the generated rules, checkout breaks,
+/// and the page-fast alert fires within the Workbook's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkout_outage_pages_within_the_workbook_bound() {
+    if !tool("prometheus") {
+        return;
+    }
+    let (shop_url, shop) = demo_shop().await;
+    let dir = crate::http::tempdir();
+    let journeys = dir.join("journeys");
+    std::fs::create_dir(&journeys).unwrap();
+    std::fs::write(
+        journeys.join("buy.yaml"),
+        "name: buy\ninterval: 1s\ntimeout: 900ms\nvars: {base_url: \"http://127.0.0.1:9\"}\nsteps:\n  - name: add-to-cart\n    http:\n      method: POST\n      url: \"{{ base_url }}/api/cart\"\n      json: {product_id: sku-1, qty: 1}\n    capture: {cart: {jsonpath: \"$.cart_id\"}}\n  - name: checkout\n    http:\n      method: POST\n      url: \"{{ base_url }}/api/checkout\"\n      json: {cart_id: \"{{ cart }}\"}\n    expect: {status: 200}\nslos:\n  - {name: availability, objective: 99.9%}\n",
+    )
+    .unwrap();
+    let rules = dir.join("rules.yaml");
+    let out = bin()
+        .args([
+            "rules",
+            "--matcher",
+            "job=\"wayprobe\"",
+            "--interval",
+            "1s",
+            "--period-interval",
+            "1m",
+            "-o",
+        ])
+        .arg(&rules)
+        .arg(&journeys)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (addr, stop) = serve(vec![journeys.clone()], &shop_url).await;
+    let target = addr.trim_start_matches("http://").to_string();
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['{target}']}}]\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let mut prom = std::process::Command::new("prometheus")
+        .arg(format!(
+            "--config.file={}",
+            dir.join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let api = format!("http://127.0.0.1:{port}/api/v1/query?query=");
+    let query = |q: &str| {
+        let url = format!(
+            "{api}{}",
+            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+        );
+        async move {
+            let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            v["data"]["result"].as_array().cloned()
+        }
+    };
+    let page = r#"ALERTS{alertname="JourneyErrorBudgetBurn",slo_alert_tier="page-fast",alertstate="firing"}"#;
+    // A healthy history first: no page while checkout works.
+    eventually(60, "15 successful runs in Prometheus", || async {
+        let r = query(r#"journey_runs_total{job="wayprobe",journey="buy",result="success"} >= 15"#)
+            .await?;
+        (!r.is_empty()).then_some(())
+    })
+    .await;
+    assert_eq!(
+        query(page).await.unwrap_or_default().len(),
+        0,
+        "paged while healthy"
+    );
+    let ratio = query(r#"slo:sli_error:ratio_rate5m{sloth_slo="buy-availability"}"#)
+        .await
+        .unwrap();
+    assert_eq!(ratio[0]["value"][1], "0", "{ratio:?}");
+
+    shop.set_checkout_failing(true);
+    let t0 = Instant::now();
+    // Workbook: a total outage trips 14.4x over 1h after (1 - SLO) x 14.4 x 1h
+    // = 51.8s at 99.9%, plus one scrape, one rule evaluation and polling.
+    let bound = Duration::from_secs_f64(0.001 * 14.4 * 3600.0) + Duration::from_secs(1 + 1 + 8);
+    let alert = eventually(bound.as_secs() + 5, "the page-fast alert", || async {
+        query(page).await.and_then(|r| r.first().cloned())
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(took <= bound, "paged after {took:?}, bound {bound:?}");
+    let labels = &alert["metric"];
+    assert_eq!(labels["severity"], "critical");
+    assert_eq!(labels["sloth_severity"], "page");
+    assert_eq!(labels["sloth_id"], "wayprobe-buy-availability");
+    assert_eq!(labels["journey"], "buy");
+    assert_eq!(labels["long_window"], "1h");
+    assert_eq!(labels["short_window"], "5m");
+    let _ = prom.kill();
+    let _ = prom.wait();
+    let _ = stop.send(());
+}
