@@ -55,8 +55,11 @@ async fn serve(
     (addr, tx)
 }
 
+/// A label matcher: name, operator, value.
+type LabelMatcher = (String, String, String);
+
 /// `name{a="b",c=~"d"}` selectors of input metrics in a PromQL expression.
-fn selectors(expr: &str) -> Vec<(String, Vec<(String, String, String)>)> {
+fn selectors(expr: &str) -> Vec<(String, Vec<LabelMatcher>)> {
     let re = regex::Regex::new(r#"(journey_[a-z_]+)\{([^}]*)\}"#).unwrap();
     let m = regex::Regex::new(r#"([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!=|!~|=)\s*"((?:[^"\\]|\\.)*)""#)
         .unwrap();
