@@ -90,9 +90,9 @@ pub struct ServeArgs {
     /// Journey runs in progress at once.
     #[arg(long, default_value_t = 256, env = "WAYPROBE_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: usize,
-    /// Browser runs in progress at once (each holds a Chromium; about one per core).
-    #[arg(long, default_value_t = 2, env = "WAYPROBE_MAX_BROWSER_SESSIONS")]
-    pub max_browser_sessions: usize,
+    /// Browser runs in progress at once (each holds a Chromium; default: one per core).
+    #[arg(long, env = "WAYPROBE_MAX_BROWSER_SESSIONS")]
+    pub max_browser_sessions: Option<usize>,
     /// How often the journey files are checked for changes (0s: never).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "WAYPROBE_WATCH_INTERVAL")]
     pub watch_interval: std::time::Duration,
@@ -537,7 +537,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
             verbose: args.verbose,
             ..Default::default()
         },
-        2,
+        default_browser_sessions(),
     );
     let outcomes = run_journeys(&loaded.journeys, &runner).await;
     print_outcomes(&loaded.journeys, &outcomes, args.verbose);
@@ -604,6 +604,12 @@ pub fn example_journeys(base_url: &str) -> Result<Loaded, LoadError> {
         vars: BTreeMap::from([("base_url".to_string(), base_url.to_string())]),
     };
     journey::load::load_sources(sources, &opts, Vec::new())
+}
+
+/// One browser session per core: beyond that, measured latencies are the
+/// prober's CPU contention rather than the target's.
+fn default_browser_sessions() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
 /// Whether browser steps can run here: a WebDriver URL, or chromedriver on PATH.
@@ -700,9 +706,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %listener.local_addr()?, "serving /metrics, /api/v1/journeys and the status page");
-    let runner = args
-        .browser
-        .runner(RunOptions::default(), args.max_browser_sessions);
+    let browser_sessions = args
+        .max_browser_sessions
+        .unwrap_or_else(default_browser_sessions);
+    let runner = args.browser.runner(RunOptions::default(), browser_sessions);
     serve_source(
         crate::serve::Source::Paths {
             paths: args.journeys,
@@ -713,7 +720,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         args.location,
         crate::scheduler::SchedulerConfig {
             max_concurrent: args.max_concurrent_runs,
-            max_browser: args.max_browser_sessions,
+            max_browser: browser_sessions,
             grace: args.shutdown_grace,
         },
         args.watch_interval,
@@ -747,7 +754,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
             )]),
             ..Default::default()
         },
-        2,
+        default_browser_sessions(),
     );
     // The demo works without a browser: browser journeys are left out, with a note.
     if !browser_available(&args.browser) {

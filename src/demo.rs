@@ -325,21 +325,6 @@ fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 const STYLE: &str = "body{font-family:sans-serif;max-width:40em;margin:2em auto;padding:0 1em;\
 line-height:1.5;color:#222}nav a{margin-right:1em}label{display:block;margin-top:.5em}\
 input{padding:.3em}button{margin:.5em .5em 0 0;padding:.3em .8em}\
@@ -351,7 +336,7 @@ fn page(title: &str, body: &str) -> String {
          <title>{title} · Demo tea shop</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
          <nav><a href=\"/\">Home</a><a href=\"/shop\">Shop</a><a href=\"/account\">Account</a>\
          <a href=\"/login\">Log in</a></nav>\n{body}\n</body>\n</html>\n",
-        title = html_escape(title),
+        title = crate::server::esc(title),
     )
 }
 
@@ -473,7 +458,7 @@ fn login_form(csrf_token: &str, error: Option<&str>) -> String {
     let error = error.map_or(String::new(), |e| {
         format!(
             "<p class=\"error\" id=\"login-error\">{}</p>\n",
-            html_escape(e)
+            crate::server::esc(e)
         )
     });
     format!(
@@ -484,7 +469,7 @@ fn login_form(csrf_token: &str, error: Option<&str>) -> String {
          <label for=\"password\">Password</label>\n\
          <input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\">\n\
          <div><button type=\"submit\" id=\"login-button\">Log in</button></div>\n</form>",
-        token = html_escape(csrf_token),
+        token = crate::server::esc(csrf_token),
     )
 }
 
@@ -592,7 +577,7 @@ async fn account_page(State(shop): State<DemoShop>, headers: HeaderMap) -> Respo
             .take(ACCOUNT_ORDERS_SHOWN)
             .map(|(id, o)| {
                 let n: u64 = o.items.iter().map(|i| u64::from(i.qty)).sum();
-                let id = html_escape(id);
+                let id = crate::server::esc(id);
                 format!(
                     "<li class=\"order\" data-order-id=\"{id}\">{id}: confirmed, {n} items</li>"
                 )
@@ -608,7 +593,7 @@ async fn account_page(State(shop): State<DemoShop>, headers: HeaderMap) -> Respo
         "<h1>Your account</h1>\n<p id=\"signed-in\">Signed in as {user}</p>\n<h2>Orders</h2>\n\
          {orders}\n<form method=\"post\" action=\"/logout\" id=\"logout-form\">\
          <button type=\"submit\" id=\"logout-button\">Log out</button></form>",
-        user = html_escape(&user),
+        user = crate::server::esc(&user),
     );
     html(StatusCode::OK, page("Your account", &body))
 }

@@ -1,7 +1,56 @@
-//! wayprobe (being written)
+//! wayprobe: a synthetic journey prober.
+//!
+//! Teams write journeys (YAML files of HTTP and browser steps that script what
+//! a customer does); wayprobe validates them, runs them once or on a schedule,
+//! exposes what happened as Prometheus SLIs, and turns the SLOs declared next
+//! to each journey into multiwindow, multi-burn-rate alerting rules.
+//!
+//! # Modules
+//!
+//! Configuration (nothing here runs anything):
+//! - [`journey`]: the domain model, and loading it: YAML → spanned tree →
+//!   validated [`journey::Journey`], every problem reported at once.
+//! - [`diag`]: positioned diagnostics and their one renderer.
+//! - [`template`]: `{{ }}` templates, parsed at load time.
+//! - [`rules`]: SLOs → Prometheus recording and alerting rules, promtool tests,
+//!   and the SLO explanations of `check` (depends only on `journey`).
+//!
+//! Running:
+//! - [`run`]: one run of a journey → [`outcome::JourneyOutcome`]; shared by
+//!   `run` and `serve`. A run always returns an outcome.
+//! - [`step`]: step executors (`step::http`, and `browser` behind the
+//!   default-on `browser` feature), [`assertion`] and [`capture`].
+//! - [`outcome`]: step and run results, and the bounded failure [`outcome::Reason`].
+//! - [`redact`]: keeping secret values out of every output.
+//! - [`tls`]: one TLS configuration shared by every run's fresh client.
+//!
+//! Serving:
+//! - [`scheduler`]: owns time (interval, phase, jitter, timeout, skips,
+//!   concurrency caps, shutdown).
+//! - [`metrics`]: one long-lived registry; [`status`]: what the status page
+//!   and API show, and the one place a finished run is logged and counted.
+//! - [`server`]: the HTTP endpoints; [`serve`]: wiring and live reload.
+//! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
+//!   [`demo`]: the built-in demo shop.
+//!
+//! # Data path
+//!
+//! 1. `journey::load_paths` reads `journeys/*.yaml`, parses each into a
+//!    spanned tree and validates it into a `Journey`.
+//! 2. `Scheduler::apply` starts one lightweight task per journey.
+//! 3. At each tick, `Runner::run` builds a fresh client and cookie jar,
+//!    renders templates, and runs the steps in order under the deadline.
+//! 4. `step::http::execute` sends the request, checks assertions, then takes
+//!    captures; a browser step drives the run's WebDriver session.
+//! 5. The `JourneyOutcome` goes to `status::Recorder::record`, which logs one
+//!    line, updates the journey's series (atomics only) and the status store.
+//! 6. `GET /metrics` encodes the registry; Prometheus evaluates the rules
+//!    `wayprobe rules` generated from the same journeys.
+
 // `Failure` is returned by value on the cold path (at most once per step), so
 // its size does not matter; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
+
 pub mod assertion;
 #[cfg(feature = "browser")]
 pub mod browser;

@@ -149,20 +149,19 @@ pub fn json(outcomes: &[JourneyOutcome]) -> String {
     serde_json::to_string_pretty(&report).unwrap_or_default() + "\n"
 }
 
+/// XML-escaped text with the control characters XML 1.0 forbids removed.
 fn xml(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if (c as u32) < 0x20 && c != '\n' && c != '\t' {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    crate::server::esc(&clean)
 }
 
 /// The JUnit XML report (`--report-junit`): a test suite per journey, a test

@@ -48,17 +48,6 @@ fn rig(chromedriver: &str) -> Rig {
     }
 }
 
-async fn shop() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(wayprobe::demo::serve(
-        l,
-        wayprobe::demo::DemoShop::new(),
-        std::future::pending(),
-    ));
-    base
-}
-
 /// Processes still in a process group (chromedriver and its Chromiums).
 fn group_members(pgid: i32) -> Vec<String> {
     let out = std::process::Command::new("ps")
@@ -88,7 +77,7 @@ async fn browser_and_mixed_journeys_pass_against_the_demo_shop() {
         return;
     }
     let _serial = SERIAL.lock().await;
-    let base = shop().await;
+    let (base, _shop) = crate::support::demo_shop().await;
     let r = rig("chromedriver");
     for name in ["shop-browser.yaml", "account-mixed.yaml"] {
         let j = example(name, &base);

@@ -74,7 +74,7 @@ fn the_example_journeys_are_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("ok: 3 journeys in 3 files"), "{stdout}");
+    assert!(stdout.contains("ok: 5 journeys in 5 files"), "{stdout}");
 }
 
 #[test]

@@ -86,25 +86,26 @@ fn demo_probes_the_demo_shop_with_the_examples() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("3 journeys: 3 passed, 0 failed"),
-        "{stdout}"
-    );
+    // Browser journeys are included when chromedriver is installed.
+    let expected = if crate::support::tool("chromedriver") {
+        "5 journeys: 5 passed, 0 failed"
+    } else {
+        "3 journeys: 3 passed, 0 failed"
+    };
+    assert!(stdout.contains(expected), "{stdout}");
 }
 
-/// The shipped examples pass against the demo shop (from disk, as users edit them).
+/// The shipped HTTP examples pass against the demo shop (from disk, as users
+/// edit them); the browser ones are run in `browser.rs`.
 #[tokio::test]
 async fn example_journeys_pass_against_the_demo_shop() {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    let shop = wayprobe::demo::DemoShop::new();
-    tokio::spawn(wayprobe::demo::serve(l, shop, std::future::pending()));
+    let (base, _shop) = crate::support::demo_shop().await;
     let opts = wayprobe::journey::LoadOptions {
         vars: [("base_url".to_string(), base)].into(),
     };
     let loaded = wayprobe::journey::load_paths(&[root().join("journeys")], &opts).unwrap();
     assert!(loaded.journeys.len() >= 3);
-    for j in &loaded.journeys {
+    for j in loaded.journeys.iter().filter(|j| !j.uses_browser()) {
         let o =
             crate::support::run(j, &[("SHOP_PASSWORD", wayprobe::demo::DemoShop::PASSWORD)]).await;
         assert_eq!(

@@ -9,19 +9,7 @@ use wayprobe::journey::LoadOptions;
 use wayprobe::run::{RunOptions, Runner};
 use wayprobe::serve::{ServeConfig, Source};
 
-use crate::support::{bin, eventually, free_port, get, root, tool};
-
-async fn demo_shop() -> (String, wayprobe::demo::DemoShop) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    let shop = wayprobe::demo::DemoShop::new();
-    tokio::spawn(wayprobe::demo::serve(
-        l,
-        shop.clone(),
-        std::future::pending(),
-    ));
-    (base, shop)
-}
+use crate::support::{bin, demo_shop, eventually, free_port, get, root, tool};
 
 /// Starts `serve` in-process over `paths`; returns its base URL and a stopper.
 async fn serve(

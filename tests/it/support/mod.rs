@@ -111,3 +111,16 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// Starts the demo shop on 127.0.0.1:0; returns its base URL and its handle.
+pub async fn demo_shop() -> (String, wayprobe::demo::DemoShop) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let shop = wayprobe::demo::DemoShop::new();
+    tokio::spawn(wayprobe::demo::serve(
+        l,
+        shop.clone(),
+        std::future::pending(),
+    ));
+    (base, shop)
+}
