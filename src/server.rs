@@ -306,6 +306,14 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
                         ms(step.duration)
                     };
                     let _ = write!(h, "{mark} {} {}<br>", esc(&step.name), t);
+                    // Browser steps: each action's time and the page's own Navigation Timing.
+                    if !step.timings.is_empty() {
+                        h.push_str("<details class=timings><summary>actions</summary>");
+                        for t in &step.timings {
+                            let _ = write!(h, "{} {:.0} ms<br>", esc(&t.name), t.ms);
+                        }
+                        h.push_str("</details>");
+                    }
                 }
                 h.push_str("</td>");
             }

@@ -279,7 +279,7 @@ fn check_key(v: &mut Validator<'_>, at: &SNode, key: String) -> Option<String> {
         Some(s) => format!("did you mean `{s}`?"),
         None => format!("one character or one of {}", one_of(KEYS)),
     };
-    v.error(at.span, format!("unknown key `{key}`")).label = Some(label);
+    v.error(at.span, format!("unknown key name `{key}`")).label = Some(label);
     None
 }
 

@@ -349,6 +349,8 @@ steps:
       - expect: {{title: {{contains: "2 failing"}}}}
       - expect: {{selector: "tr.journey", count: 3}}
       - expect: {{selector: "tr[data-journey=clicky] a", contains: "screenshot"}}
+      - click: "tr[data-journey=clicky] details.timings summary"
+      - expect: {{selector: "tr[data-journey=clicky] details.timings", contains: "click #late"}}
       - expect: {{selector: "tr[data-journey=healthy] td.ok", contains: "passing", timeout: 1s}}
       - expect: {{selector: "tr[data-journey=broken] td.fail", contains: "failing"}}
       - expect: {{selector: "tr[data-journey=broken] .why", contains: "step get failed (status)"}}

@@ -541,3 +541,63 @@ async fn sigterm_shuts_down_gracefully() {
     assert!(logs.contains("shutting down"));
     let _ = Arc::new(());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(dir.join("one.yaml"), quick("one", "/ok")).unwrap();
+    let port = free_port();
+    let mut child = bin()
+        .args(["serve", "--watch-interval", "0s", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--journeys")
+        .arg(&dir)
+        .args(["--var", &format!("base_url={}", t.base)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let names = || async {
+        let body = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/journeys"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        Some(
+            v["journeys"]
+                .as_array()?
+                .iter()
+                .filter_map(|j| j["name"].as_str().map(String::from))
+                .collect::<Vec<_>>(),
+        )
+    };
+    eventually(20, "serve to list `one`", || async {
+        names().await.filter(|n| n == &["one"])
+    })
+    .await;
+    // File watching is off: only the signal can make it reload.
+    std::fs::write(dir.join("two.yaml"), quick("two", "/ok")).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(names().await.unwrap(), ["one"]);
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(10, "SIGHUP to load `two`", || async {
+        names().await.filter(|n| n.len() == 2)
+    })
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
