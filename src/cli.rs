@@ -501,11 +501,20 @@ pub async fn run_journeys(
     journeys: &[Journey],
     runner: &Runner,
 ) -> Vec<crate::outcome::JourneyOutcome> {
+    // Browser journeys wait for a free browser *before* their clock starts,
+    // so a queue of them does not eat into their timeouts.
+    let browsers = std::sync::Arc::new(tokio::sync::Semaphore::new(default_browser_sessions()));
     let futs = journeys.iter().map(|j| {
         let runner = runner.clone();
         let j = j.clone();
+        let browsers = browsers.clone();
         // Backstop: the runner bounds each step, this bounds the whole run.
         async move {
+            let _slot = if j.uses_browser() {
+                browsers.acquire_owned().await.ok()
+            } else {
+                None
+            };
             let limit = j.timeout + std::time::Duration::from_secs(5);
             let name = j.name.clone();
             match tokio::time::timeout(limit, runner.run(&j)).await {
