@@ -245,141 +245,163 @@ impl JourneyMetrics {
     }
 }
 
+/// Writes one metric family: its descriptor, then the samples `body` adds.
+fn family(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    body: impl FnOnce(&mut prometheus_client::encoding::MetricEncoder<'_>) -> std::fmt::Result,
+) -> std::fmt::Result {
+    let mut f = encoder.encode_descriptor(name, help, None, kind)?;
+    body(&mut f)
+}
+
+fn journey_labels<'a>(s: &'a JourneySeries, loc: &'a str) -> [(&'static str, &'a str); 2] {
+    [("journey", s.name.as_str()), ("location", loc)]
+}
+
 impl Collector for JourneyMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let journeys = self.read();
         let loc = self.location.as_str();
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_runs",
-                "Finished journey runs by result.",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in journeys.values() {
-                for (i, r) in RESULTS.iter().enumerate() {
-                    let labels = [
-                        ("journey", s.name.as_str()),
-                        ("location", loc),
-                        ("result", r),
-                    ];
-                    s.runs[i].encode(f.encode_family(&labels.as_slice())?)?;
+        family(
+            &mut encoder,
+            "journey_runs",
+            "Finished journey runs by result.",
+            MetricType::Counter,
+            |f| {
+                for s in journeys.values() {
+                    for (i, r) in RESULTS.iter().enumerate() {
+                        let labels = [
+                            ("journey", s.name.as_str()),
+                            ("location", loc),
+                            ("result", r),
+                        ];
+                        s.runs[i].encode(f.encode_family(&labels.as_slice())?)?;
+                    }
                 }
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_duration_seconds",
-                "Wall time of whole journey runs.",
-                None,
-                MetricType::Histogram,
-            )?;
-            for s in journeys.values() {
-                for (i, r) in RESULTS.iter().enumerate() {
-                    let labels = [
-                        ("journey", s.name.as_str()),
-                        ("location", loc),
-                        ("result", r),
-                    ];
-                    s.duration[i].encode(f.encode_family(&labels.as_slice())?)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_duration_seconds",
+            "Wall time of whole journey runs.",
+            MetricType::Histogram,
+            |f| {
+                for s in journeys.values() {
+                    for (i, r) in RESULTS.iter().enumerate() {
+                        let labels = [
+                            ("journey", s.name.as_str()),
+                            ("location", loc),
+                            ("result", r),
+                        ];
+                        s.duration[i].encode(f.encode_family(&labels.as_slice())?)?;
+                    }
                 }
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_step_duration_seconds",
-                "Wall time of journey steps that ran.",
-                None,
-                MetricType::Histogram,
-            )?;
-            for s in journeys.values() {
-                for st in &s.steps {
-                    let labels = [
-                        ("journey", s.name.as_str()),
-                        ("location", loc),
-                        ("step", st.name.as_str()),
-                    ];
-                    st.duration.encode(f.encode_family(&labels.as_slice())?)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_step_duration_seconds",
+            "Wall time of journey steps that ran.",
+            MetricType::Histogram,
+            |f| {
+                for s in journeys.values() {
+                    for st in &s.steps {
+                        let labels = [
+                            ("journey", s.name.as_str()),
+                            ("location", loc),
+                            ("step", st.name.as_str()),
+                        ];
+                        st.duration.encode(f.encode_family(&labels.as_slice())?)?;
+                    }
                 }
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_step_failures",
-                "Failed steps by bounded reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in journeys.values() {
-                for st in &s.steps {
-                    for (reason, (c, touched)) in Reason::ALL.iter().zip(&st.failures) {
-                        if touched.load(Ordering::Relaxed) {
-                            let labels = [
-                                ("journey", s.name.as_str()),
-                                ("location", loc),
-                                ("step", st.name.as_str()),
-                                ("reason", reason.as_str()),
-                            ];
-                            c.encode(f.encode_family(&labels.as_slice())?)?;
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_step_failures",
+            "Failed steps by bounded reason.",
+            MetricType::Counter,
+            |f| {
+                for s in journeys.values() {
+                    for st in &s.steps {
+                        // Only reasons that occurred: steps x reasons would be too many series.
+                        for (reason, (c, touched)) in Reason::ALL.iter().zip(&st.failures) {
+                            if touched.load(Ordering::Relaxed) {
+                                let labels = [
+                                    ("journey", s.name.as_str()),
+                                    ("location", loc),
+                                    ("step", st.name.as_str()),
+                                    ("reason", reason.as_str()),
+                                ];
+                                c.encode(f.encode_family(&labels.as_slice())?)?;
+                            }
                         }
                     }
                 }
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_last_run_timestamp_seconds",
-                "Unix time the last run of the journey finished.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for s in journeys.values() {
-                let labels = [("journey", s.name.as_str()), ("location", loc)];
-                s.last_run.encode(f.encode_family(&labels.as_slice())?)?;
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_last_success",
-                "Whether the last run of the journey succeeded (1) or failed (0).",
-                None,
-                MetricType::Gauge,
-            )?;
-            for s in journeys.values() {
-                let labels = [("journey", s.name.as_str()), ("location", loc)];
-                s.last_success
-                    .encode(f.encode_family(&labels.as_slice())?)?;
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "journey_info",
-                "Journey metadata; user labels live only here.",
-                None,
-                MetricType::Gauge,
-            )?;
-            let one = Gauge::<i64>::default();
-            one.set(1);
-            for s in journeys.values() {
-                let mut labels: Vec<(&str, &str)> =
-                    vec![("journey", s.name.as_str()), ("location", loc)];
-                labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                one.encode(f.encode_family(&labels.as_slice())?)?;
-            }
-        }
-        {
-            let mut f = encoder.encode_descriptor(
-                "wayprobe_runs_skipped",
-                "Scheduled runs skipped because the previous run was still going.",
-                None,
-                MetricType::Counter,
-            )?;
-            for s in journeys.values() {
-                let labels = [("journey", s.name.as_str())];
-                s.skipped.encode(f.encode_family(&labels.as_slice())?)?;
-            }
-        }
-        Ok(())
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_last_run_timestamp_seconds",
+            "Unix time the last run of the journey finished.",
+            MetricType::Gauge,
+            |f| {
+                for s in journeys.values() {
+                    s.last_run
+                        .encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_last_success",
+            "Whether the last run of the journey succeeded (1) or failed (0).",
+            MetricType::Gauge,
+            |f| {
+                for s in journeys.values() {
+                    s.last_success
+                        .encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_info",
+            "Journey metadata; user labels live only here.",
+            MetricType::Gauge,
+            |f| {
+                let one = Gauge::<i64>::default();
+                one.set(1);
+                for s in journeys.values() {
+                    let mut labels: Vec<(&str, &str)> = journey_labels(s, loc).to_vec();
+                    labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                    one.encode(f.encode_family(&labels.as_slice())?)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "wayprobe_runs_skipped",
+            "Scheduled runs skipped because the previous run was still going.",
+            MetricType::Counter,
+            |f| {
+                for s in journeys.values() {
+                    let labels = [("journey", s.name.as_str())];
+                    s.skipped.encode(f.encode_family(&labels.as_slice())?)?;
+                }
+                Ok(())
+            },
+        )
     }
 }
 

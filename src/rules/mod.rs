@@ -374,25 +374,10 @@ impl fmt::Display for Matcher {
     }
 }
 
-/// A PromQL double-quoted string literal.
+/// A PromQL double-quoted string literal: the same escapes as a YAML
+/// double-quoted scalar (Go-style `\"`, `\\`, `\n`, `\uXXXX`).
 pub(crate) fn promql_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    yaml::dq(s)
 }
 
 /// Unquotes a PromQL string literal (Go escapes in `"…"` and `'…'`, raw `` `…` ``).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use wayprobe::browser::{Browser, BrowserConfig};
 use wayprobe::outcome::{Reason, RunResult};
-use wayprobe::run::{RunOptions, Runner};
+use wayprobe::run::Runner;
 
 use crate::support::{journey, root, target::Target, tool};
 
@@ -32,15 +32,7 @@ fn rig(chromedriver: &str) -> Rig {
         max_sessions: 1,
         ..Default::default()
     });
-    let runner = Runner::new(RunOptions {
-        env_overrides: [(
-            "SHOP_PASSWORD".to_string(),
-            wayprobe::demo::DemoShop::PASSWORD.to_string(),
-        )]
-        .into(),
-        ..Default::default()
-    })
-    .with_browser(browser.clone());
+    let runner = crate::support::shop_runner().with_browser(browser.clone());
     Rig {
         runner,
         browser,

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use wayprobe::journey::LoadOptions;
-use wayprobe::run::{RunOptions, Runner};
 use wayprobe::serve::{ServeConfig, Source};
 
 use crate::support::{bin, demo_shop, eventually, free_port, get, root, tool};
@@ -18,14 +17,7 @@ async fn serve(
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
-    let runner = Runner::new(RunOptions {
-        env_overrides: [(
-            "SHOP_PASSWORD".to_string(),
-            wayprobe::demo::DemoShop::PASSWORD.to_string(),
-        )]
-        .into(),
-        ..Default::default()
-    });
+    let runner = crate::support::shop_runner();
     let mut cfg = ServeConfig::new(
         Source::Paths {
             paths,

@@ -124,3 +124,15 @@ pub async fn demo_shop() -> (String, wayprobe::demo::DemoShop) {
     ));
     (base, shop)
 }
+
+/// A runner that knows the demo shop's password (the `SHOP_PASSWORD` secret).
+pub fn shop_runner() -> Runner {
+    Runner::new(RunOptions {
+        env_overrides: [(
+            "SHOP_PASSWORD".to_string(),
+            wayprobe::demo::DemoShop::PASSWORD.to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    })
+}
