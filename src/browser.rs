@@ -94,13 +94,29 @@ impl Driver {
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = self.child.start_kill();
+    }
+
+    /// Kills the group, waits (briefly) until every member is gone, then
+    /// removes the temporary directory they were writing to.
+    async fn stop(mut self) {
+        self.kill();
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        let pgid = nix::unistd::Pid::from_raw(self.pgid);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        // Signal 0 probes the group: ESRCH once every member is gone.
+        while nix::sys::signal::killpg(pgid, None).is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
         let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
 
 impl Drop for Driver {
+    /// A safety net for exits that skip [`Driver::stop`]: no Chromium may
+    /// outlive the prober.
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
 
@@ -123,6 +139,30 @@ impl std::fmt::Debug for Browser {
         f.debug_struct("Browser")
             .field("cfg", &self.inner.cfg)
             .finish()
+    }
+}
+
+/// Chromium leaves a small directory per session in its TMPDIR even after a
+/// clean close; a long-running prober removes the ones older than `age`.
+fn purge_stale(dir: &Path, age: Duration) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.filter_map(Result::ok) {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|d| d > age);
+        if old {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
     }
 }
 
@@ -201,7 +241,10 @@ impl Browser {
                 let mut guard = self.inner.driver.lock().await;
                 match guard.as_mut() {
                     None => false,
-                    Some(d) => matches!(d.child.try_wait(), Ok(None)) && driver_ready(&d.url).await,
+                    Some(d) => {
+                        purge_stale(&d.tmp, Duration::from_secs(3600));
+                        matches!(d.child.try_wait(), Ok(None)) && driver_ready(&d.url).await
+                    }
                 }
             }
         };
@@ -212,15 +255,8 @@ impl Browser {
     /// Stops a supervised chromedriver and its browsers, and waits (briefly)
     /// until none of them is left.
     pub async fn shutdown(&self) {
-        if let Some(mut d) = self.inner.driver.lock().await.take() {
-            d.kill();
-            let _ = tokio::time::timeout(Duration::from_secs(2), d.child.wait()).await;
-            let pgid = nix::unistd::Pid::from_raw(d.pgid);
-            let deadline = Instant::now() + Duration::from_secs(3);
-            // Signal 0 probes the group: ESRCH once every member is gone.
-            while nix::sys::signal::killpg(pgid, None).is_ok() && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+        if let Some(d) = self.inner.driver.lock().await.take() {
+            d.stop().await;
         }
         self.set_up(false);
     }
@@ -238,8 +274,10 @@ impl Browser {
             }
             tracing::warn!("chromedriver is not answering; restarting it");
         }
-        // Dropping the old driver kills its whole process group.
-        *guard = None;
+        // Stopping the old driver kills its whole process group.
+        if let Some(old) = guard.take() {
+            old.stop().await;
+        }
         let d = self
             .spawn_driver()
             .await
@@ -269,6 +307,7 @@ impl Browser {
             .process_group(0)
             .kill_on_drop(true);
         let child = cmd.spawn().map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
             fail(format!(
                 "cannot start `{}`: {e} (install chromium-driver, or pass --webdriver-url)",
                 self.inner.cfg.chromedriver.display()
