@@ -384,57 +384,29 @@ async fn a_real_prometheus_scrapes_serve() {
     }
     let t = Target::start().await;
     let dir = crate::http::tempdir();
-    std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
-    let s = Running::start(&dir, &t).await;
+    let journeys = dir.join("journeys");
+    std::fs::create_dir(&journeys).unwrap();
+    std::fs::write(journeys.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    let s = Running::start(&journeys, &t).await;
     let target = s.base.trim_start_matches("http://").to_string();
-    let port = free_port();
-    let data = dir.join("prom-data");
-    let cfg = dir.join("prometheus.yml");
-    std::fs::write(
-        &cfg,
-        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['{target}']}}]\n"),
+    let prom = crate::support::Prometheus::start(
+        &dir,
+        &format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['{target}']}}]\n"),
     )
-    .unwrap();
-    let mut prom = std::process::Command::new("prometheus")
-        .arg(format!("--config.file={}", cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(&mut prom);
-    let q = format!(
-        "http://127.0.0.1:{port}/api/v1/query?query=journey_runs_total%7Bjob%3D%22wayprobe%22%2Cresult%3D%22success%22%7D"
-    );
-    let v = eventually(40, "Prometheus to have journey_runs_total", || async {
-        let body = reqwest::get(&q).await.ok()?.text().await.ok()?;
-        let json: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let r = json["data"]["result"].as_array()?.first()?.clone();
-        Some(r)
+    .await;
+    let v = eventually(60, "Prometheus to have journey_runs_total", || async {
+        prom.query(r#"journey_runs_total{job="wayprobe",result="success"}"#)
+            .await?
+            .first()
+            .cloned()
     })
     .await;
     assert_eq!(v["metric"]["journey"], "ok");
     assert_eq!(v["metric"]["location"], "test");
     // The scrape was OpenMetrics-negotiated and healthy.
-    let up = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/query?query=up"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(up.contains("\"1\""), "{up}");
-    drop(guard);
+    let up = prom.query("up").await.unwrap();
+    assert_eq!(up[0]["value"][1], "1", "{up:?}\n{}", prom.log());
     s.stop().await;
-}
-
-struct KillOnDrop<'a>(&'a mut std::process::Child);
-
-impl Drop for KillOnDrop<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

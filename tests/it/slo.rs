@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wayprobe::journey::LoadOptions;
 use wayprobe::serve::{ServeConfig, Source};
 
-use crate::support::{bin, demo_shop, eventually, free_port, get, root, tool};
+use crate::support::{bin, demo_shop, eventually, get, root, tool};
 
 /// Starts `serve` in-process over `paths`; returns its base URL and a stopper.
 async fn serve(
@@ -166,41 +166,15 @@ async fn a_checkout_outage_pages_within_the_workbook_bound() {
 
     let (addr, stop) = serve(vec![journeys.clone()], &shop_url).await;
     let target = addr.trim_start_matches("http://").to_string();
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
+    let prom = crate::support::Prometheus::start(
+        &dir,
+        &format!(
             "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['{target}']}}]\n",
             rules.display()
         ),
     )
-    .unwrap();
-    let mut prom = std::process::Command::new("prometheus")
-        .arg(format!(
-            "--config.file={}",
-            dir.join("prometheus.yml").display()
-        ))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let api = format!("http://127.0.0.1:{port}/api/v1/query?query=");
-    let query = |q: &str| {
-        let url = format!(
-            "{api}{}",
-            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-        );
-        async move {
-            let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            v["data"]["result"].as_array().cloned()
-        }
-    };
+    .await;
+    let query = |q: &'static str| prom.query(q);
     let page = r#"ALERTS{alertname="JourneyErrorBudgetBurn",slo_alert_tier="page-fast",alertstate="firing"}"#;
     // A healthy history first: no page while checkout works.
     eventually(60, "15 successful runs in Prometheus", || async {
@@ -237,7 +211,6 @@ async fn a_checkout_outage_pages_within_the_workbook_bound() {
     assert_eq!(labels["journey"], "buy");
     assert_eq!(labels["long_window"], "1h");
     assert_eq!(labels["short_window"], "5m");
-    let _ = prom.kill();
-    let _ = prom.wait();
+    drop(prom);
     let _ = stop.send(());
 }

@@ -136,3 +136,79 @@ pub fn shop_runner() -> Runner {
         ..Default::default()
     })
 }
+
+/// A real Prometheus server for a test, killed on drop.
+pub struct Prometheus {
+    child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    log: PathBuf,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Starts `prometheus` with `config` (YAML) in `dir` and waits until it is
+    /// ready. Retries on a new port if another process took the chosen one.
+    pub async fn start(dir: &std::path::Path, config: &str) -> Prometheus {
+        let cfg = dir.join("prometheus.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut last_log = String::new();
+        for attempt in 0..3 {
+            let port = free_port();
+            let log = dir.join(format!("prometheus-{attempt}.log"));
+            let child = std::process::Command::new("prometheus")
+                .arg(format!("--config.file={}", cfg.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join(format!("data-{attempt}")).display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .expect("prometheus starts");
+            let mut p = Prometheus {
+                child,
+                url: format!("http://127.0.0.1:{port}"),
+                log,
+            };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = p.child.try_wait() {
+                    break;
+                }
+                if let Ok(r) = reqwest::get(format!("{}/-/ready", p.url)).await
+                    && r.status() == 200
+                {
+                    return p;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            last_log = p.log();
+        }
+        panic!("prometheus did not become ready:\n{last_log}");
+    }
+
+    /// What Prometheus logged (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The result vector of an instant query (`None` if the query failed).
+    pub async fn query(&self, q: &str) -> Option<Vec<serde_json::Value>> {
+        let url = format!(
+            "{}/api/v1/query?query={}",
+            self.url,
+            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
+        );
+        let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"].as_array().cloned()
+    }
+}
