@@ -12,7 +12,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde_json_path::JsonPath;
 
-use super::slo::{Alerting, Objective, Period, Slo, SloKind, Tier};
+use super::slo::{Alerting, Objective, Period, Slo, SloKind};
 use super::yaml::{Node, SKey, SNode};
 use super::*;
 use crate::diag::{Diagnostic, SourceFile, Span, did_you_mean, one_of};
@@ -1633,7 +1633,6 @@ fn alerting(v: &mut Validator<'_>, n: &SNode) -> Alerting {
             }
         }
     }
-    let _: &Tier = &a.page;
     if let Some(m) = f
         .get("min_bad_runs_to_page")
         .and_then(|m| v.uint(m, "`min_bad_runs_to_page`"))

@@ -3,8 +3,7 @@
 //! (valid, invalid, removed journey, ConfigMap-style symlink swap), start-up
 //! with invalid journeys and graceful shutdown on SIGTERM.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use wayprobe::journey::LoadOptions;
@@ -147,7 +146,6 @@ fn reload_removes_only_disappearing_series() {
 /// A `serve` running in-process on port 0 over a journey directory.
 struct Running {
     base: String,
-    dir: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), wayprobe::serve::ServeError>>,
 }
@@ -173,7 +171,6 @@ impl Running {
         }));
         Running {
             base,
-            dir: dir.to_path_buf(),
             stop: Some(tx),
             task,
         }
@@ -334,7 +331,6 @@ async fn endpoints_status_page_and_reload() {
             .1
             .contains("id=reload-error")
     );
-    let _ = &s.dir;
     s.stop().await;
 }
 
@@ -511,7 +507,6 @@ async fn sigterm_shuts_down_gracefully() {
     assert_eq!(v["result"], "success");
     assert!(v["duration_ms"].as_u64().is_some());
     assert!(logs.contains("shutting down"));
-    let _ = Arc::new(());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
