@@ -85,7 +85,8 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
                 }
             }
             for t in &s.timings {
-                let _ = writeln!(out, "      · {} {:.0}ms", t.name, t.ms);
+                let prec = if t.ms < 10.0 { 1 } else { 0 };
+                let _ = writeln!(out, "      · {} {:.prec$}ms", t.name, t.ms);
             }
         }
         if let Some(f) = &s.failure {

@@ -50,6 +50,8 @@ pub struct RunCtx {
     pub redactor: Redactor,
     /// Keep exchanges for `--verbose`.
     pub verbose: bool,
+    /// DNS and connect timings of this run's new connections.
+    pub phases: crate::step::timing::Phases,
     /// The journey being run.
     pub journey: String,
     /// The browser session of this run, opened by the first browser step.
@@ -130,6 +132,7 @@ impl Runner {
         &self,
         journey: &Journey,
         jar: Arc<CookieStoreMutex>,
+        phases: &crate::step::timing::Phases,
     ) -> Result<reqwest::Client, Failure> {
         let tls = self
             .tls
@@ -141,6 +144,8 @@ impl Runner {
             .user_agent(USER_AGENT)
             .connect_timeout(journey.timeout)
             .tls_backend_preconfigured(tls)
+            .dns_resolver(phases.resolver())
+            .connector_layer(phases.layer())
             .build()
             .map_err(|e| {
                 Failure::new(
@@ -160,7 +165,8 @@ impl Runner {
 
         let setup = self.resolve_secrets(journey).and_then(|secrets| {
             let jar = Arc::new(CookieStoreMutex::new(cookie_store::CookieStore::default()));
-            let client = self.client(journey, jar.clone())?;
+            let phases = crate::step::timing::Phases::default();
+            let client = self.client(journey, jar.clone(), &phases)?;
             let mut redactor = Redactor::default();
             for v in secrets.values() {
                 redactor.add(v);
@@ -175,6 +181,7 @@ impl Runner {
                 }),
                 redactor,
                 verbose: self.opts.verbose,
+                phases,
                 journey: journey.name.clone(),
                 #[cfg(feature = "browser")]
                 browser: None,

@@ -11,7 +11,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::journey::{Body, Check, HttpStep, JsonTemplate, PartValue, Step};
-use crate::outcome::{Exchange, Failure, Reason};
+use crate::outcome::{Exchange, Failure, Reason, Timing};
 use crate::redact::{Redactor, excerpt};
 use crate::run::RunCtx;
 use crate::template::Scope;
@@ -106,6 +106,44 @@ pub struct HttpResult {
     pub exchanges: Vec<Exchange>,
     /// The failure, if any.
     pub failure: Option<Failure>,
+    /// Where the time went: dns, connect (TCP+TLS), ttfb, download; per hop.
+    pub timings: Vec<Timing>,
+}
+
+/// Adds one request's phases: DNS and connect come from the run's connection
+/// recorder (only for new connections), ttfb is what remains until headers.
+fn record_phases(out: &mut HttpResult, phases: &crate::step::timing::Phases, to_headers: Duration) {
+    let prefix = if out.redirects == 0 {
+        String::new()
+    } else {
+        format!("redirect {}: ", out.redirects)
+    };
+    let events = phases.drain();
+    let ms = |n: &str| {
+        events
+            .iter()
+            .filter(|e| e.name == n)
+            .map(|e| e.ms)
+            .sum::<f64>()
+    };
+    let (dns, connect) = (ms("dns"), ms("connect"));
+    if events.iter().any(|e| e.name == "dns") {
+        out.timings.push(Timing {
+            name: format!("{prefix}dns"),
+            ms: dns,
+        });
+    }
+    if events.iter().any(|e| e.name == "connect") {
+        // The connector's time includes the lookup; report TCP+TLS alone.
+        out.timings.push(Timing {
+            name: format!("{prefix}connect"),
+            ms: (connect - dns).max(0.0),
+        });
+    }
+    out.timings.push(Timing {
+        name: format!("{prefix}ttfb"),
+        ms: (to_headers.as_secs_f64() * 1000.0 - connect).max(0.0),
+    });
 }
 
 /// A rendered body that can be sent more than once (307/308 redirects).
@@ -451,6 +489,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
             request_headers: headers_of(req.headers(), &redactor),
             ..Default::default()
         });
+        let sent = Instant::now();
         let resp = match ctx.client.execute(req).await {
             Ok(r) => r,
             Err(e) => {
@@ -459,6 +498,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 return out;
             }
         };
+        record_phases(&mut out, &ctx.phases, sent.elapsed());
         let status = resp.status().as_u16();
         if let Some(x) = exchange.as_mut() {
             x.response = format!("{:?} {}", resp.version(), resp.status());
@@ -534,6 +574,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
         return out;
     }
     let mut buf = BytesMut::new();
+    let reading = Instant::now();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
@@ -549,7 +590,13 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 }
                 buf.extend_from_slice(&chunk);
             }
-            Ok(None) => break,
+            Ok(None) => {
+                out.timings.push(Timing {
+                    name: "download".into(),
+                    ms: reading.elapsed().as_secs_f64() * 1000.0,
+                });
+                break;
+            }
             Err(e) => {
                 let (reason, msg) = classify(&e);
                 out.failure = Some(failure(Failure::new(

@@ -1,6 +1,7 @@
 //! Step executors: one function per step kind, chosen by a `match`.
 
 pub mod http;
+pub mod timing;
 
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ pub async fn execute(
                 redirects: r.redirects,
                 failure: r.failure,
                 exchanges: r.exchanges,
-                timings: Vec::new(),
+                timings: r.timings,
             }
         }
         #[cfg(feature = "browser")]

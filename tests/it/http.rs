@@ -272,3 +272,32 @@ pub fn tempdir() -> std::path::PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[tokio::test]
+async fn steps_report_where_their_time_went() {
+    let t = Target::start().await;
+    let base = t.base.replace("127.0.0.1", "localhost");
+    let yaml = format!(
+        "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: first\n    http: {{url: \"{base}/slow?ms=50\"}}\n  - name: second\n    http: {{url: \"{base}/ok\"}}\n"
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+    let names = |i: usize| {
+        o.steps[i]
+            .timings
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+    };
+    // A new visitor: the first request resolves and connects.
+    assert_eq!(names(0), ["dns", "connect", "ttfb", "download"]);
+    let ttfb = o.steps[0]
+        .timings
+        .iter()
+        .find(|t| t.name == "ttfb")
+        .unwrap()
+        .ms;
+    assert!(ttfb >= 50.0, "the server's 50ms are in ttfb: {ttfb}");
+    // The second reuses the connection: no DNS, no connect.
+    assert_eq!(names(1), ["ttfb", "download"]);
+}
