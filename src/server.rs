@@ -306,9 +306,9 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
                         ms(step.duration)
                     };
                     let _ = write!(h, "{mark} {} {}<br>", esc(&step.name), t);
-                    // Browser steps: each action's time and the page's own Navigation Timing.
+                    // HTTP phases, or each browser action and the page's Navigation Timing.
                     if !step.timings.is_empty() {
-                        h.push_str("<details class=timings><summary>actions</summary>");
+                        h.push_str("<details class=timings><summary>timings</summary>");
                         for t in &step.timings {
                             let _ = write!(h, "{} {:.0} ms<br>", esc(&t.name), t.ms);
                         }
