@@ -265,43 +265,35 @@ impl Collector for JourneyMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let journeys = self.read();
         let loc = self.location.as_str();
+        // Both per-result families: one series per journey and result.
+        let per_result = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
+                          pick: &dyn Fn(&JourneySeries, usize) -> &dyn EncodeMetric|
+         -> std::fmt::Result {
+            for s in journeys.values() {
+                for (i, r) in RESULTS.iter().enumerate() {
+                    let labels = [
+                        ("journey", s.name.as_str()),
+                        ("location", loc),
+                        ("result", r),
+                    ];
+                    pick(s, i).encode(f.encode_family(&labels.as_slice())?)?;
+                }
+            }
+            Ok(())
+        };
         family(
             &mut encoder,
             "journey_runs",
             "Finished journey runs by result.",
             MetricType::Counter,
-            |f| {
-                for s in journeys.values() {
-                    for (i, r) in RESULTS.iter().enumerate() {
-                        let labels = [
-                            ("journey", s.name.as_str()),
-                            ("location", loc),
-                            ("result", r),
-                        ];
-                        s.runs[i].encode(f.encode_family(&labels.as_slice())?)?;
-                    }
-                }
-                Ok(())
-            },
+            |f| per_result(f, &|s, i| &s.runs[i]),
         )?;
         family(
             &mut encoder,
             "journey_duration_seconds",
             "Wall time of whole journey runs.",
             MetricType::Histogram,
-            |f| {
-                for s in journeys.values() {
-                    for (i, r) in RESULTS.iter().enumerate() {
-                        let labels = [
-                            ("journey", s.name.as_str()),
-                            ("location", loc),
-                            ("result", r),
-                        ];
-                        s.duration[i].encode(f.encode_family(&labels.as_slice())?)?;
-                    }
-                }
-                Ok(())
-            },
+            |f| per_result(f, &|s, i| &s.duration[i]),
         )?;
         family(
             &mut encoder,
