@@ -156,7 +156,9 @@ async fn a_run_past_its_timeout_is_a_failed_outcome() {
     let js = [j("hung", "1m", "10s")];
     r.status.set_journeys(&js);
     r.sched.apply(&js);
-    tokio::time::sleep(Duration::from_secs(125)).await;
+    // The first run starts within one interval (its phase), fails at the
+    // 12s backstop; one interval later the next does: 190s holds at least two.
+    tokio::time::sleep(Duration::from_secs(190)).await;
     let failures = metric(
         &r.metrics,
         r#"journey_runs_total{journey="hung",location="test",result="failure"}"#,

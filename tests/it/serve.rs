@@ -151,7 +151,8 @@ struct Running {
 }
 
 impl Running {
-    async fn start(dir: &Path, target: &Target) -> Running {
+    /// `watch`: how often the journey files are checked (zero: never).
+    async fn start(dir: &Path, target: &Target, watch: Duration) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let mut cfg = ServeConfig::new(
@@ -163,7 +164,7 @@ impl Running {
             },
             Runner::new(RunOptions::default()),
         );
-        cfg.watch_interval = Duration::from_millis(200);
+        cfg.watch_interval = watch;
         cfg.location = "test".into();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(wayprobe::serve::serve(cfg, listener, async move {
@@ -229,7 +230,8 @@ async fn endpoints_status_page_and_reload() {
     let dir = crate::http::tempdir();
     std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
     std::fs::write(dir.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
-    let s = Running::start(&dir, &t).await;
+    // Only POST /-/reload reloads here, so each reload's summary is exact.
+    let s = Running::start(&dir, &t, Duration::ZERO).await;
 
     assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
     assert_eq!(get(&format!("{}/-/ready", s.base)).await.0, 200);
@@ -358,7 +360,7 @@ async fn configmap_symlink_swap_is_detected() {
     std::fs::write(v1.join("probe.yaml"), quick("probe", "/ok")).unwrap();
     symlink("..2026_11_21_v1", dir.join("..data")).unwrap();
     symlink("..data/probe.yaml", dir.join("probe.yaml")).unwrap();
-    let s = Running::start(&dir, &t).await;
+    let s = Running::start(&dir, &t, Duration::from_millis(200)).await;
     s.wait_for_runs("probe", 1).await;
 
     let v2 = dir.join("..2026_11_21_v2");
@@ -383,7 +385,7 @@ async fn a_real_prometheus_scrapes_serve() {
     let journeys = dir.join("journeys");
     std::fs::create_dir(&journeys).unwrap();
     std::fs::write(journeys.join("ok.yaml"), quick("ok", "/ok")).unwrap();
-    let s = Running::start(&journeys, &t).await;
+    let s = Running::start(&journeys, &t, Duration::ZERO).await;
     let target = s.base.trim_start_matches("http://").to_string();
     let prom = crate::support::Prometheus::start(
         &dir,
