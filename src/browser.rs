@@ -790,7 +790,15 @@ pub async fn execute(
         let left = deadline.saturating_duration_since(Instant::now());
         let t = a.timeout.map_or(left, |t| t.min(left));
         let started = Instant::now();
-        let (label, res) = run_action(&a.kind, ctx, &client, t, &mut out).await;
+        let (label, res) = run_action(
+            &a.kind,
+            &browser.config().artifacts_dir,
+            ctx,
+            &client,
+            t,
+            &mut out,
+        )
+        .await;
         out.timings.push(Timing {
             name: ctx.redactor.apply(&label),
             ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -822,6 +830,7 @@ pub async fn execute(
 
 async fn run_action(
     kind: &ActionKind,
+    artifacts: &Path,
     ctx: &mut RunCtx,
     c: &fantoccini::Client,
     t: Duration,
@@ -1031,9 +1040,7 @@ async fn run_action(
         ActionKind::Screenshot(name) => {
             let res = async {
                 let png = bounded("screenshot", t, c.screenshot()).await?;
-                let dir = std::env::temp_dir()
-                    .join("wayprobe-artifacts")
-                    .join(&ctx.journey);
+                let dir = artifacts.join(&ctx.journey);
                 let _ = std::fs::create_dir_all(&dir);
                 let safe: String = name
                     .chars()

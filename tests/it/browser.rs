@@ -361,3 +361,65 @@ steps:
         "serve shut its chromedriver down"
     );
 }
+
+/// `fill`, `select`, `press`, `screenshot` and the url capture in a real
+/// browser; then a login through the demo shop's own form with a secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_are_filled_selected_and_submitted() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let t = Target::start().await;
+    let (shop, _s) = crate::support::demo_shop().await;
+    let r = rig("chromedriver");
+    let j = journey(
+        &format!(
+            r##"name: form
+interval: 1m
+timeout: 40s
+secrets: {{password: {{env: SHOP_PASSWORD}}}}
+steps:
+  - name: search
+    browser:
+      - goto: "{base}/form"
+      - fill: {{selector: "#q", value: "oolong"}}
+      - select: {{selector: "#tea", value: black}}
+      - screenshot: filled-in
+      - press: {{selector: "#q", key: Enter}}
+      - wait_for: {{url: "q=oolong"}}
+      - expect: {{url: {{contains: "tea=black"}}}}
+      - capture: {{landed: {{url: true}}}}
+  - name: login
+    browser:
+      - goto: "{shop}/login"
+      - fill: {{selector: "#username", value: alice}}
+      - fill: {{selector: "#password", value: "{{{{ secret.password }}}}"}}
+      - click: "#login-button"
+      - expect: {{selector: "body", contains: "Signed in as alice"}}
+  - name: check-capture
+    http: {{url: "{{{{ landed }}}}"}}
+    expect:
+      jsonpath: {{"$.query": "q=oolong&tea=black"}}
+"##,
+            base = t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(
+        o.result,
+        RunResult::Success,
+        "{}",
+        wayprobe::report::text(&j, &o, false, true)
+    );
+    let shot = r.artifacts.join("form").join("filled-in.png");
+    assert_eq!(
+        &std::fs::read(&shot).expect("screenshot saved in --artifacts-dir")[..4],
+        b"\x89PNG"
+    );
+    // The secret typed into the form is in no output.
+    let text = format!("{o:?}{}", wayprobe::report::json(std::slice::from_ref(&o)));
+    assert!(!text.contains(wayprobe::demo::DemoShop::PASSWORD));
+    r.browser.shutdown().await;
+}

@@ -301,3 +301,65 @@ async fn steps_report_where_their_time_went() {
     // The second reuses the connection: no DNS, no connect.
     assert_eq!(names(1), ["ttfb", "download"]);
 }
+
+/// Request building (query, headers, multipart with a file, raw bodies) and
+/// the header, cookie, status and url captures, against a server that says
+/// what it received.
+#[tokio::test]
+async fn requests_are_built_as_written_and_captures_read_every_source() {
+    let t = Target::start().await;
+    let dir = tempdir();
+    std::fs::write(dir.join("receipt.txt"), "paid in full").unwrap();
+    let file = dir.join("receipt.txt");
+    let yaml = format!(
+        r#"name: build
+interval: 1m
+timeout: 10s
+vars: {{base_url: "{base}", q: "green tea & honey"}}
+steps:
+  - name: query-and-headers
+    http:
+      url: "{{{{ base_url }}}}/inspect"
+      query: {{search: "{{{{ q }}}}", page: 2}}
+      headers: {{x-trace: "abc-{{{{ q | urlencode }}}}"}}
+    expect:
+      status: 200
+      headers: {{x-request-id: {{matches: "^req-\\d+$"}}, content-type: {{contains: json}}, x-missing: {{exists: false}}}}
+      cookies: {{flavour: {{value: oolong, http_only: true, path: /}}}}
+      jsonpath:
+        "$.method": GET
+        "$.query": "search=green+tea+%26+honey&page=2"
+        "$.x_trace": "abc-green%20tea%20%26%20honey"
+    capture:
+      request_id: {{header: x-request-id}}
+      flavour: {{cookie: flavour}}
+      code: {{status: true}}
+      where: {{url: true}}
+  - name: multipart
+    http:
+      method: POST
+      url: "{{{{ base_url }}}}/inspect"
+      multipart:
+        note: "{{{{ request_id }}}} {{{{ flavour }}}} {{{{ code }}}}"
+        receipt: {{file: {file}, content_type: text/plain}}
+    expect:
+      jsonpath:
+        "$.content_type": {{starts_with: multipart/form-data}}
+        "$.body": {{matches: "(?s)req-42 oolong 200.*filename=\"receipt.txt\".*paid in full"}}
+    capture:
+      body: {{jsonpath: "$.body"}}
+  - name: raw
+    http:
+      method: PUT
+      url: "{{{{ where }}}}"
+      raw: "<order id='1'/>"
+      content_type: application/xml
+    expect:
+      jsonpath: {{"$.method": PUT, "$.content_type": application/xml, "$.body": "<order id='1'/>"}}
+"#,
+        base = t.base,
+        file = file.display()
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+}

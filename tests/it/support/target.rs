@@ -96,6 +96,40 @@ fn app() -> Router {
             }),
         )
         .route(
+            "/inspect",
+            axum::routing::any(
+                |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| async move {
+                    let h = |n: header::HeaderName| {
+                        headers.get(n).map(|v| String::from_utf8_lossy(v.as_bytes()).to_string()).unwrap_or_default()
+                    };
+                    let json = serde_json::json!({
+                        "method": method.as_str(),
+                        "query": uri.query().unwrap_or(""),
+                        "content_type": h(header::CONTENT_TYPE),
+                        "x_trace": headers.get("x-trace").map(|v| v.to_str().unwrap_or("").to_string()),
+                        "body": String::from_utf8_lossy(&body),
+                    });
+                    (
+                        [
+                            (header::SET_COOKIE, "flavour=oolong; Path=/; HttpOnly".to_string()),
+                            (header::HeaderName::from_static("x-request-id"), "req-42".to_string()),
+                        ],
+                        axum::Json(json),
+                    )
+                },
+            ),
+        )
+        .route(
+            "/form",
+            get(|| async {
+                axum::response::Html(
+                    "<html><head><title>form</title></head><body><form action=/inspect method=get>\
+                     <input id=q name=q><select id=tea name=tea><option value=green>Green</option>\
+                     <option value=black>Black</option></select></form></body></html>",
+                )
+            }),
+        )
+        .route(
             "/redirect-loop",
             get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/redirect-loop")]) }),
         )
