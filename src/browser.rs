@@ -865,13 +865,7 @@ async fn run_action(
                 t + Duration::from_secs(2),
                 c.goto(&url),
             )
-            .await
-            .map_err(|mut f| {
-                if f.reason == Reason::BrowserSession && f.message.contains("net::ERR") {
-                    f.reason = Reason::BrowserNavigation;
-                }
-                f
-            });
+            .await;
             if res.is_ok()
                 && let Ok(Ok(v)) =
                     tokio::time::timeout(CALL_TIMEOUT, c.execute(NAV_TIMING_JS, vec![])).await

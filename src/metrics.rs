@@ -10,6 +10,7 @@
 //! Labels are bounded: `journey`, `location`, `step`, `result`, `reason`.
 //! User labels appear only on `journey_info`.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -339,31 +340,28 @@ impl Collector for JourneyMetrics {
                 Ok(())
             },
         )?;
+        // Per-journey gauges: one series per journey.
+        let per_journey = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
+                           pick: &dyn Fn(&JourneySeries) -> &dyn EncodeMetric|
+         -> std::fmt::Result {
+            for s in journeys.values() {
+                pick(s).encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
+            }
+            Ok(())
+        };
         family(
             &mut encoder,
             "journey_last_run_timestamp_seconds",
             "Unix time the last run of the journey finished.",
             MetricType::Gauge,
-            |f| {
-                for s in journeys.values() {
-                    s.last_run
-                        .encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
-                }
-                Ok(())
-            },
+            |f| per_journey(f, &|s| &s.last_run),
         )?;
         family(
             &mut encoder,
             "journey_last_success",
             "Whether the last run of the journey succeeded (1) or failed (0).",
             MetricType::Gauge,
-            |f| {
-                for s in journeys.values() {
-                    s.last_success
-                        .encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
-                }
-                Ok(())
-            },
+            |f| per_journey(f, &|s| &s.last_success),
         )?;
         family(
             &mut encoder,
@@ -486,7 +484,7 @@ impl Metrics {
     /// Makes the series match `journeys`: series of journeys and steps that
     /// disappeared are removed, new ones start at 0, the rest keep their values.
     /// Returns each journey's series handle, in the same order.
-    pub fn set_journeys(&self, journeys: &[Journey]) -> Vec<Arc<JourneySeries>> {
+    pub fn set_journeys<J: Borrow<Journey>>(&self, journeys: &[J]) -> Vec<Arc<JourneySeries>> {
         let mut map = self
             .journeys
             .journeys
@@ -495,6 +493,7 @@ impl Metrics {
         let mut next = BTreeMap::new();
         let mut handles = Vec::with_capacity(journeys.len());
         for j in journeys {
+            let j: &Journey = j.borrow();
             let series = match map.get(&j.name) {
                 Some(old) if same_shape(j, old) => old.clone(),
                 Some(old) => Arc::new(JourneySeries::reuse(j, old)),

@@ -181,8 +181,7 @@ impl Scheduler {
     /// task (and so their phase); changed ones restart at their stable phase;
     /// removed ones are cancelled and their series removed.
     pub fn apply(&mut self, journeys: &[Arc<Journey>]) -> Applied {
-        let owned: Vec<Journey> = journeys.iter().map(|j| (**j).clone()).collect();
-        let series = self.shared.metrics.set_journeys(&owned);
+        let series = self.shared.metrics.set_journeys(journeys);
         let mut applied = Applied::default();
         let mut next = HashMap::with_capacity(journeys.len());
         for (j, s) in journeys.iter().zip(series) {
@@ -352,10 +351,10 @@ async fn run_once(
     drop(permit);
     match res {
         None => tracing::debug!(journey = %j.name, "run cancelled; not counted"),
-        Some(Ok(o)) => shared.recorder.record(&series, &o),
+        Some(Ok(o)) => shared.recorder.record(&series, o),
         Some(Err(_)) => {
             let o = timed_out(&j, started, backstop);
-            shared.recorder.record(&series, &o);
+            shared.recorder.record(&series, o);
         }
     }
 }

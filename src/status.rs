@@ -108,8 +108,8 @@ impl StatusStore {
         *map = next;
     }
 
-    /// Stores a finished run.
-    pub fn update(&self, o: &JourneyOutcome) {
+    /// Stores a finished run (taken by value: no copy per run).
+    pub fn update(&self, o: JourneyOutcome) {
         let mut map = self.journeys.write().unwrap_or_else(|p| p.into_inner());
         let Some(st) = map.get_mut(&o.journey) else {
             return;
@@ -131,7 +131,7 @@ impl StatusStore {
             });
             st.failures.truncate(FAILURE_HISTORY);
         }
-        st.last = Some(o.clone());
+        st.last = Some(o);
     }
 
     /// A snapshot of every journey, sorted by name.
@@ -166,10 +166,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Handles a finished run of `journey`.
-    pub fn record(&self, series: &JourneySeries, o: &JourneyOutcome) {
-        series.record(o);
-        self.status.update(o);
+    /// Handles a finished run: one log line, its series, and the status store.
+    pub fn record(&self, series: &JourneySeries, o: JourneyOutcome) {
+        series.record(&o);
         let duration_ms = (o.duration.as_secs_f64() * 1000.0).round() as u64;
         match o.failed_step() {
             None => tracing::info!(
@@ -193,5 +192,6 @@ impl Recorder {
                 );
             }
         }
+        self.status.update(o);
     }
 }
