@@ -18,6 +18,16 @@ fn available() -> bool {
     tool("chromedriver") && tool("chromium")
 }
 
+/// The start of most browser tests: skip without a browser, run one at a
+/// time, and get a misbehaving target and a runner with a supervised driver.
+async fn setup() -> Option<(tokio::sync::MutexGuard<'static, ()>, Target, Rig)> {
+    if !available() {
+        return None;
+    }
+    let serial = SERIAL.lock().await;
+    Some((serial, Target::start().await, rig("chromedriver")))
+}
+
 struct Rig {
     runner: Runner,
     browser: Browser,
@@ -102,12 +112,9 @@ async fn browser_and_mixed_journeys_pass_against_the_demo_shop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_element_fails_in_its_timeout_with_a_screenshot() {
-    if !available() {
+    let Some((_serial, t, r)) = setup().await else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let t = Target::start().await;
-    let r = rig("chromedriver");
+    };
     let j = journey(
         &format!(
             "name: missing\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=60000\"\n      - click: {{selector: \"#late\", timeout: 2s}}\n",
@@ -152,12 +159,9 @@ async fn a_missing_element_fails_in_its_timeout_with_a_screenshot() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_that_never_finishes_loading_is_a_timeout() {
-    if !available() {
+    let Some((_serial, t, r)) = setup().await else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let t = Target::start().await;
-    let r = rig("chromedriver");
+    };
     let j = journey(
         &format!(
             "name: stuck\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: open\n    browser:\n      - goto: \"{}/never-loads?img={}/img.png\"\n        timeout: 4s\n",
@@ -179,12 +183,9 @@ async fn a_page_that_never_finishes_loading_is_a_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_chromedriver_fails_that_run_and_the_next_run_recovers() {
-    if !available() {
+    let Some((_serial, t, r)) = setup().await else {
         return;
-    }
-    let _serial = SERIAL.lock().await;
-    let t = Target::start().await;
-    let r = rig("chromedriver");
+    };
     let j = Arc::new(journey(
         &format!(
             "name: victim\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: wait\n    browser:\n      - goto: \"{}/late?ms=4000\"\n      - wait_for: {{selector: \"#late\", timeout: 10s}}\n",
