@@ -494,6 +494,8 @@ where
 {
     let deadline = Instant::now() + limit;
     let mut first = true;
+    // What the page last showed: reported if the deadline cuts a check short.
+    let mut observed: Option<Failure> = None;
     loop {
         // The first check always gets a full call's time, so a short timeout
         // still reports what the page showed rather than a bare timeout.
@@ -507,12 +509,16 @@ where
         let last = match tokio::time::timeout(budget, check()).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(f)) => f,
-            Err(_) => Failure::new(Reason::Timeout, "the browser did not answer in time"),
+            Err(_) => match observed.take() {
+                Some(f) => return Err(f),
+                None => Failure::new(Reason::Timeout, "the browser did not answer in time"),
+            },
         };
         // A dead session will not get better by waiting.
         if last.reason == Reason::BrowserSession || Instant::now() >= deadline {
             return Err(last);
         }
+        observed = Some(last);
         tokio::time::sleep(
             Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())),
         )

@@ -424,3 +424,23 @@ steps:
     assert!(!text.contains(wayprobe::demo::DemoShop::PASSWORD));
     r.browser.shutdown().await;
 }
+
+/// When the page keeps saying the wrong thing, the failure says what it
+/// said (an assertion), not that time ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_browser_expect_reports_what_the_page_showed() {
+    let Some((_serial, _t, r)) = setup().await else {
+        return;
+    };
+    let (shop_url, shop) = crate::support::demo_shop().await;
+    shop.set_checkout_failing(true);
+    let j = journey(
+        &std::fs::read_to_string(root().join("journeys/shop-browser.yaml")).unwrap(),
+        &[("base_url", &shop_url)],
+    );
+    let o = r.runner.run(&j).await;
+    let f = o.failure().expect("checkout is down");
+    assert_eq!(f.reason, Reason::Assertion, "{f:#?}");
+    assert!(f.message.contains("Checkout failed: 503"), "{}", f.message);
+    r.browser.shutdown().await;
+}
