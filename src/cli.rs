@@ -102,9 +102,55 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, value_enum, default_value = "text", env = "WAYPROBE_LOG_FORMAT")]
     pub log_format: LogFormat,
+    /// HTTP endpoint options (`--web.*`).
+    #[command(flatten)]
+    pub web: WebArgs,
     /// Browser options.
     #[command(flatten)]
     pub browser: BrowserArgs,
+}
+
+/// The `--web.*` flags of `serve`, named as Prometheus and its exporters name them.
+#[derive(Debug, Args, Clone)]
+pub struct WebArgs {
+    /// A web configuration file in the Prometheus exporter-toolkit format:
+    /// TLS (`tls_server_config`), client certificates, `basic_auth_users`
+    /// (bcrypt), extra `http_server_config.headers`. Re-read on reload.
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        env = "WAYPROBE_WEB_CONFIG_FILE"
+    )]
+    pub config_file: Option<PathBuf>,
+    /// Serve `POST /-/reload` (off by default, as in Prometheus).
+    #[arg(long = "web.enable-lifecycle", env = "WAYPROBE_WEB_ENABLE_LIFECYCLE")]
+    pub enable_lifecycle: bool,
+    /// Connections held at once (more wait in the listen backlog); at most a
+    /// quarter of the open-file limit, the rest being kept for probes.
+    #[arg(
+        long = "web.max-connections",
+        default_value_t = 512,
+        env = "WAYPROBE_WEB_MAX_CONNECTIONS"
+    )]
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (or finish
+    /// the TLS handshake, or idle between keep-alive requests).
+    #[arg(long = "web.read-header-timeout", default_value = "10s", value_parser = humantime::parse_duration, env = "WAYPROBE_WEB_READ_HEADER_TIMEOUT")]
+    pub read_header_timeout: std::time::Duration,
+    /// How long a request may take before it is answered 503.
+    #[arg(long = "web.request-timeout", default_value = "30s", value_parser = humantime::parse_duration, env = "WAYPROBE_WEB_REQUEST_TIMEOUT")]
+    pub request_timeout: std::time::Duration,
+}
+
+impl WebArgs {
+    fn options(&self) -> crate::server::ServerOptions {
+        crate::server::ServerOptions {
+            enable_lifecycle: self.enable_lifecycle,
+            max_connections: self.max_connections,
+            read_header_timeout: self.read_header_timeout,
+            request_timeout: self.request_timeout,
+        }
+    }
 }
 
 /// Options shared by commands that load journeys.
@@ -678,23 +724,19 @@ async fn signals(reload: tokio::sync::mpsc::Sender<crate::server::ReloadRequest>
 }
 
 async fn serve_source(
-    source: crate::serve::Source,
-    runner: Runner,
+    cfg: crate::serve::ServeConfig,
     listener: tokio::net::TcpListener,
-    location: String,
-    scheduler: crate::scheduler::SchedulerConfig,
-    watch_interval: std::time::Duration,
 ) -> anyhow::Result<Exit> {
-    let mut cfg = crate::serve::ServeConfig::new(source, runner);
-    cfg.location = location;
-    cfg.scheduler = scheduler;
-    cfg.watch_interval = watch_interval;
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     let shutdown = signals(tx.clone());
     match crate::serve::serve_with(cfg, listener, shutdown, tx, rx).await {
         Ok(()) => Ok(Exit::Ok),
         Err(crate::serve::ServeError::Invalid(e)) => {
             report_invalid(&e);
+            Ok(Exit::Invalid)
+        }
+        Err(crate::serve::ServeError::Web(e)) => {
+            eprintln!("error: invalid --web.config.file: {e}");
             Ok(Exit::Invalid)
         }
         Err(e) => Err(e.into()),
@@ -711,6 +753,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         report_invalid(&e);
         return Ok(Exit::Invalid);
     }
+    // Before binding: a bad web config is a usage error (exit 2), like bad journeys.
+    if let Some(p) = &args.web.config_file
+        && let Err(e) = crate::web::WebConfig::load(p)
+    {
+        eprintln!("error: invalid --web.config.file: {e}");
+        return Ok(Exit::Invalid);
+    }
+    // Probes and clients share the open-file limit: take all the kernel allows.
+    match crate::server::raise_nofile_limit() {
+        Ok((soft, hard)) => tracing::info!(open_files = soft, hard_limit = hard, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -719,22 +773,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         .max_browser_sessions
         .unwrap_or_else(default_browser_sessions);
     let runner = args.browser.runner(RunOptions::default(), browser_sessions);
-    serve_source(
+    let mut cfg = crate::serve::ServeConfig::new(
         crate::serve::Source::Paths {
             paths: args.journeys,
             opts,
         },
         runner,
-        listener,
-        args.location,
-        crate::scheduler::SchedulerConfig {
-            max_concurrent: args.max_concurrent_runs,
-            max_browser: browser_sessions,
-            grace: args.shutdown_grace,
-        },
-        args.watch_interval,
-    )
-    .await
+    );
+    cfg.location = args.location;
+    cfg.scheduler = crate::scheduler::SchedulerConfig {
+        max_concurrent: args.max_concurrent_runs,
+        max_browser: browser_sessions,
+        grace: args.shutdown_grace,
+    };
+    cfg.watch_interval = args.watch_interval;
+    cfg.web_config_file = args.web.config_file.clone();
+    cfg.server = args.web.options();
+    serve_source(cfg, listener).await
 }
 
 async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
@@ -816,15 +871,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         crate::demo::DemoShop::PASSWORD,
         humantime::format_duration(args.interval)
     ));
-    let res = serve_source(
-        crate::serve::Source::Fixed(loaded.journeys),
-        runner,
-        probe_listener,
-        "demo".into(),
-        crate::scheduler::SchedulerConfig::default(),
-        std::time::Duration::ZERO,
-    )
-    .await;
+    let mut cfg =
+        crate::serve::ServeConfig::new(crate::serve::Source::Fixed(loaded.journeys), runner);
+    cfg.location = "demo".into();
+    cfg.watch_interval = std::time::Duration::ZERO;
+    let res = serve_source(cfg, probe_listener).await;
     let _ = stop_tx.send(());
     let _ = server.await;
     res

@@ -29,7 +29,8 @@
 //!   concurrency caps, shutdown).
 //! - [`metrics`]: one long-lived registry; [`status`]: what the status page
 //!   and API show, and the one place a finished run is logged and counted.
-//! - [`server`]: the HTTP endpoints; [`serve`]: wiring and live reload.
+//! - [`server`]: the HTTP endpoints and their limits; [`web`]: TLS, basic
+//!   auth and headers from `--web.config.file`; [`serve`]: wiring and live reload.
 //! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
 //!   [`demo`]: the built-in demo shop.
 //!
@@ -72,3 +73,4 @@ pub mod status;
 pub mod step;
 pub mod template;
 pub mod tls;
+pub mod web;

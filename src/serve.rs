@@ -1,9 +1,12 @@
 //! `wayprobe serve`: load journeys, schedule them, serve the endpoints, and
 //! reload on SIGHUP, `POST /-/reload` or a change in the journey files.
 //!
-//! A reload with any invalid journey changes nothing: the last good set keeps
-//! running and the diagnostics are logged, shown on the status page and in
-//! `wayprobe_config_last_reload_successful 0`.
+//! A reload with any invalid journey (or an invalid `--web.config.file`)
+//! changes nothing: the last good set keeps running and the diagnostics are
+//! logged, shown on the status page and in
+//! `wayprobe_config_last_reload_successful 0`. Files are read on a blocking
+//! thread, and the endpoints run on their own runtime, so neither a reload
+//! nor a crowd of readers delays a journey.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
@@ -18,8 +21,9 @@ use crate::journey::{self, Journey, LoadError, LoadOptions};
 use crate::metrics::Metrics;
 use crate::run::Runner;
 use crate::scheduler::{Probe, Scheduler, SchedulerConfig};
-use crate::server::{AppState, ReloadRequest};
+use crate::server::{AppState, ReloadRequest, ServerOptions, SharedWeb};
 use crate::status::{Recorder, ReloadError, StatusStore};
+use crate::web::{WebConfig, WebConfigError};
 
 /// Where journeys come from.
 #[derive(Debug, Clone)]
@@ -82,6 +86,10 @@ pub struct ServeConfig {
     pub watch_interval: Duration,
     /// Runs the journeys.
     pub probe: Arc<dyn Probe>,
+    /// `--web.config.file`: TLS, basic auth and headers (re-read on reload).
+    pub web_config_file: Option<PathBuf>,
+    /// Connection limits, timeouts and `--web.enable-lifecycle`.
+    pub server: ServerOptions,
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
     pub browser: Option<crate::browser::Browser>,
@@ -98,6 +106,8 @@ impl ServeConfig {
             scheduler: SchedulerConfig::default(),
             watch_interval: Duration::from_secs(5),
             probe: Arc::new(runner),
+            web_config_file: None,
+            server: ServerOptions::default(),
         }
     }
 }
@@ -108,6 +118,9 @@ pub enum ServeError {
     /// The journeys are invalid at start-up.
     #[error("invalid journeys: {0}")]
     Invalid(#[from] LoadError),
+    /// `--web.config.file` is invalid at start-up.
+    #[error("invalid web config: {0}")]
+    Web(#[from] WebConfigError),
     /// The HTTP server failed.
     #[error("HTTP server: {0}")]
     Io(#[from] std::io::Error),
@@ -149,6 +162,10 @@ pub async fn serve_with(
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
 ) -> Result<(), ServeError> {
     let journeys: Vec<Arc<Journey>> = cfg.source.load()?.into_iter().map(Arc::new).collect();
+    let web = Arc::new(SharedWeb::new(match &cfg.web_config_file {
+        Some(p) => WebConfig::load(p)?,
+        None => WebConfig::default(),
+    }));
     let metrics = Arc::new(Metrics::new(&cfg.location));
     let status = Arc::new(StatusStore::new(&cfg.location));
     let recorder = Recorder {
@@ -185,17 +202,39 @@ pub async fn serve_with(
             }
         });
     }
+    let (max_connections, file_limit) = crate::server::inbound_budget(cfg.server.max_connections);
+    if max_connections < cfg.server.max_connections {
+        tracing::warn!(
+            max_connections,
+            file_limit,
+            "connection cap lowered to a quarter of the file limit, keeping the rest for probes"
+        );
+    }
+    {
+        let w = web.current();
+        tracing::info!(
+            tls = w.tls.is_some(),
+            basic_auth = w.requires_auth(),
+            client_auth = ?w.client_auth,
+            lifecycle = cfg.server.enable_lifecycle,
+            max_connections,
+            "HTTP endpoints configured"
+        );
+    }
     let state = AppState {
         metrics: metrics.clone(),
         status: status.clone(),
         reload: reload_tx,
         ready: ready.clone(),
         artifacts_dir,
+        web: web.clone(),
+        options: ServerOptions {
+            max_connections,
+            ..cfg.server.clone()
+        },
+        heavy: Arc::new(tokio::sync::Semaphore::new(HTTP_BLOCKING_THREADS)),
     };
-    let server_stop = stop.clone();
-    let server = tokio::spawn(crate::server::run(listener, state, async move {
-        server_stop.cancelled().await;
-    }));
+    let server = spawn_http(listener, state, stop.clone())?;
 
     let mut last_sum = cfg.source.checksum();
     let mut watch = tokio::time::interval(if cfg.watch_interval.is_zero() {
@@ -211,8 +250,9 @@ pub async fn serve_with(
             _ = &mut shutdown => break,
             req = reload_rx.recv() => {
                 let Some(req) = req else { break };
-                let res = reload(&cfg.source, &mut scheduler, &metrics, &status);
-                last_sum = cfg.source.checksum();
+                let res = reload(&cfg, &web, &mut scheduler, &metrics, &status).await;
+                let source = cfg.source.clone();
+                last_sum = tokio::task::spawn_blocking(move || source.checksum()).await.ok().flatten();
                 let _ = req.send(res);
             }
             _ = watch.tick(), if !cfg.watch_interval.is_zero() => {
@@ -220,7 +260,7 @@ pub async fn serve_with(
                 let sum = tokio::task::spawn_blocking(move || source.checksum()).await.ok().flatten();
                 if sum != last_sum {
                     tracing::info!("journey files changed; reloading");
-                    let _ = reload(&cfg.source, &mut scheduler, &metrics, &status);
+                    let _ = reload(&cfg, &web, &mut scheduler, &metrics, &status).await;
                     last_sum = sum;
                 }
             }
@@ -236,18 +276,84 @@ pub async fn serve_with(
     }
     server
         .await
-        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        .map_err(|_| std::io::Error::other("the HTTP thread stopped"))??;
     Ok(())
 }
 
-fn reload(
-    source: &Source,
+/// Blocking threads of the HTTP runtime for bcrypt and page rendering.
+const HTTP_BLOCKING_THREADS: usize = 2;
+
+/// Runs the endpoints on a runtime of their own (one worker, two blocking
+/// threads), so that TLS handshakes, bcrypt and rendering pages for many
+/// readers never take a worker that runs journeys. Resolves when it stops.
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    let listener = listener.into_std()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("wayprobe-http".into())
+        .spawn(move || {
+            let res = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .max_blocking_threads(HTTP_BLOCKING_THREADS)
+                .thread_name("wayprobe-http")
+                .enable_all()
+                .build()
+                .and_then(|rt| {
+                    rt.block_on(async move {
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        crate::server::run(listener, state, async move {
+                            stop.cancelled().await;
+                        })
+                        .await
+                    })
+                });
+            let _ = tx.send(res);
+        })?;
+    Ok(rx)
+}
+
+/// Re-reads the web config and the journeys (on a blocking thread) and puts
+/// both in force, or neither.
+async fn reload(
+    cfg: &ServeConfig,
+    web: &SharedWeb,
     scheduler: &mut Scheduler,
     metrics: &Metrics,
     status: &StatusStore,
 ) -> Result<String, String> {
-    match source.load() {
+    let source = cfg.source.clone();
+    let web_file = cfg.web_config_file.clone();
+    let loaded = tokio::task::spawn_blocking(move || {
+        let w = web_file.as_deref().map(WebConfig::load).transpose();
+        (w, source.load())
+    })
+    .await;
+    let (new_web, journeys) = match loaded {
+        Ok(x) => x,
+        Err(e) => return Err(format!("reload failed: {e}\n")),
+    };
+    let new_web = match new_web {
+        Ok(w) => w,
+        Err(e) => {
+            let text = format!("{e}\n");
+            tracing::error!(error = %e, "reload refused: invalid web config; the previous configuration keeps running");
+            metrics.reloaded(false);
+            status.set_reload_error(Some(ReloadError {
+                at: SystemTime::now(),
+                diagnostics: text.clone(),
+            }));
+            return Err(text);
+        }
+    };
+    match journeys {
         Ok(js) => {
+            if let Some(w) = new_web {
+                web.replace(w);
+            }
             let js: Vec<Arc<Journey>> = js.into_iter().map(Arc::new).collect();
             status.set_journeys(&js);
             let a = scheduler.apply(&js);

@@ -1,27 +1,87 @@
 //! The HTTP endpoints of `serve`: `/metrics`, health, reload, the JSON API and
-//! the status page. The entry point takes a listener and a shutdown future,
-//! so tests bind port 0.
+//! the status page, and the accept loop that keeps them safe to expose.
+//!
+//! The accept loop caps connections (past the cap new ones wait in the
+//! kernel's backlog, holding none of the process's file descriptors), times
+//! out slow headers and TLS handshakes, speaks TLS and checks basic auth as
+//! `--web.config.file` says, and runs on its own runtime so that reading the
+//! status page never delays a journey. The entry point takes a listener and a
+//! shutdown future, so tests bind port 0.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{CONTENT_TYPE, Metrics, TEXT_CONTENT_TYPE};
 use crate::outcome::{JourneyOutcome, RunResult, StepStatus};
-use crate::status::{FailureRecord, StatusStore};
+use crate::status::{FailureRecord, JourneyStatus, StatusStore};
+use crate::web::{AuthCheck, WebConfig};
 
 /// A reload request and where to send its result (a summary, or the
 /// rendered diagnostics of the refused files).
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// The largest request body accepted (bytes); only `POST /-/reload` reads one.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Limits and switches of the HTTP side (the `--web.*` flags).
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// `--web.enable-lifecycle`: serve `POST /-/reload`.
+    pub enable_lifecycle: bool,
+    /// `--web.max-connections`: connections held at once; more wait in the
+    /// listen backlog. Lowered at start to a quarter of the file limit.
+    pub max_connections: usize,
+    /// `--web.read-header-timeout`: how long a client may take to send a
+    /// request's headers (and, with TLS, to finish the handshake), also the
+    /// idle time allowed between keep-alive requests.
+    pub read_header_timeout: Duration,
+    /// `--web.request-timeout`: how long a handler may take before a 503.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            enable_lifecycle: false,
+            max_connections: 512,
+            read_header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The web configuration in force, swapped whole on reload.
+#[derive(Debug, Default)]
+pub struct SharedWeb(RwLock<Arc<WebConfig>>);
+
+impl SharedWeb {
+    /// Wraps `web`.
+    pub fn new(web: WebConfig) -> Self {
+        Self(RwLock::new(Arc::new(web)))
+    }
+
+    /// The configuration in force now.
+    pub fn current(&self) -> Arc<WebConfig> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Puts `web` in force for new connections and requests.
+    pub fn replace(&self, web: WebConfig) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(web);
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -36,30 +96,269 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where browser failure artifacts are, served under `/artifacts/`.
     pub artifacts_dir: Option<std::path::PathBuf>,
+    /// TLS, users and headers from `--web.config.file`.
+    pub web: Arc<SharedWeb>,
+    /// Limits and switches.
+    pub options: ServerOptions,
+    /// bcrypt checks and page rendering at once (each takes a blocking
+    /// thread of the HTTP runtime; more wait).
+    pub heavy: Arc<Semaphore>,
 }
+
+/// What the connection knows about its client, for the handlers.
+#[derive(Debug, Clone, Copy)]
+struct ConnInfo {
+    /// A client certificate was presented and verified.
+    client_cert: bool,
+}
+
+/// Whether the caller proved who it is (basic auth or a verified client
+/// certificate); only such callers see reload diagnostics.
+#[derive(Debug, Clone, Copy)]
+struct Authorised(bool);
 
 /// The router.
 pub fn app(state: AppState) -> Router {
-    Router::new()
+    let mut r = Router::new()
         .route("/", get(status_page))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload))
         .route("/api/v1/journeys", get(api_journeys))
-        .route("/artifacts/{journey}/{file}", get(artifact))
+        .route("/artifacts/{journey}/{file}", get(artifact));
+    if state.options.enable_lifecycle {
+        r = r.route("/-/reload", post(reload).put(reload));
+    }
+    r.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), time_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            security_headers,
+        ))
         .with_state(state)
 }
 
-/// Serves `app(state)` on `listener` until `shutdown` resolves.
+/// The soft and hard `RLIMIT_NOFILE` after raising the soft limit to the
+/// hard one (probes and clients then share the larger figure).
+pub fn raise_nofile_limit() -> std::io::Result<(u64, u64)> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(std::io::Error::from)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(std::io::Error::from)?;
+    }
+    Ok((hard.max(soft), hard))
+}
+
+/// The connection cap actually used: `wanted`, but at most a quarter of the
+/// file limit, so inbound connections can never take the descriptors the
+/// probes need for their own connections.
+pub fn inbound_budget(wanted: usize) -> (usize, Option<u64>) {
+    let soft = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(s, _)| s);
+    let cap = match soft {
+        Some(s) => wanted.min(usize::try_from(s / 4).unwrap_or(usize::MAX)),
+        None => wanted,
+    };
+    (cap.max(1), soft)
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, holding at
+/// most `state.options.max_connections` connections (see [`inbound_budget`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let opts = state.options.clone();
+    let web = state.web.clone();
+    let router = app(state);
+    let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
+    let conns = tokio_util::task::TaskTracker::new();
+    let stop = CancellationToken::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        // A slot first: past the cap, clients wait in the backlog.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (router, stop, web) = (router.clone(), stop.clone(), web.current());
+        let timeout = opts.read_header_timeout;
+        conns.spawn(async move {
+            connection(tcp, web, router, timeout, stop).await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
+    Ok(())
+}
+
+async fn connection(
+    tcp: tokio::net::TcpStream,
+    web: Arc<WebConfig>,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) {
+    match &web.tls {
+        None => {
+            serve_io(
+                tcp,
+                ConnInfo { client_cert: false },
+                router,
+                header_timeout,
+                stop,
+            )
+            .await
+        }
+        Some(cfg) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
+            let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
+            serve_io(tls, ConnInfo { client_cert }, router, header_timeout, stop).await
+        }
+    }
+}
+
+async fn serve_io<I>(
+    io: I,
+    info: ConnInfo,
+    router: Router,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower_service::Service as _;
+    let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(info);
+        let mut r = router.clone();
+        async move { r.call(req.map(axum::body::Body::new)).await }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(64 * 1024)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+    let mut conn = std::pin::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = stop.cancelled() => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+}
+
+/// A handler that runs past `--web.request-timeout` answers 503.
+async fn time_limit(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(s.options.request_timeout, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "request timed out\n").into_response(),
+    }
+}
+
+/// Basic auth, when `basic_auth_users` is set: every endpoint except the
+/// health checks (which reveal nothing, and which a kubelet cannot
+/// authenticate). bcrypt runs on a blocking thread, a few at a time.
+async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -> Response {
+    let web = s.web.current();
+    let cert = req
+        .extensions()
+        .get::<ConnInfo>()
+        .is_some_and(|c| c.client_cert);
+    let path = req.uri().path();
+    let exempt = path == "/-/healthy" || path == "/-/ready";
+    let check = if web.requires_auth() && !exempt {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let Ok(_permit) = s.heavy.acquire().await else {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        };
+        let w = web.clone();
+        tokio::task::spawn_blocking(move || w.check_basic_auth(auth.as_deref()))
+            .await
+            .unwrap_or(AuthCheck::Refused)
+    } else {
+        AuthCheck::Open
+    };
+    if check == AuthCheck::Refused {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"wayprobe\"")],
+            "Unauthorized\n",
+        )
+            .into_response();
+    }
+    req.extensions_mut()
+        .insert(Authorised(check == AuthCheck::Authenticated || cert));
+    next.run(req).await
+}
+
+/// The policy of the HTML pages: no scripts, no framing, nothing loaded
+/// from elsewhere, no referrer leaking journey names.
+const HTML_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; \
+frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// `X-Content-Type-Options` on every response, the framing, CSP and referrer
+/// headers on HTML, then the web config's own headers (which win).
+async fn security_headers(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    let html = h
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(HTML_CSP),
+        );
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+    }
+    for (k, v) in &s.web.current().headers {
+        h.insert(k.clone(), v.clone());
+    }
+    r
 }
 
 async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
@@ -134,16 +433,127 @@ async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn reload(State(s): State<AppState>) -> Response {
+/// Why a reload request looks like a browser sent it on another site's
+/// behalf (a form post or a no-CORS fetch), if it does.
+fn cross_site(headers: &HeaderMap) -> Option<&'static str> {
+    let get = |h: header::HeaderName| headers.get(h).and_then(|v| v.to_str().ok());
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site"))
+        && site != "same-origin"
+        && site != "none"
+    {
+        return Some("a cross-site browser request");
+    }
+    if let Some(origin) = get(header::ORIGIN) {
+        let host = get(header::HOST).unwrap_or("");
+        let origin_host = origin
+            .split_once("://")
+            .map(|(_, rest)| rest.trim_end_matches('/'))
+            .unwrap_or("");
+        if origin_host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Some("an `Origin` other than this server");
+        }
+    }
+    // What an HTML form (or a "simple" fetch) can send without a CORS
+    // preflight; tools send no body or JSON.
+    if let Some(ct) = get(header::CONTENT_TYPE) {
+        let ct = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            ct.as_str(),
+            "application/x-www-form-urlencoded" | "multipart/form-data" | "text/plain"
+        ) {
+            return Some("a form content type");
+        }
+    }
+    None
+}
+
+async fn reload(
+    State(s): State<AppState>,
+    authorised: Option<axum::Extension<Authorised>>,
+    headers: HeaderMap,
+    _body: axum::body::Bytes,
+) -> Response {
+    if let Some(why) = cross_site(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!("reload refused: {why}; send a plain `curl -X POST` instead\n"),
+        )
+            .into_response();
+    }
     let (tx, rx) = oneshot::channel();
     if s.reload.send(tx).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
     }
     match rx.await {
         Ok(Ok(msg)) => (StatusCode::OK, format!("{msg}\n")).into_response(),
-        Ok(Err(diags)) => (StatusCode::UNPROCESSABLE_ENTITY, diags).into_response(),
+        // File paths and source lines only to a caller who proved who it is.
+        Ok(Err(diags)) if authorised.is_some_and(|a| a.0.0) => {
+            (StatusCode::UNPROCESSABLE_ENTITY, diags).into_response()
+        }
+        Ok(Err(_)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reload refused; the previous configuration keeps running. The diagnostics are in \
+             the log (and shown here to callers authenticated by --web.config.file).\n",
+        )
+            .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
     }
+}
+
+/// Filtering and paging of the status page and the API: `?state=failing`,
+/// `?q=checkout` (part of the name), `?offset=200&limit=100`.
+#[derive(Debug, Default, Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    state: Option<String>,
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    offset: Option<usize>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// The state shown for a journey: `waiting`, `passing` or `failing`.
+fn state_of(st: &JourneyStatus) -> &'static str {
+    match &st.last {
+        None => "waiting",
+        Some(o) if o.result == RunResult::Success => "passing",
+        Some(_) => "failing",
+    }
+}
+
+/// One page of journeys: (matching in total, the page).
+fn page<'a>(
+    snap: &'a [Arc<JourneyStatus>],
+    q: &ListQuery,
+    default_limit: usize,
+) -> (usize, usize, usize, Vec<&'a JourneyStatus>) {
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(default_limit).clamp(1, 10_000);
+    let matching = snap.iter().filter(|st| {
+        q.state
+            .as_deref()
+            .is_none_or(|s| s.is_empty() || s == state_of(st))
+            && q.q.as_deref().is_none_or(|n| st.journey.name.contains(n))
+    });
+    let total = matching.clone().count();
+    let rows = matching.skip(offset).take(limit).map(|a| &**a).collect();
+    (total, offset, limit, rows)
+}
+
+/// Runs a render on a blocking thread of the HTTP runtime, a few at once.
+async fn render<T: Send + 'static>(
+    s: &AppState,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _permit = s.heavy.acquire().await.ok()?;
+    tokio::task::spawn_blocking(f).await.ok()
 }
 
 #[derive(Serialize)]
@@ -167,37 +577,57 @@ struct ApiJourney<'a> {
 struct Api<'a> {
     location: &'a str,
     reload_error: Option<crate::status::ReloadError>,
+    /// Journeys matching the filter, over all pages.
+    total: usize,
+    offset: usize,
+    limit: usize,
+    /// The `offset` of the next page, if there is one.
+    next_offset: Option<usize>,
     journeys: Vec<ApiJourney<'a>>,
 }
 
-async fn api_journeys(State(s): State<AppState>) -> Response {
+/// `/api/v1/journeys`: every journey's state, at most 1,000 per page.
+async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let snap = s.status.snapshot();
-    let api = Api {
-        location: &s.status.location,
-        reload_error: s.status.reload_error(),
-        journeys: snap
-            .iter()
-            .map(|st| ApiJourney {
-                name: &st.journey.name,
-                description: st.journey.description.as_deref(),
-                file: st.journey.source.path.display().to_string(),
-                location: &s.status.location,
-                interval_seconds: st.journey.interval.as_secs_f64(),
-                timeout_seconds: st.journey.timeout.as_secs_f64(),
-                labels: &st.journey.labels,
-                runs: st.runs,
-                successes: st.successes,
-                last: st.last.as_ref(),
-                recent_failures: st.failures.iter().collect(),
-                artifacts: st
-                    .failures
-                    .front()
-                    .map(|f| artifact_links(&f.artifacts))
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    };
-    axum::Json(serde_json::to_value(&api).unwrap_or_default()).into_response()
+    let status = s.status.clone();
+    let body = render(&s, move || {
+        let (total, offset, limit, rows) = page(&snap, &q, 1000);
+        let api = Api {
+            location: &status.location,
+            reload_error: status.reload_error(),
+            total,
+            offset,
+            limit,
+            next_offset: (offset + rows.len() < total).then_some(offset + rows.len()),
+            journeys: rows
+                .into_iter()
+                .map(|st| ApiJourney {
+                    name: &st.journey.name,
+                    description: st.journey.description.as_deref(),
+                    file: st.journey.source.path.display().to_string(),
+                    location: &status.location,
+                    interval_seconds: st.journey.interval.as_secs_f64(),
+                    timeout_seconds: st.journey.timeout.as_secs_f64(),
+                    labels: &st.journey.labels,
+                    runs: st.runs,
+                    successes: st.successes,
+                    last: st.last.as_ref(),
+                    recent_failures: st.failures.iter().collect(),
+                    artifacts: st
+                        .failures
+                        .front()
+                        .map(|f| artifact_links(&f.artifacts))
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&api).unwrap_or_default()
+    })
+    .await;
+    match body {
+        Some(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// HTML-escapes text.
@@ -237,8 +667,30 @@ th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-al
 .err{background:#fdecea;border:1px solid #b3261e;padding:.6em;white-space:pre-wrap;font-family:monospace}\
 code{background:#f3f3f3;padding:0 .2em}";
 
-async fn status_page(State(s): State<AppState>) -> Html<String> {
+async fn status_page(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let snap = s.status.snapshot();
+    let status = s.status.clone();
+    match render(&s, move || render_status_page(&status, &snap, &q)).await {
+        Some(h) => Html(h).into_response(),
+        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// Appends `?…` to `/` for a page of the status page.
+fn page_link(q: &ListQuery, offset: usize, limit: usize) -> String {
+    let mut url = format!("/?offset={offset}&limit={limit}");
+    for (k, v) in [("state", &q.state), ("q", &q.q)] {
+        if let Some(v) = v {
+            let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            let _ = write!(url, "&{k}={v}");
+        }
+    }
+    url
+}
+
+/// The status page: a summary of all journeys, then one page of them
+/// (100 by default).
+fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &ListQuery) -> String {
     let failing = snap
         .iter()
         .filter(|st| {
@@ -257,9 +709,9 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/journeys\">/api/v1/journeys</a></p>",
         snap.len(),
         if failing > 0 { "fail" } else { "ok" },
-        esc(&s.status.location)
+        esc(&status.location)
     );
-    if let Some(e) = s.status.reload_error() {
+    if let Some(e) = status.reload_error() {
         let _ = write!(
             h,
             "<h2 class=fail>Last reload refused ({}) — the previous journeys keep running</h2><div class=err id=reload-error>{}</div>",
@@ -267,13 +719,42 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
             esc(&e.diagnostics)
         );
     }
+    let (total, offset, limit, rows) = page(snap, q, 100);
+    let _ = write!(
+        h,
+        "<p id=paging>Showing {}–{} of {total}{}. Filter: <a href=\"/?state=failing\">failing</a> · \
+         <a href=\"/?state=waiting\">waiting</a> · <a href=\"/\">all</a>",
+        if rows.is_empty() { 0 } else { offset + 1 },
+        offset + rows.len(),
+        if q.state.is_some() || q.q.is_some() {
+            " matching"
+        } else {
+            ""
+        }
+    );
+    if offset > 0 {
+        let _ = write!(
+            h,
+            " · <a rel=prev href=\"{}\">previous</a>",
+            esc(&page_link(q, offset.saturating_sub(limit), limit))
+        );
+    }
+    if offset + rows.len() < total {
+        let _ = write!(
+            h,
+            " · <a rel=next href=\"{}\">next</a>",
+            esc(&page_link(q, offset + rows.len(), limit))
+        );
+    }
+    h.push_str("</p>");
     h.push_str("<table id=journeys><tr><th>Journey</th><th>State</th><th>Last run</th><th>Steps</th><th>Latest failure</th></tr>");
-    for st in &snap {
+    for st in rows {
         let j = &st.journey;
-        let (state, class) = match &st.last {
-            None => ("waiting".to_string(), "wait"),
-            Some(o) if o.result == RunResult::Success => ("passing".to_string(), "ok"),
-            Some(_) => ("failing".to_string(), "fail"),
+        let state = state_of(st);
+        let class = match state {
+            "waiting" => "wait",
+            "passing" => "ok",
+            _ => "fail",
         };
         let _ = write!(
             h,
@@ -347,5 +828,5 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
         }
     }
     h.push_str("</table></body></html>\n");
-    Html(h)
+    h
 }

@@ -38,7 +38,8 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
     s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
 }
 
-/// The state of one journey.
+/// The state of one journey. Kept behind an `Arc`: readers share it, and a
+/// recorded run changes it in place unless a reader still holds it.
 #[derive(Debug, Clone)]
 pub struct JourneyStatus {
     /// The journey as loaded.
@@ -63,14 +64,16 @@ pub struct ReloadError {
     pub diagnostics: String,
 }
 
-/// All journeys' state.
+/// All journeys' state. Readers take a [`StatusStore::snapshot`] (one `Arc`
+/// per journey, no copy of any journey's data) and render from it without
+/// holding the lock.
 #[derive(Debug)]
 pub struct StatusStore {
     /// The `location` label of this prober.
     pub location: String,
     /// When the prober started.
     pub started: SystemTime,
-    journeys: RwLock<BTreeMap<String, JourneyStatus>>,
+    journeys: RwLock<BTreeMap<String, Arc<JourneyStatus>>>,
     reload_error: RwLock<Option<ReloadError>>,
 }
 
@@ -92,16 +95,16 @@ impl StatusStore {
         for j in journeys {
             let st = match map.remove(&j.name) {
                 Some(mut old) => {
-                    old.journey = j.clone();
+                    Arc::make_mut(&mut old).journey = j.clone();
                     old
                 }
-                None => JourneyStatus {
+                None => Arc::new(JourneyStatus {
                     journey: j.clone(),
                     last: None,
                     failures: VecDeque::new(),
                     runs: 0,
                     successes: 0,
-                },
+                }),
             };
             next.insert(j.name.clone(), st);
         }
@@ -114,6 +117,8 @@ impl StatusStore {
         let Some(st) = map.get_mut(&o.journey) else {
             return;
         };
+        // In place, unless a page being rendered still holds this journey.
+        let st = Arc::make_mut(st);
         st.runs += 1;
         if o.result == RunResult::Success {
             st.successes += 1;
@@ -134,8 +139,8 @@ impl StatusStore {
         st.last = Some(o);
     }
 
-    /// A snapshot of every journey, sorted by name.
-    pub fn snapshot(&self) -> Vec<JourneyStatus> {
+    /// A snapshot of every journey, sorted by name: shared, not copied.
+    pub fn snapshot(&self) -> Vec<Arc<JourneyStatus>> {
         self.journeys
             .read()
             .unwrap_or_else(|p| p.into_inner())

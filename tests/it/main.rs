@@ -7,5 +7,6 @@ mod http;
 mod rules;
 mod scheduler;
 mod serve;
+mod serve_safety;
 mod slo;
 mod support;
