@@ -232,7 +232,7 @@ pub async fn serve_with(
             max_connections,
             ..cfg.server.clone()
         },
-        heavy: Arc::new(tokio::sync::Semaphore::new(HTTP_BLOCKING_THREADS)),
+        heavy: Arc::new(tokio::sync::Semaphore::new(HTTP_HEAVY_AT_ONCE)),
     };
     let server = spawn_http(listener, state, stop.clone())?;
 
@@ -280,10 +280,15 @@ pub async fn serve_with(
     Ok(())
 }
 
-/// Blocking threads of the HTTP runtime for bcrypt and page rendering.
+/// Blocking threads of the HTTP runtime (bcrypt, page rendering, files).
 const HTTP_BLOCKING_THREADS: usize = 2;
 
-/// Runs the endpoints on a runtime of their own (one worker, two blocking
+/// bcrypt checks and page renders at once: one, so that however many
+/// clients (or wrong passwords) arrive, the endpoints use at most one core
+/// and the rest stays with the probes.
+const HTTP_HEAVY_AT_ONCE: usize = 1;
+
+/// Runs the endpoints on a runtime of their own (one worker, a few blocking
 /// threads), so that TLS handshakes, bcrypt and rendering pages for many
 /// readers never take a worker that runs journeys. Resolves when it stops.
 fn spawn_http(

@@ -100,8 +100,8 @@ pub struct AppState {
     pub web: Arc<SharedWeb>,
     /// Limits and switches.
     pub options: ServerOptions,
-    /// bcrypt checks and page rendering at once (each takes a blocking
-    /// thread of the HTTP runtime; more wait).
+    /// bcrypt checks and page renders allowed at once (each on a blocking
+    /// thread of the HTTP runtime; more wait their turn).
     pub heavy: Arc<Semaphore>,
 }
 

@@ -468,6 +468,16 @@ fn an_invalid_web_config_exits_2_with_the_reason() {
     crate::support::golden::assert_golden("web/invalid-config.txt", &report);
 }
 
+/// A child process killed when the test ends, even by a failed assert.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Value of the first exposition line starting with `prefix`.
 fn value(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
@@ -497,7 +507,7 @@ async fn half_open_connections_cannot_starve_the_probes() {
     std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
     let port = free_port();
     let log = dir.join("serve.log");
-    let mut child = std::process::Command::new("sh")
+    let child = std::process::Command::new("sh")
         .arg("-c")
         .arg("ulimit -n 1024 && exec \"$0\" \"$@\"")
         .arg(env!("CARGO_BIN_EXE_wayprobe"))
@@ -514,8 +524,10 @@ async fn half_open_connections_cannot_starve_the_probes() {
         .arg(&dir)
         .args(["--var", &format!("base_url={}", t.base)])
         .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
     let metrics = || async {
         reqwest::get(format!("{base}/metrics"))
@@ -591,8 +603,7 @@ async fn half_open_connections_cannot_starve_the_probes() {
     );
 
     let after = metrics().await.expect("/metrics after the attack");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let log = std::fs::read_to_string(&log).unwrap();
     assert!(!log.contains("Too many open files"), "{log}");
     // The journey kept passing, every time, on schedule.
