@@ -200,3 +200,69 @@ impl Recorder {
         self.status.update(o);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::journey::{LoadOptions, load::load_sources};
+    use crate::outcome::{Failure, Reason, StepOutcome, StepStatus};
+    use std::time::Duration;
+
+    fn store() -> StatusStore {
+        let yaml = "name: a\nsteps:\n  - name: s\n    http: {url: \"http://127.0.0.1:9/\"}\n";
+        let l = load_sources(
+            vec![SourceFile::new("a.yaml", yaml)],
+            &LoadOptions::default(),
+            Vec::new(),
+        )
+        .unwrap_or_else(|_| panic!("valid journey"));
+        let s = StatusStore::new("test");
+        s.set_journeys(&[Arc::new(l.journeys[0].clone())]);
+        s
+    }
+
+    fn run(ok: bool) -> JourneyOutcome {
+        JourneyOutcome {
+            journey: "a".into(),
+            result: if ok {
+                RunResult::Success
+            } else {
+                RunResult::Failure
+            },
+            started_at: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(5),
+            steps: vec![StepOutcome {
+                status: if ok {
+                    StepStatus::Passed
+                } else {
+                    StepStatus::Failed
+                },
+                failure: (!ok).then(|| Failure::new(Reason::Status, "boom")),
+                ..StepOutcome::skipped("s", "http")
+            }],
+        }
+    }
+
+    /// Readers share each journey's state instead of copying it; a run
+    /// recorded while a reader holds a snapshot leaves that snapshot as it
+    /// was and shows in the next one.
+    #[test]
+    fn snapshots_share_state_and_stay_consistent() {
+        let s = store();
+        let a = s.snapshot();
+        let b = s.snapshot();
+        assert!(Arc::ptr_eq(&a[0], &b[0]), "no copy per reader");
+        s.update(run(false));
+        assert_eq!((a[0].runs, a[0].failures.len()), (0, 0));
+        let c = s.snapshot();
+        assert_eq!((c[0].runs, c[0].failures.len()), (1, 1));
+        drop((a, b, c));
+        // With no reader left, a run changes the state in place.
+        let before = Arc::as_ptr(&s.snapshot()[0]);
+        s.update(run(true));
+        let after = s.snapshot();
+        assert_eq!(Arc::as_ptr(&after[0]), before);
+        assert_eq!((after[0].runs, after[0].successes), (2, 1));
+    }
+}
