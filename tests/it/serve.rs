@@ -470,7 +470,13 @@ fn cannot_bind_exits_3() {
 async fn sigterm_shuts_down_gracefully() {
     let t = Target::start().await;
     let dir = crate::http::tempdir();
-    std::fs::write(dir.join("ok.yaml"), quick("ok", "/slow?ms=300")).unwrap();
+    // A 300 ms response under a 900 ms timeout: a loaded CI machine must not
+    // turn the run this test inspects into a timeout.
+    let yaml = quick("ok", "/slow?ms=300").replace(
+        "interval: 500ms\ntimeout: 400ms",
+        "interval: 1s\ntimeout: 900ms",
+    );
+    std::fs::write(dir.join("ok.yaml"), yaml).unwrap();
     let port = free_port();
     let mut child = bin()
         .args(["serve", "--log-format", "json", "--listen"])
@@ -488,7 +494,8 @@ async fn sigterm_shuts_down_gracefully() {
         (r.status() == 200).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // The first run starts within one interval: at SIGTERM it is done or in flight.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
