@@ -47,7 +47,8 @@ pub struct ServerOptions {
     /// request's headers (and, with TLS, to finish the handshake), also the
     /// idle time allowed between keep-alive requests.
     pub read_header_timeout: Duration,
-    /// `--web.request-timeout`: how long a handler may take before a 503.
+    /// `--web.request-timeout`: how long a handler may take before a 503,
+    /// and how long a response may wait for a client that stopped reading.
     pub request_timeout: Duration,
 }
 
@@ -198,9 +199,9 @@ pub async fn run(
         };
         let _ = tcp.set_nodelay(true);
         let (router, stop, web) = (router.clone(), stop.clone(), web.current());
-        let timeout = opts.read_header_timeout;
+        let timeouts = (opts.read_header_timeout, opts.request_timeout);
         conns.spawn(async move {
-            connection(tcp, web, router, timeout, stop).await;
+            connection(tcp, web, router, timeouts, stop).await;
             drop(permit);
         });
     }
@@ -211,13 +212,96 @@ pub async fn run(
     Ok(())
 }
 
+/// A stream whose writes fail once they have made no progress for `limit`:
+/// a client that stops reading its response cannot hold a connection slot.
+/// (Slow headers are hyper's header-read timeout; slow handlers and bodies
+/// the request timeout.)
+struct StallGuard<I> {
+    io: I,
+    limit: Duration,
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<I> StallGuard<I> {
+    fn new(io: I, limit: Duration) -> Self {
+        Self {
+            io,
+            limit,
+            stalled: None,
+        }
+    }
+
+    /// Passes `r` on, starting the clock when a write cannot proceed.
+    fn watch<T>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        r: std::task::Poll<std::io::Result<T>>,
+    ) -> std::task::Poll<std::io::Result<T>> {
+        use std::task::Poll;
+        if r.is_ready() {
+            self.stalled = None;
+            return r;
+        }
+        let limit = self.limit;
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for StallGuard<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallGuard<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_shutdown(cx);
+        self.watch(cx, r)
+    }
+}
+
 async fn connection(
     tcp: tokio::net::TcpStream,
     web: Arc<WebConfig>,
     router: Router,
-    header_timeout: Duration,
+    timeouts: (Duration, Duration),
     stop: CancellationToken,
 ) {
+    let (header_timeout, write_stall) = timeouts;
+    let tcp = StallGuard::new(tcp, write_stall);
     match &web.tls {
         None => {
             serve_io(
@@ -829,4 +913,40 @@ fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &Lis
     }
     h.push_str("</table></body></html>\n");
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A client that stops reading cannot keep a write (and so its
+    /// connection slot) waiting for ever; one that reads is not cut off.
+    #[tokio::test(start_paused = true)]
+    async fn a_write_stalled_past_the_limit_fails() {
+        let (server, client) = tokio::io::duplex(64);
+        let mut guarded = StallGuard::new(server, Duration::from_secs(30));
+        let body = vec![b'x'; 1024];
+        let err = guarded.write_all(&body).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+
+        let (server, mut client2) = tokio::io::duplex(64);
+        let mut guarded = StallGuard::new(server, Duration::from_secs(30));
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 16];
+            // Slow, but never stalled for 30 s.
+            while got.len() < 1024 {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let n = client2.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            got.len()
+        });
+        guarded.write_all(&body).await.unwrap();
+        drop(guarded);
+        assert_eq!(reader.await.unwrap(), 1024);
+        // Held to here: the first write timed out, it was not refused.
+        drop(client);
+    }
 }

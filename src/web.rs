@@ -372,6 +372,7 @@ fn tls_config(
             ));
         }
     }
+    // Go itself ignores this one since 1.18; accepted for compatibility.
     let _ = t.prefer_server_cipher_suites;
     let read = |key: &str, p: &PathBuf| -> Result<(PathBuf, Vec<u8>), WebConfigError> {
         let full = base.join(p);
