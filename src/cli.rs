@@ -93,7 +93,8 @@ pub struct ServeArgs {
     /// Browser runs in progress at once (each holds a Chromium; default: one per core).
     #[arg(long, env = "WAYPROBE_MAX_BROWSER_SESSIONS")]
     pub max_browser_sessions: Option<usize>,
-    /// How often the journey files are checked for changes (0s: never).
+    /// How often the journey files (and the web config with the certificate
+    /// files it names) are checked for changes (0s: never).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, env = "WAYPROBE_WATCH_INTERVAL")]
     pub watch_interval: std::time::Duration,
     /// How long runs in flight may finish at shutdown before they are cancelled.

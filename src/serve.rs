@@ -237,6 +237,7 @@ pub async fn serve_with(
     let server = spawn_http(listener, state, stop.clone())?;
 
     let mut last_sum = cfg.source.checksum();
+    let mut last_web_sum = web.current().fingerprint();
     let mut watch = tokio::time::interval(if cfg.watch_interval.is_zero() {
         Duration::from_secs(3600 * 24 * 365)
     } else {
@@ -257,11 +258,16 @@ pub async fn serve_with(
             }
             _ = watch.tick(), if !cfg.watch_interval.is_zero() => {
                 let source = cfg.source.clone();
-                let sum = tokio::task::spawn_blocking(move || source.checksum()).await.ok().flatten();
-                if sum != last_sum {
-                    tracing::info!("journey files changed; reloading");
+                let w = web.current();
+                let (sum, web_sum) = tokio::task::spawn_blocking(move || (source.checksum(), w.fingerprint()))
+                    .await
+                    .unwrap_or((last_sum, last_web_sum));
+                if sum != last_sum || web_sum != last_web_sum {
+                    tracing::info!("journey or web config files changed; reloading");
                     let _ = reload(&cfg, &web, &mut scheduler, &metrics, &status).await;
                     last_sum = sum;
+                    // What is in force now (a refused file is retried only once it changes again).
+                    last_web_sum = web_sum;
                 }
             }
         }

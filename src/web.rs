@@ -123,6 +123,8 @@ pub struct WebConfig {
     /// Extra response headers (`http_server_config.headers`).
     pub headers: Vec<(HeaderName, HeaderValue)>,
     users: BTreeMap<String, String>,
+    /// The file and the files it names, watched for changes.
+    files: Vec<PathBuf>,
     /// SHA-256 of credentials that bcrypt already accepted, so a scrape
     /// every few seconds costs one bcrypt run, not one each time.
     verified: Mutex<HashSet<[u8; 32]>>,
@@ -147,6 +149,7 @@ impl Default for WebConfig {
             client_auth: ClientAuth::None,
             headers: Vec::new(),
             users: BTreeMap::new(),
+            files: Vec::new(),
             verified: Mutex::new(HashSet::new()),
         }
     }
@@ -228,6 +231,15 @@ impl WebConfig {
             ));
         }
 
+        let mut files = vec![path.to_path_buf()];
+        if let Some(t) = &raw.tls_server_config {
+            for f in [&t.cert_file, &t.key_file, &t.client_ca_file]
+                .into_iter()
+                .flatten()
+            {
+                files.push(base.join(f));
+            }
+        }
         let (tls, client_auth) = match &raw.tls_server_config {
             None => (None, ClientAuth::None),
             Some(t) => {
@@ -240,8 +252,23 @@ impl WebConfig {
             client_auth,
             headers,
             users: raw.basic_auth_users,
+            files,
             verified: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// A checksum of the file and of the certificate, key and CA files it
+    /// names (read through symlinks, as a mounted Secret rotates them), so a
+    /// rotated certificate or changed user list is noticed. Reads files:
+    /// call it on a blocking thread.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for f in &self.files {
+            f.hash(&mut h);
+            std::fs::read(f).ok().hash(&mut h);
+        }
+        h.finish()
     }
 
     /// Whether basic auth is required.

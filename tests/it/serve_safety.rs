@@ -306,6 +306,51 @@ async fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_client_certs() {
     mtls.stop().await;
 }
 
+/// A changed web config (a rotated certificate, a new password) is picked
+/// up by the file watch, like a changed journey: no restart, no signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_web_config_is_picked_up_by_the_watch() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    let journeys = dir.join("journeys");
+    std::fs::create_dir(&journeys).unwrap();
+    std::fs::write(journeys.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    let web = dir.join("web.yml");
+    let users = |pw: &str| {
+        format!(
+            "basic_auth_users:\n  prom: '{}'\n",
+            bcrypt::hash(pw, 4).unwrap()
+        )
+    };
+    std::fs::write(&web, users("old")).unwrap();
+    let s = Running::start_with(&journeys, &t, Duration::from_millis(200), |c| {
+        c.web_config_file = Some(web.clone());
+    })
+    .await;
+    let status = |pw: &'static str| {
+        let url = format!("{}/metrics", s.base);
+        async move {
+            reqwest::Client::new()
+                .get(url)
+                .basic_auth("prom", Some(pw))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status("old").await, 200);
+    assert_eq!(status("new").await, 401);
+    std::fs::write(&web, users("new")).unwrap();
+    eventually(20, "the new password to be in force", || async {
+        (status("new").await == 200).then_some(())
+    })
+    .await;
+    assert_eq!(status("old").await, 401);
+    s.stop().await;
+}
+
 /// Reload is opt-in, and never through a browser on another site's behalf.
 /// HTML gets the security headers; the API and the page are paged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
