@@ -233,7 +233,7 @@ impl BrowserArgs {
         let mut runner = Runner::new(opts);
         #[cfg(feature = "browser")]
         {
-            let mut cfg = crate::browser::BrowserConfig {
+            let mut cfg = crate::step::browser::BrowserConfig {
                 webdriver_url: self.webdriver_url.clone(),
                 chromedriver: self.chromedriver.clone(),
                 chromium: self.chromium.clone(),
@@ -243,7 +243,7 @@ impl BrowserArgs {
             if let Some(d) = &self.artifacts_dir {
                 cfg.artifacts_dir = d.clone();
             }
-            runner = runner.with_browser(crate::browser::Browser::new(cfg));
+            runner = runner.with_browser(crate::step::browser::Browser::new(cfg));
         }
         runner
     }
@@ -515,17 +515,11 @@ pub async fn run_journeys(
             } else {
                 None
             };
-            let limit = j.timeout + std::time::Duration::from_secs(5);
-            let name = j.name.clone();
+            let limit = crate::run::backstop(&j);
+            let started = std::time::SystemTime::now();
             match tokio::time::timeout(limit, runner.run(&j)).await {
                 Ok(o) => o,
-                Err(_) => crate::outcome::JourneyOutcome {
-                    journey: name,
-                    result: RunResult::Failure,
-                    started_at: std::time::SystemTime::now(),
-                    duration: limit,
-                    steps: Vec::new(),
-                },
+                Err(_) => crate::run::timed_out(&j, started, limit),
             }
         }
     });

@@ -18,8 +18,11 @@
 //! Running:
 //! - [`run`]: one run of a journey → [`outcome::JourneyOutcome`]; shared by
 //!   `run` and `serve`. A run always returns an outcome.
-//! - [`step`]: step executors (`step::http`, and `browser` behind the
-//!   default-on `browser` feature), [`assertion`] and [`capture`].
+//! - [`step`]: everything one step needs: its context and deadline, the
+//!   response, assertions (`step::expect`), captures, excerpts, and the
+//!   executors (`step::http`, and `step::browser` behind the default-on
+//!   `browser` feature). Dependencies flow one way: `journey` ← `step` ←
+//!   `run` ← `scheduler` ← `serve` ← `cli`.
 //! - [`outcome`]: step and run results, and the bounded failure [`outcome::Reason`].
 //! - [`redact`]: keeping secret values out of every output.
 //! - [`tls`]: one TLS configuration shared by every run's fresh client.
@@ -51,10 +54,9 @@
 // its size does not matter; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod assertion;
 #[cfg(feature = "browser")]
-pub mod browser;
-pub mod capture;
+pub use step::browser;
+pub use step::{capture, expect as assertion};
 pub mod cli;
 pub mod demo;
 pub mod diag;

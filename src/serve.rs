@@ -84,7 +84,7 @@ pub struct ServeConfig {
     pub probe: Arc<dyn Probe>,
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
-    pub browser: Option<crate::browser::Browser>,
+    pub browser: Option<crate::step::browser::Browser>,
 }
 
 impl ServeConfig {

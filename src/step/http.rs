@@ -3,95 +3,20 @@
 //! assertions, then take the captures.
 
 use std::error::Error as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 use crate::journey::{Body, Check, HttpStep, JsonTemplate, PartValue, Step};
 use crate::outcome::{Exchange, Failure, Reason, Timing};
-use crate::redact::{Redactor, excerpt};
-use crate::run::RunCtx;
+use crate::redact::Redactor;
+use crate::step::context::StepCtx;
+use crate::step::excerpt as shape;
+pub use crate::step::response::{CookieInfo, Response};
 use crate::template::Scope;
-
-/// A cookie as seen in the run's jar after a response.
-#[derive(Debug, Clone)]
-pub struct CookieInfo {
-    /// Name.
-    pub name: String,
-    /// Value.
-    pub value: String,
-    /// `Secure` attribute.
-    pub secure: bool,
-    /// `HttpOnly` attribute.
-    pub http_only: bool,
-    /// `SameSite` attribute, as written by the server.
-    pub same_site: Option<String>,
-    /// `Path` attribute.
-    pub path: Option<String>,
-    /// `Domain` attribute.
-    pub domain: Option<String>,
-}
-
-/// A fully read response, with lazily parsed views of its body.
-#[derive(Debug)]
-pub struct Response {
-    /// Final status code.
-    pub status: u16,
-    /// Final URL (after redirects).
-    pub url: String,
-    /// Headers with lower-case names, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body (at most `max_body` bytes).
-    pub body: Bytes,
-    /// Time from sending the first request to the end of the body.
-    pub elapsed: Duration,
-    /// Cookies in the jar after the response.
-    pub cookies: Vec<CookieInfo>,
-    text: OnceLock<String>,
-    json: OnceLock<Result<Value, String>>,
-}
-
-impl Response {
-    /// Builds a response from its parts (also used by tests).
-    pub fn new(status: u16, url: String, headers: Vec<(String, String)>, body: Bytes) -> Self {
-        Self {
-            status,
-            url,
-            headers,
-            body,
-            elapsed: Duration::ZERO,
-            cookies: Vec::new(),
-            text: OnceLock::new(),
-            json: OnceLock::new(),
-        }
-    }
-
-    /// The body as text (invalid UTF-8 replaced).
-    pub fn text(&self) -> &str {
-        self.text
-            .get_or_init(|| String::from_utf8_lossy(&self.body).into_owned())
-    }
-
-    /// The body parsed as JSON, once.
-    pub fn json(&self) -> Result<&Value, String> {
-        self.json
-            .get_or_init(|| serde_json::from_slice(&self.body).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
-    /// All values of a header (name in lower case).
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
 
 /// What an HTTP step produced (the caller adds timing).
 #[derive(Debug, Default)]
@@ -377,7 +302,7 @@ fn headers_of(h: &reqwest::header::HeaderMap, r: &Redactor) -> Vec<(String, Stri
 
 /// Runs one HTTP step. Assertions are checked before captures, so a wrong
 /// status is reported as such rather than as a missing capture.
-pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResult {
+pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpResult {
     let mut out = HttpResult::default();
     let started = Instant::now();
     let redactor = ctx.redactor.clone();
@@ -624,8 +549,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
         .expected_actual("2xx or 3xx", status.to_string())
         .at(step.span);
         if !response.body.is_empty() {
-            f.excerpt =
-                Some(redactor.apply(&excerpt(response.text(), crate::assertion::EXCERPT_CHARS)));
+            f.excerpt = Some(shape::body(&redactor, response.text()));
         }
         out.failure = Some(f);
         return out;
@@ -642,13 +566,13 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
             .filter(|a| !matches!(a.check, Check::Status(_))),
     );
     for a in ordered {
-        if let Err(f) = crate::assertion::check(a, &response, &ctx.scope, &redactor) {
+        if let Err(f) = crate::step::expect::check(a, &response, &ctx.scope, &redactor) {
             out.failure = Some(f);
             return out;
         }
     }
     for c in &step.captures {
-        match crate::capture::extract(c, &response, &redactor) {
+        match crate::step::capture::extract(c, &response, &redactor) {
             Ok(v) => ctx.set_capture(c, v),
             Err(f) => {
                 out.failure = Some(f);

@@ -1,4 +1,5 @@
-//! Checking a step's `expect:` assertions against a response.
+//! Checking a step's `expect:` assertions against a response: pure
+//! functions of the response, the scope and the redactor.
 //!
 //! Every check returns `Ok(())` or a [`Failure`] pointing at the assertion's
 //! YAML position, with expected and actual values already redacted.
@@ -10,11 +11,9 @@ use serde_json::Value;
 use crate::journey::{Assertion, Check, CookiePredicate, Expected, Predicate};
 use crate::outcome::{Failure, Reason};
 use crate::redact::{Redactor, excerpt};
-use crate::step::http::Response;
+use crate::step::excerpt as shape;
+use crate::step::response::Response;
 use crate::template::Scope;
-
-/// Characters of body shown in failure excerpts.
-pub const EXCERPT_CHARS: usize = 240;
 
 /// Renders an expected value for comparison and display.
 fn expected_text(e: &Expected, scope: &Arc<Scope>) -> Result<String, Failure> {
@@ -273,7 +272,7 @@ pub fn check(
         .expected_actual(redactor.apply(&exp), redactor.apply(&act))
         .at(a.span);
         if matches!(reason, Reason::Assertion | Reason::Status) && !resp.body.is_empty() {
-            f.excerpt = Some(redactor.apply(&excerpt(resp.text(), EXCERPT_CHARS)));
+            f.excerpt = Some(shape::body(redactor, resp.text()));
         }
         f
     };
@@ -379,7 +378,7 @@ pub fn check(
                     redactor.apply(&format!("`{query}`: the body is not JSON ({m})")),
                 )
                 .at(a.span);
-                f.excerpt = Some(redactor.apply(&excerpt(resp.text(), EXCERPT_CHARS)));
+                f.excerpt = Some(shape::body(redactor, resp.text()));
                 f
             })?;
             let nodes = path.query(json).all();
