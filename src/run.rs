@@ -109,6 +109,15 @@ impl Runner {
         reqwest::Client::builder()
             .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
+            // Bodies are decompressed by the HTTP step, so assertions and
+            // `-v` see the headers as sent (Content-Encoding, Content-Length).
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::ACCEPT_ENCODING,
+                reqwest::header::HeaderValue::from_static("gzip, deflate, br"),
+            )]))
             .user_agent(USER_AGENT)
             .connect_timeout(journey.timeout)
             .tls_backend_preconfigured(tls)

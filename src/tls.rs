@@ -156,3 +156,85 @@ impl ServerCertVerifier for NoVerify {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+/// A TLS verification failure in words: what is wrong with the server's
+/// certificate, instead of the verifier's internal names (`UnknownIssuer`,
+/// `CaUsedAsEndEntity`, raw Unix seconds). `None` when `e` holds no
+/// `rustls::Error` (the caller keeps its own message).
+pub fn explain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(explain_rustls(r));
+        }
+        // An io::Error's `source()` skips the error it wraps: look inside.
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+fn date(t: rustls::pki_types::UnixTime) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs());
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}
+
+fn explain_rustls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let untrusted = "the certificate is self-signed or issued by an untrusted CA (add the CA with `tls: {ca_file: ...}`)";
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => untrusted.to_string(),
+            C::BadSignature
+            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+            | C::UnsupportedSignatureAlgorithmContext { .. } => format!(
+                "{untrusted}; its signature does not verify against any trusted issuer"
+            ),
+            C::Expired => "the certificate has expired".to_string(),
+            C::ExpiredContext { not_after, .. } => {
+                format!("the certificate expired on {}", date(*not_after))
+            }
+            C::NotValidYet => "the certificate is not valid yet".to_string(),
+            C::NotValidYetContext { not_before, .. } => {
+                format!("the certificate is not valid before {}", date(*not_before))
+            }
+            C::NotValidForName => "the certificate is for another host name".to_string(),
+            C::NotValidForNameContext {
+                expected,
+                presented,
+            } => format!(
+                "the certificate is not valid for `{}`: it names {}",
+                expected.to_str(),
+                if presented.is_empty() {
+                    "no host".to_string()
+                } else {
+                    presented
+                        .iter()
+                        .map(|p| format!("`{p}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+            C::Revoked => "the certificate has been revoked".to_string(),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                "the certificate is not meant for a TLS server".to_string()
+            }
+            C::BadEncoding => "the certificate is malformed".to_string(),
+            C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                "the server presents a CA certificate as its own (a self-signed certificate?); add it with `tls: {ca_file: ...}` if it is trusted".to_string()
+            }
+            other => format!("the certificate was rejected ({other:?})"),
+        },
+        rustls::Error::AlertReceived(a) => format!("the server refused the handshake ({a:?})"),
+        rustls::Error::NoCertificatesPresented => "the server sent no certificate".to_string(),
+        other => format!("TLS error: {other}"),
+    }
+}

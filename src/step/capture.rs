@@ -6,7 +6,7 @@ use crate::journey::{Capture, CaptureSource};
 use crate::outcome::{Failure, Reason};
 use crate::redact::Redactor;
 use crate::step::excerpt as shape;
-use crate::step::response::Response;
+use crate::step::response::{HtmlError, Response};
 
 /// Text form of a JSON node: strings raw, everything else as JSON.
 pub fn json_text(v: &Value) -> String {
@@ -50,7 +50,13 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
             compiled,
             attr,
         } => {
-            let html = scraper::Html::parse_document(resp.text());
+            let html = resp.html().map_err(|e| {
+                let reason = match e {
+                    HtmlError::Deadline => Reason::Timeout,
+                    HtmlError::TooDeep => Reason::InvalidBody,
+                };
+                Failure::new(reason, format!("capture `{}`: {e}", c.name)).at(c.span)
+            })?;
             let el = html
                 .select(compiled)
                 .next()

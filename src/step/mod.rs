@@ -13,6 +13,7 @@ pub mod context;
 pub mod excerpt;
 pub mod expect;
 pub mod http;
+pub mod judge;
 pub mod response;
 pub mod timing;
 

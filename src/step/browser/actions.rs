@@ -42,7 +42,8 @@ fn short(e: &CmdError) -> String {
         CmdError::Standard(wd) => wd.message.to_string(),
         other => other.to_string(),
     };
-    s.lines().next().unwrap_or("").chars().take(300).collect()
+    // The first line only; the step redacts, then cuts (`excerpt::shape`).
+    s.lines().next().unwrap_or("").to_string()
 }
 
 /// Runs `fut` with a deadline; `what` names the action in messages.
@@ -109,7 +110,7 @@ where
 }
 
 fn pred_ok(p: &Predicate, actual: Option<&str>, ctx: &StepCtx, what: &str) -> Result<(), Failure> {
-    match crate::step::expect::text_predicate(p, actual, &ctx.scope)? {
+    match crate::step::expect::text_predicate(p, actual, &ctx.scope, &ctx.redactor)? {
         Ok(()) => Ok(()),
         Err((exp, act)) => Err(Failure::new(
             Reason::Assertion,
@@ -379,9 +380,7 @@ pub(super) async fn run_action(
         }
         ActionKind::Screenshot(name) => {
             let res = async {
-                let png = bounded("screenshot", t, c.screenshot()).await?;
-                let dir = artifacts.join(&ctx.journey);
-                let _ = std::fs::create_dir_all(&dir);
+                let png = super::artifacts::screenshot(c, &ctx.redactor, t).await?;
                 let safe: String = name
                     .chars()
                     .map(|ch| {
@@ -392,9 +391,12 @@ pub(super) async fn run_action(
                         }
                     })
                     .collect();
-                std::fs::write(dir.join(format!("{safe}.png")), png).map_err(|e| {
-                    Failure::new(Reason::Internal, format!("cannot save screenshot: {e}"))
-                })
+                super::artifacts::journey_dir(artifacts, &ctx.journey)
+                    .and_then(|dir| super::artifacts::write_new(&dir, &format!("{safe}.png"), &png))
+                    .map(|_| ())
+                    .map_err(|e| {
+                        Failure::new(Reason::Internal, format!("cannot save screenshot: {e}"))
+                    })
             }
             .await;
             (format!("screenshot {name}"), res)

@@ -39,7 +39,7 @@ impl Default for BrowserConfig {
             chromedriver: PathBuf::from("chromedriver"),
             chromium: None,
             max_sessions: 2,
-            artifacts_dir: std::env::temp_dir().join("wayprobe-artifacts"),
+            artifacts_dir: default_artifacts_dir(),
             keep_artifacts: 5,
         }
     }
@@ -106,6 +106,16 @@ impl std::fmt::Debug for Browser {
             .field("cfg", &self.inner.cfg)
             .finish()
     }
+}
+
+/// The default artifacts directory: private to this user
+/// (`$TMPDIR/wayprobe-artifacts-<uid>`, created 0700 on first use), never a
+/// directory other users of the machine share.
+pub fn default_artifacts_dir() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "wayprobe-artifacts-{}",
+        nix::unistd::geteuid().as_raw()
+    ))
 }
 
 /// Chromium leaves a small directory per session in its TMPDIR even after a

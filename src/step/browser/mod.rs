@@ -26,6 +26,9 @@ pub use artifacts::artifact_path;
 pub use driver::{Browser, BrowserConfig};
 pub use session::{Session, finish};
 
+/// Characters of a browser failure message kept (WebDriver errors can be long).
+const MESSAGE_CHARS: usize = 400;
+
 /// Bound on any single WebDriver housekeeping call (close, screenshot...).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -81,7 +84,7 @@ pub async fn execute(step: &Step, b: &BrowserStep, ctx: &mut StepCtx) -> StepOut
             ms: started.elapsed().as_secs_f64() * 1000.0,
         });
         if let Err(mut f) = res {
-            f.message = ctx.redactor.apply(&f.message);
+            f.message = crate::step::excerpt::shape(&ctx.redactor, &f.message, MESSAGE_CHARS);
             f = f.at(a.span);
             let budget = reserve.max(Duration::from_secs(2));
             f.artifacts = tokio::time::timeout(
