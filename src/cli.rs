@@ -221,7 +221,8 @@ pub struct BrowserArgs {
     /// The Chromium binary (default: chromedriver's choice).
     #[arg(long, env = "WAYPROBE_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
-    /// Where screenshots of failed browser steps are saved.
+    /// Where screenshots of failed browser steps are saved (default: a
+    /// private `$TMPDIR/wayprobe-artifacts-<uid>`, created 0700).
     #[arg(long, env = "WAYPROBE_ARTIFACTS_DIR", value_name = "DIR")]
     pub artifacts_dir: Option<PathBuf>,
 }

@@ -187,6 +187,15 @@ fn date(t: rustls::pki_types::UnixTime) -> String {
         .replace('Z', " UTC")
 }
 
+/// `DnsName("shop.example")` (how the verifier lists a certificate's
+/// names) as `shop.example`.
+fn bare_name(p: &str) -> &str {
+    match (p.find("(\""), p.rfind("\")")) {
+        (Some(a), Some(b)) if b > a + 2 => &p[a + 2..b],
+        _ => p,
+    }
+}
+
 fn explain_rustls(e: &rustls::Error) -> String {
     use rustls::CertificateError as C;
     let untrusted = "the certificate is self-signed or issued by an untrusted CA (add the CA with `tls: {ca_file: ...}`)";
@@ -218,7 +227,7 @@ fn explain_rustls(e: &rustls::Error) -> String {
                 } else {
                     presented
                         .iter()
-                        .map(|p| format!("`{p}`"))
+                        .map(|p| format!("`{}`", bare_name(p)))
                         .collect::<Vec<_>>()
                         .join(", ")
                 }

@@ -368,6 +368,41 @@ async fn tls_failures_are_said_in_words() {
     for internal in ["UnknownIssuer", "Context", "Other(", "CaUsedAsEndEntity"] {
         assert!(!f.message.contains(internal), "{}", f.message);
     }
+    // Trusted (the certificate itself as `ca_file`) but expired, or for
+    // another name: said with the date, with the names it has.
+    let dir = crate::http::tempdir();
+    let mut expired = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    expired.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    expired.not_after = rcgen::date_time_ymd(2020, 2, 3);
+    let other = rcgen::CertificateParams::new(vec![
+        "shop.example".to_string(),
+        "www.shop.example".to_string(),
+    ])
+    .unwrap();
+    for (i, (params, says)) in [
+        (expired, "expired on 2020-02-03"),
+        (
+            other,
+            "not valid for `localhost`: it names `shop.example`, `www.shop.example`",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (base, pem) =
+            crate::support::hostile::https_server(params, format!("{}/ok", t.base), &mut tasks)
+                .await;
+        let ca = dir.join(format!("ca{i}.pem"));
+        std::fs::write(&ca, pem).unwrap();
+        let yaml = one_step(&format!("{base}/"), "").replace(
+            "steps:",
+            &format!("tls: {{ca_file: {}}}\nsteps:", ca.display()),
+        );
+        let o = run(&journey(&yaml, &[]), &[]).await;
+        let f = o.failure().expect("rejected");
+        assert_eq!(f.reason, Reason::Tls, "{f:#?}");
+        assert!(f.message.contains(says), "{}", f.message);
+    }
     for h in tasks {
         h.abort();
     }

@@ -180,11 +180,20 @@ fn html_escape(s: &str) -> String {
 /// An HTTPS server with a self-signed certificate (for `localhost`) that
 /// answers every request with a 302 to `to`; returns its base URL.
 pub async fn https_redirector(to: String, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> String {
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    https_server(params, to, tasks).await.0
+}
+
+/// An HTTPS server with a self-signed certificate made from `params` that
+/// answers every request with a 302 to `to`; returns its base URL
+/// (`https://localhost:PORT`) and the certificate's PEM.
+pub async fn https_server(
+    params: rcgen::CertificateParams,
+    to: String,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> (String, String) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let cert = params.self_signed(&key).unwrap();
     let der =
         tokio_rustls::rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
     let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
@@ -197,6 +206,7 @@ pub async fn https_redirector(to: String, tasks: &mut Vec<tokio::task::JoinHandl
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("https://localhost:{}", l.local_addr().unwrap().port());
+    let pem = cert.pem();
     tasks.push(tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let acceptor = acceptor.clone();
@@ -214,5 +224,5 @@ pub async fn https_redirector(to: String, tasks: &mut Vec<tokio::task::JoinHandl
             });
         }
     }));
-    base
+    (base, pem)
 }
