@@ -101,11 +101,90 @@ fn build(tls: &TlsSettings) -> Result<ClientConfig, TlsError> {
         };
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(Arc::new(Described(verifier)))
             .with_no_client_auth()
     };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// A certificate no trusted issuer vouches for, with the names that say
+/// whose it is (carried inside `CertificateError::Other`).
+#[derive(Debug, thiserror::Error)]
+#[error("certificate of `{subject}` issued by `{issuer}` is not trusted")]
+pub struct Untrusted {
+    /// The certificate's subject (`CN=shop.example, O=...`).
+    pub subject: String,
+    /// Its issuer.
+    pub issuer: String,
+}
+
+/// A verifier that names the subject and issuer when it finds no trusted
+/// issuer, so the failure can say "self-signed" or "issued by X".
+#[derive(Debug)]
+struct Described<V>(V);
+
+impl<V: ServerCertVerifier> ServerCertVerifier for Described<V> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError as C;
+        self.0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .map_err(|e| match &e {
+                rustls::Error::InvalidCertificate(
+                    C::UnknownIssuer
+                    | C::BadSignature
+                    | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+                    | C::UnsupportedSignatureAlgorithmContext { .. }
+                    | C::Other(_),
+                ) => match x509_parser::parse_x509_certificate(end_entity) {
+                    Ok((_, cert)) => rustls::Error::InvalidCertificate(C::Other(
+                        rustls::OtherError(Arc::new(Untrusted {
+                            subject: cert.subject().to_string(),
+                            issuer: cert.issuer().to_string(),
+                        })),
+                    )),
+                    Err(_) => e,
+                },
+                _ => e,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.0.root_hint_subjects()
+    }
 }
 
 /// `tls: {verify: false}`: accept any certificate, still check signatures.
@@ -237,6 +316,20 @@ fn explain_rustls(e: &rustls::Error) -> String {
                 "the certificate is not meant for a TLS server".to_string()
             }
             C::BadEncoding => "the certificate is malformed".to_string(),
+            C::Other(o) if o.0.downcast_ref::<Untrusted>().is_some() => {
+                let u = o.0.downcast_ref::<Untrusted>().expect("checked");
+                if u.subject == u.issuer {
+                    format!(
+                        "the certificate is self-signed (`{}`) and not trusted; add it with `tls: {{ca_file: ...}}` if it should be",
+                        u.subject
+                    )
+                } else {
+                    format!(
+                        "the certificate of `{}` is issued by `{}`, an issuer that is not trusted (add its CA with `tls: {{ca_file: ...}}`)",
+                        u.subject, u.issuer
+                    )
+                }
+            }
             C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
                 "the server presents a CA certificate as its own (a self-signed certificate?); add it with `tls: {ca_file: ...}` if it is trusted".to_string()
             }

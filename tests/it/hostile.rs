@@ -364,7 +364,12 @@ async fn tls_failures_are_said_in_words() {
     let o = run(&journey(&one_step(&format!("{https}/"), ""), &[]), &[]).await;
     let f = o.failure().expect("untrusted");
     assert_eq!(f.reason, Reason::Tls);
-    assert!(f.message.contains("self-signed"), "{}", f.message);
+    assert!(
+        f.message
+            .contains("self-signed (`CN=rcgen self signed cert`)"),
+        "{}",
+        f.message
+    );
     for internal in ["UnknownIssuer", "Context", "Other(", "CaUsedAsEndEntity"] {
         assert!(!f.message.contains(internal), "{}", f.message);
     }
