@@ -5,7 +5,7 @@
 //! headers and URLs, including its URL-encoded, JSON-escaped, HTML and base64
 //! forms, so a server that echoes a password back cannot leak it. Sensitive
 //! headers are also masked by name. Text is redacted before it is cut
-//! ([`crate::step::excerpt`]), so a cut never leaves part of a secret.
+//! (by the step's excerpt shaping), so a cut never leaves part of a secret.
 
 /// The replacement text.
 pub const MASK: &str = "***";

@@ -162,10 +162,6 @@ impl Runner {
                 phases,
                 journey: journey.name.clone(),
                 deadline,
-                #[cfg(feature = "browser")]
-                browser_endpoint: self.browser.clone(),
-                #[cfg(feature = "browser")]
-                browser: None,
             })
         });
         let mut ctx = match setup {
@@ -193,18 +189,22 @@ impl Runner {
             }
         };
 
+        let mut ex = crate::step::Executors {
+            #[cfg(feature = "browser")]
+            browser: crate::step::browser::RunBrowser::new(self.browser.clone()),
+        };
         let mut failed = false;
         for step in &journey.steps {
             if failed {
                 steps.push(StepOutcome::skipped(&step.name, step.kind_name()));
                 continue;
             }
-            let outcome = crate::step::run(step, &mut ctx, deadline, journey.timeout).await;
+            let outcome =
+                crate::step::run(step, &mut ctx, &mut ex, deadline, journey.timeout).await;
             failed = outcome.status == StepStatus::Failed;
             steps.push(outcome);
         }
-        #[cfg(feature = "browser")]
-        crate::step::browser::finish(&mut ctx).await;
+        ex.finish().await;
 
         JourneyOutcome {
             journey: journey.name.clone(),

@@ -1,5 +1,6 @@
 //! What a step runs with: the run's visitor state (client, cookie jar,
-//! variables, captures, redactor, browser session) and the one step deadline.
+//! variables, captures, redactor) and the one step deadline. Executor-own
+//! state (the browser session) lives with its executor ([`crate::step::Executors`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,12 +31,6 @@ pub struct StepCtx {
     /// When the current step must have finished: `min(run deadline, step
     /// start + step timeout)`, computed once by [`crate::step::run`].
     pub deadline: Instant,
-    /// The browser endpoint browser steps use, if any.
-    #[cfg(feature = "browser")]
-    pub browser_endpoint: Option<crate::step::browser::Browser>,
-    /// The browser session of this run, opened by the first browser step.
-    #[cfg(feature = "browser")]
-    pub browser: Option<crate::step::browser::Session>,
 }
 
 impl StepCtx {

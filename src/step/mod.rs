@@ -21,6 +21,23 @@ use std::time::{Duration, Instant};
 
 pub use context::StepCtx;
 
+/// State a run keeps for executors across its steps (today: the browser
+/// session), so the step context holds nothing executor-specific.
+#[derive(Default)]
+pub struct Executors {
+    /// The run's browser endpoint and session.
+    #[cfg(feature = "browser")]
+    pub browser: browser::RunBrowser,
+}
+
+impl Executors {
+    /// Ends what the run opened (its browser session), bounded.
+    pub async fn finish(&mut self) {
+        #[cfg(feature = "browser")]
+        self.browser.finish().await;
+    }
+}
+
 use crate::journey::{Step, StepKind};
 use crate::outcome::{Failure, Reason, StepOutcome, StepStatus};
 
@@ -31,6 +48,7 @@ use crate::outcome::{Failure, Reason, StepOutcome, StepStatus};
 pub async fn run(
     step: &Step,
     ctx: &mut StepCtx,
+    ex: &mut Executors,
     run_deadline: Instant,
     journey_timeout: Duration,
 ) -> StepOutcome {
@@ -38,7 +56,7 @@ pub async fn run(
     let step_limit = step.timeout.unwrap_or(journey_timeout);
     let own = t0.checked_add(step_limit).unwrap_or(run_deadline);
     ctx.deadline = own.min(run_deadline);
-    let res = tokio::time::timeout_at(ctx.deadline.into(), execute(step, ctx)).await;
+    let res = tokio::time::timeout_at(ctx.deadline.into(), execute(step, ctx, ex)).await;
     let duration = t0.elapsed();
     match res {
         Ok(mut o) => {
@@ -72,7 +90,7 @@ fn round_ms(d: Duration) -> Duration {
 }
 
 /// Runs one step (bounded by [`run`], which sets the deadline and duration).
-pub async fn execute(step: &Step, ctx: &mut StepCtx) -> StepOutcome {
+pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> StepOutcome {
     match &step.kind {
         StepKind::Http(h) => {
             let r = http::execute(step, h, ctx).await;
@@ -94,9 +112,11 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx) -> StepOutcome {
             }
         }
         #[cfg(feature = "browser")]
-        StepKind::Browser(b) => browser::execute(step, b, ctx).await,
+        StepKind::Browser(b) => browser::execute(step, b, ctx, &mut ex.browser).await,
         #[cfg(not(feature = "browser"))]
-        StepKind::Browser(_) => StepOutcome {
+        StepKind::Browser(_) => {
+            let _ = ex;
+            StepOutcome {
             status: StepStatus::Failed,
             failure: Some(
                 Failure::new(
@@ -106,6 +126,7 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx) -> StepOutcome {
                 .at(step.span),
             ),
             ..StepOutcome::skipped(&step.name, "browser")
-        },
+            }
+        }
     }
 }

@@ -43,7 +43,7 @@ pub struct Response {
     /// Time from sending the first request to the end of the body.
     pub elapsed: Duration,
     /// Cookies that apply to the final URL, and those the response set;
-    /// the most specific first (see [`crate::step::http`]).
+    /// the most specific first (chosen by the HTTP executor).
     pub cookies: Vec<CookieInfo>,
     /// When work over the body (HTML parsing) must stop: the step deadline.
     pub deadline: Option<Instant>,

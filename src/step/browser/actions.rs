@@ -5,69 +5,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fantoccini::Locator;
-use fantoccini::error::{CmdError, ErrorStatus};
+use fantoccini::error::CmdError;
 
-use super::CALL_TIMEOUT;
+use super::call::{CALL_TIMEOUT, bounded, classify, round, short};
 use crate::journey::{ActionKind, BrowserExpect, CaptureSource, Predicate, WaitCondition};
 use crate::outcome::{Failure, Reason, StepOutcome, Timing};
 use crate::step::context::StepCtx;
-
-/// Maps a WebDriver error to a bounded reason.
-fn classify(e: &CmdError) -> Reason {
-    match e {
-        CmdError::Standard(wd) => match wd.error {
-            ErrorStatus::NoSuchElement
-            | ErrorStatus::StaleElementReference
-            | ErrorStatus::ElementNotInteractable
-            | ErrorStatus::ElementClickIntercepted
-            | ErrorStatus::ElementNotSelectable
-            | ErrorStatus::InvalidElementState
-            | ErrorStatus::InvalidSelector => Reason::BrowserElement,
-            ErrorStatus::Timeout => Reason::Timeout,
-            ErrorStatus::JavascriptError | ErrorStatus::ScriptTimeout => Reason::BrowserScript,
-            ErrorStatus::InvalidSessionId
-            | ErrorStatus::SessionNotCreated
-            | ErrorStatus::NoSuchWindow => Reason::BrowserSession,
-            _ if wd.message.contains("net::ERR_") => Reason::BrowserNavigation,
-            _ => Reason::BrowserSession,
-        },
-        CmdError::WaitTimeout | CmdError::InvalidArgument(..) => Reason::BrowserElement,
-        CmdError::BadUrl(_) => Reason::BrowserNavigation,
-        _ => Reason::BrowserSession,
-    }
-}
-
-fn short(e: &CmdError) -> String {
-    let s = match e {
-        CmdError::Standard(wd) => wd.message.to_string(),
-        other => other.to_string(),
-    };
-    // The first line only; the step redacts, then cuts (`excerpt::shape`).
-    s.lines().next().unwrap_or("").to_string()
-}
-
-/// Runs `fut` with a deadline; `what` names the action in messages.
-pub(super) async fn bounded<T>(
-    what: &str,
-    limit: Duration,
-    fut: impl std::future::Future<Output = Result<T, CmdError>>,
-) -> Result<T, Failure> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(e)) => Err(Failure::new(classify(&e), format!("{what}: {}", short(&e)))),
-        Err(_) => Err(Failure::new(
-            Reason::Timeout,
-            format!(
-                "{what}: no answer within {}",
-                humantime::format_duration(round(limit))
-            ),
-        )),
-    }
-}
-
-fn round(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
-}
 
 /// Polls `check` until it returns Ok, or fails with its last error at the deadline.
 async fn poll<F, Fut>(limit: Duration, mut check: F) -> Result<(), Failure>

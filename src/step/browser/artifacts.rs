@@ -6,8 +6,7 @@ use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::CALL_TIMEOUT;
-use super::actions::bounded;
+use super::call::{CALL_TIMEOUT, bounded};
 use super::driver::{Browser, BrowserConfig};
 use crate::outcome::Failure;
 use crate::redact::Redactor;

@@ -13,6 +13,7 @@
 
 mod actions;
 pub mod artifacts;
+mod call;
 pub mod driver;
 pub mod session;
 
@@ -24,22 +25,49 @@ use crate::step::context::StepCtx;
 
 pub use artifacts::artifact_path;
 pub use driver::{Browser, BrowserConfig};
-pub use session::{Session, finish};
+pub use session::Session;
+
+/// The browser side of one run: the endpoint, and the session the first
+/// browser step opens (closed by [`RunBrowser::finish`]).
+#[derive(Default)]
+pub struct RunBrowser {
+    endpoint: Option<Browser>,
+    session: Option<Session>,
+}
+
+impl RunBrowser {
+    /// A run's browser state; no session until a browser step needs one.
+    pub fn new(endpoint: Option<Browser>) -> Self {
+        Self {
+            endpoint,
+            session: None,
+        }
+    }
+
+    /// Closes the run's session, if one was opened (bounded).
+    pub async fn finish(&mut self) {
+        if let Some(s) = self.session.take() {
+            s.close().await;
+        }
+    }
+}
 
 /// Characters of a browser failure message kept (WebDriver errors can be long).
 const MESSAGE_CHARS: usize = 400;
 
-/// Bound on any single WebDriver housekeeping call (close, screenshot...).
-pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Runs one browser step in the run's session, within the step deadline.
-pub async fn execute(step: &Step, b: &BrowserStep, ctx: &mut StepCtx) -> StepOutcome {
+pub async fn execute(
+    step: &Step,
+    b: &BrowserStep,
+    ctx: &mut StepCtx,
+    run: &mut RunBrowser,
+) -> StepOutcome {
     let limit = ctx.remaining();
     let mut out = StepOutcome {
         status: StepStatus::Passed,
         ..StepOutcome::skipped(&step.name, "browser")
     };
-    let Some(browser) = ctx.browser_endpoint.clone() else {
+    let Some(browser) = run.endpoint.clone() else {
         out.status = StepStatus::Failed;
         out.failure = Some(
             Failure::new(Reason::BrowserSession, "no browser configured for this run")
@@ -50,9 +78,9 @@ pub async fn execute(step: &Step, b: &BrowserStep, ctx: &mut StepCtx) -> StepOut
     // Keep a little of the step's time to save failure artifacts.
     let reserve = (limit / 4).min(Duration::from_secs(3));
     let deadline = Instant::now() + limit.saturating_sub(reserve);
-    if ctx.browser.is_none() {
+    if run.session.is_none() {
         match browser.open(limit).await {
-            Ok(s) => ctx.browser = Some(s),
+            Ok(s) => run.session = Some(s),
             Err(f) => {
                 out.status = StepStatus::Failed;
                 out.failure = Some(f.at(step.span));
@@ -60,8 +88,8 @@ pub async fn execute(step: &Step, b: &BrowserStep, ctx: &mut StepCtx) -> StepOut
             }
         }
     }
-    let client = ctx
-        .browser
+    let client = run
+        .session
         .as_ref()
         .map(|s| s.client.clone())
         .expect("opened above");
@@ -95,7 +123,7 @@ pub async fn execute(step: &Step, b: &BrowserStep, ctx: &mut StepCtx) -> StepOut
             .unwrap_or_default();
             if f.reason == Reason::BrowserSession {
                 // The session is gone; the next browser step needs a new one.
-                if let Some(s) = ctx.browser.take() {
+                if let Some(s) = run.session.take() {
                     drop(s);
                 }
             }

@@ -6,8 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::CALL_TIMEOUT;
-use super::actions::bounded;
+use super::call::{CALL_TIMEOUT, bounded};
 use super::driver::{Browser, driver_ready};
 use crate::outcome::{Failure, Reason};
 use crate::step::context::StepCtx;
@@ -88,13 +87,6 @@ impl Session {
     /// Ends the session (bounded; the driver is told even if the run failed).
     pub async fn close(self) {
         let _ = tokio::time::timeout(CALL_TIMEOUT, self.client.close()).await;
-    }
-}
-
-/// Closes the run's browser session, if one was opened.
-pub async fn finish(ctx: &mut StepCtx) {
-    if let Some(s) = ctx.browser.take() {
-        s.close().await;
     }
 }
 
