@@ -43,8 +43,10 @@
 //! 2. `Scheduler::apply` starts one lightweight task per journey.
 //! 3. At each tick, `Runner::run` builds a fresh client and cookie jar,
 //!    renders templates, and runs the steps in order under the deadline.
-//! 4. `step::http::execute` sends the request, checks assertions, then takes
-//!    captures; a browser step drives the run's WebDriver session.
+//! 4. `step::run` sets the step deadline; `step::http::execute` sends the
+//!    request (redirects under the origin rules), then `step::judge` checks
+//!    assertions and takes captures on the blocking pool; a browser step
+//!    drives the run's WebDriver session.
 //! 5. The `JourneyOutcome` goes to `status::Recorder::record`, which logs one
 //!    line, updates the journey's series (atomics only) and the status store.
 //! 6. `GET /metrics` encodes the registry; Prometheus evaluates the rules
