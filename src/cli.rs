@@ -268,7 +268,8 @@ pub struct BrowserArgs {
     /// The Chromium binary (default: chromedriver's choice).
     #[arg(long, env = "WAYPROBE_CHROMIUM", value_name = "PATH")]
     pub chromium: Option<PathBuf>,
-    /// Where screenshots of failed browser steps are saved.
+    /// Where screenshots of failed browser steps are saved (default: a
+    /// private `$TMPDIR/wayprobe-artifacts-<uid>`, created 0700).
     #[arg(long, env = "WAYPROBE_ARTIFACTS_DIR", value_name = "DIR")]
     pub artifacts_dir: Option<PathBuf>,
 }
@@ -280,7 +281,7 @@ impl BrowserArgs {
         let mut runner = Runner::new(opts);
         #[cfg(feature = "browser")]
         {
-            let mut cfg = crate::browser::BrowserConfig {
+            let mut cfg = crate::step::browser::BrowserConfig {
                 webdriver_url: self.webdriver_url.clone(),
                 chromedriver: self.chromedriver.clone(),
                 chromium: self.chromium.clone(),
@@ -290,7 +291,7 @@ impl BrowserArgs {
             if let Some(d) = &self.artifacts_dir {
                 cfg.artifacts_dir = d.clone();
             }
-            runner = runner.with_browser(crate::browser::Browser::new(cfg));
+            runner = runner.with_browser(crate::step::browser::Browser::new(cfg));
         }
         runner
     }
@@ -562,17 +563,11 @@ pub async fn run_journeys(
             } else {
                 None
             };
-            let limit = j.timeout + std::time::Duration::from_secs(5);
-            let name = j.name.clone();
+            let limit = crate::run::backstop(&j);
+            let started = std::time::SystemTime::now();
             match tokio::time::timeout(limit, runner.run(&j)).await {
                 Ok(o) => o,
-                Err(_) => crate::outcome::JourneyOutcome {
-                    journey: name,
-                    result: RunResult::Failure,
-                    started_at: std::time::SystemTime::now(),
-                    duration: limit,
-                    steps: Vec::new(),
-                },
+                Err(_) => crate::run::timed_out(&j, started, limit),
             }
         }
     });

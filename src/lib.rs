@@ -18,8 +18,11 @@
 //! Running:
 //! - [`run`]: one run of a journey → [`outcome::JourneyOutcome`]; shared by
 //!   `run` and `serve`. A run always returns an outcome.
-//! - [`step`]: step executors (`step::http`, and `browser` behind the
-//!   default-on `browser` feature), [`assertion`] and [`capture`].
+//! - [`step`]: everything one step needs: its context and deadline, the
+//!   response, assertions (`step::expect`), captures, excerpts, and the
+//!   executors (`step::http`, and `step::browser` behind the default-on
+//!   `browser` feature). Dependencies flow one way: `journey` ← `step` ←
+//!   `run` ← `scheduler` ← `serve` ← `cli`.
 //! - [`outcome`]: step and run results, and the bounded failure [`outcome::Reason`].
 //! - [`redact`]: keeping secret values out of every output.
 //! - [`tls`]: one TLS configuration shared by every run's fresh client.
@@ -41,8 +44,10 @@
 //! 2. `Scheduler::apply` starts one lightweight task per journey.
 //! 3. At each tick, `Runner::run` builds a fresh client and cookie jar,
 //!    renders templates, and runs the steps in order under the deadline.
-//! 4. `step::http::execute` sends the request, checks assertions, then takes
-//!    captures; a browser step drives the run's WebDriver session.
+//! 4. `step::run` sets the step deadline; `step::http::execute` sends the
+//!    request (redirects under the origin rules), then `step::judge` checks
+//!    assertions and takes captures on the blocking pool; a browser step
+//!    drives the run's WebDriver session.
 //! 5. The `JourneyOutcome` goes to `status::Recorder::record`, which logs one
 //!    line, updates the journey's series (atomics only) and the status store.
 //! 6. `GET /metrics` encodes the registry; Prometheus evaluates the rules
@@ -52,10 +57,9 @@
 // its size does not matter; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod assertion;
 #[cfg(feature = "browser")]
-pub mod browser;
-pub mod capture;
+pub use step::browser;
+pub use step::{capture, expect as assertion};
 pub mod cli;
 pub mod demo;
 pub mod diag;

@@ -2,9 +2,10 @@
 //!
 //! Redaction is by value: whatever a run learned is secret (secret values and
 //! captures marked `redact: true`) is replaced by `***` in messages, excerpts,
-//! headers and URLs, including its URL-encoded and JSON-escaped forms, so a
-//! server that echoes a password back cannot leak it. Sensitive headers are
-//! also masked by name.
+//! headers and URLs, including its URL-encoded, JSON-escaped, HTML and base64
+//! forms, so a server that echoes a password back cannot leak it. Sensitive
+//! headers are also masked by name. Text is redacted before it is cut
+//! (by the step's excerpt shaping), so a cut never leaves part of a secret.
 
 /// The replacement text.
 pub const MASK: &str = "***";
@@ -19,31 +20,54 @@ const SENSITIVE_HEADERS: &[&str] = &[
     "x-auth-token",
 ];
 
+/// Whether a header of this name always carries credentials (its value is
+/// masked in output and dropped on a redirect to another origin).
+pub fn is_sensitive_header(name: &str) -> bool {
+    SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str())
+}
+
+/// What separates the words of a secret in its forms (a space, `+` or
+/// `%20` in URLs, `&#32;` in HTML).
+static WORD_GAP: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?:\s|\+|%20|&#32;)+").expect("a valid pattern")
+});
+
+/// Any run of whitespace however written (raw, `+`, percent-encoded, as an
+/// HTML reference or a JSON escape): a page or header may re-space a secret.
+const GAP: &str =
+    r"(?:\s|\+|%(?:20|0[9AaDd])|&#(?:32|9|10|13);|&#x(?:20|9|[aAdD]);|&nbsp;|\\[nrt])+";
+
 /// Values to hide, in every encoding they may appear in.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
+    /// The secret values as given.
+    secrets: Vec<String>,
+    /// Every form of every secret, longest first.
     needles: Vec<String>,
+    /// One matcher over all needles, whitespace-tolerant (see [`Redactor::add`]).
+    matcher: Option<regex::Regex>,
 }
 
 impl Redactor {
-    /// Adds a secret value (and its encoded forms). Very short values (under 3
-    /// characters) are masked only exactly, to avoid masking every `a` in a page.
+    /// Adds a secret value and its usual encodings: URL (`%20` and `+`),
+    /// JSON-escaped, HTML entities (named, decimal, hexadecimal) and base64
+    /// (standard and URL-safe, also where the secret sits inside a larger
+    /// encoded value, as in `Basic` credentials). Whitespace inside a secret
+    /// matches any whitespace run, so a value re-wrapped or re-spaced by a
+    /// page or a header is still masked whole.
     pub fn add(&mut self, secret: &str) {
-        if secret.is_empty() {
+        if secret.is_empty() || self.secrets.iter().any(|s| s == secret) {
             return;
         }
+        self.secrets.push(secret.to_string());
         let mut forms = vec![secret.to_string()];
         let pct: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        forms.push(pct.clone());
         forms.push(pct.replace('+', "%20"));
+        forms.push(pct);
         let json = serde_json::to_string(secret).unwrap_or_default();
         forms.push(json.trim_matches('"').to_string());
-        let html = secret
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;");
-        forms.push(html);
+        forms.extend(html_forms(secret));
+        forms.extend(base64_forms(secret.as_bytes()));
         for f in forms {
             if !f.is_empty() && !self.needles.contains(&f) {
                 self.needles.push(f);
@@ -51,6 +75,31 @@ impl Redactor {
         }
         // Longest first so a value is never half-masked by a shorter form.
         self.needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        let pattern = self
+            .needles
+            .iter()
+            .map(|n| {
+                let words: Vec<String> = WORD_GAP
+                    .split(n)
+                    .filter(|w| !w.is_empty())
+                    .map(regex::escape)
+                    .collect();
+                // A secret of separators only is matched as written.
+                if words.is_empty() {
+                    regex::escape(n)
+                } else {
+                    words.join(GAP)
+                }
+            })
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("|");
+        // Only literals and `\s+` go in: the pattern always compiles; the
+        // size limit is raised for many long secrets.
+        self.matcher = regex::RegexBuilder::new(&pattern)
+            .size_limit(64 << 20)
+            .build()
+            .ok();
     }
 
     /// Whether there is anything to redact.
@@ -58,20 +107,32 @@ impl Redactor {
         self.needles.is_empty()
     }
 
-    /// `text` with every secret masked.
-    pub fn apply(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for n in &self.needles {
-            if out.contains(n.as_str()) {
-                out = out.replace(n.as_str(), MASK);
-            }
-        }
-        out
+    /// The secret values as added (for masking them in a page before a
+    /// screenshot; never for output).
+    pub fn secrets(&self) -> &[String] {
+        &self.secrets
     }
 
-    /// A header value for display: masked by name, then by value.
+    /// `text` with every secret masked.
+    pub fn apply(&self, text: &str) -> String {
+        match &self.matcher {
+            Some(m) => m.replace_all(text, MASK).into_owned(),
+            None => {
+                let mut out = text.to_string();
+                for n in &self.needles {
+                    if out.contains(n.as_str()) {
+                        out = out.replace(n.as_str(), MASK);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// A header value for display: masked by value, then by name.
     pub fn header(&self, name: &str, value: &str) -> String {
-        if SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+        let value = self.apply(value);
+        if is_sensitive_header(name) {
             // Keep the cookie/scheme name, hide the value: `session=***`.
             match value.split_once(['=', ' ']) {
                 Some((head, _)) if !head.is_empty() && head.len() < 40 => {
@@ -85,9 +146,60 @@ impl Redactor {
                 _ => MASK.to_string(),
             }
         } else {
-            self.apply(value)
+            value
         }
     }
+}
+
+/// HTML forms of a secret: `&`, `<`, `>`, `"` and `'` escaped by name or
+/// number, and every character as a decimal or hexadecimal reference.
+fn html_forms(secret: &str) -> Vec<String> {
+    let named = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let mut out = Vec::new();
+    for (dq, sq) in [
+        ("&quot;", "&#39;"),
+        ("&#34;", "&#x27;"),
+        ("&quot;", "&apos;"),
+    ] {
+        out.push(named.replace('"', dq).replace('\'', sq));
+    }
+    out.push(secret.chars().map(|c| format!("&#{};", c as u32)).collect());
+    out.push(
+        secret
+            .chars()
+            .map(|c| format!("&#x{:x};", c as u32))
+            .collect(),
+    );
+    out
+}
+
+/// Base64 forms of a secret: whole (padded or not), and the part of its
+/// encoding that does not depend on what precedes or follows it when it is
+/// encoded inside a larger value (three alignments), in both alphabets.
+fn base64_forms(secret: &[u8]) -> Vec<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+    let mut out = Vec::new();
+    for engine in [&STANDARD, &URL_SAFE] {
+        let whole = engine.encode(secret);
+        out.push(whole.trim_end_matches('=').to_string());
+        out.push(whole);
+        for pad in 0..3usize {
+            let mut buf = vec![0u8; pad];
+            buf.extend_from_slice(secret);
+            let enc = engine.encode(&buf);
+            // Characters made only of the secret's bits.
+            let start = (pad * 8).div_ceil(6);
+            let end = ((pad + secret.len()) * 8) / 6;
+            if end > start && end - start >= 6 {
+                out.push(enc[start..end].to_string());
+            }
+        }
+    }
+    out
 }
 
 /// The first `max` characters of `text` (on a char boundary), with an
@@ -117,6 +229,36 @@ mod tests {
         assert!(!out.contains("p@ss"), "{out}");
         assert!(!out.contains("p%40ss"), "{out}");
         assert_eq!(out.matches(MASK).count(), 4, "{out}");
+    }
+
+    #[test]
+    fn masks_whole_values_with_spaces_entities_and_base64() {
+        let mut r = Redactor::default();
+        r.add("correct horse battery staple");
+        let out = r.apply("pw: correct  horse\n battery staple.");
+        assert_eq!(out, "pw: ***.");
+        assert_eq!(r.header("x-pass", "correct horse battery staple"), MASK);
+        assert_eq!(
+            r.header("authorization", "Basic correct horse battery staple"),
+            "Basic ***"
+        );
+        let mut r = Redactor::default();
+        r.add("s3cr3t'<x>");
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        for shown in [
+            "s3cr3t&#39;&lt;x&gt;".to_string(),
+            "s3cr3t&#x27;&lt;x&gt;".to_string(),
+            "&#115;&#51;&#99;&#114;&#51;&#116;&#39;&#60;&#120;&#62;".to_string(),
+            b64.encode("s3cr3t'<x>"),
+            b64.encode("alice:s3cr3t'<x>"),
+            b64.encode("al:s3cr3t'<x>"),
+            b64.encode("a:s3cr3t'<x>"),
+        ] {
+            let out = r.apply(&format!("[{shown}]"));
+            assert!(out.contains(MASK), "{shown} -> {out}");
+            assert!(!out.contains("s3cr3t"), "{shown} -> {out}");
+        }
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest_cookie_store::CookieStoreMutex;
 
-use crate::journey::{Capture, Journey, SecretSource};
+use crate::journey::{Journey, SecretSource};
 use crate::outcome::{Failure, JourneyOutcome, Reason, RunResult, StepOutcome, StepStatus};
 use crate::redact::Redactor;
+use crate::step::StepCtx;
 use crate::template::Scope;
 
 /// Settings shared by every run.
@@ -35,40 +36,7 @@ pub struct Runner {
     opts: Arc<RunOptions>,
     tls: Arc<crate::tls::TlsCache>,
     #[cfg(feature = "browser")]
-    browser: Option<crate::browser::Browser>,
-}
-
-/// Per-run state handed to step executors.
-pub struct RunCtx {
-    /// This run's HTTP client (fresh connections and cookie jar).
-    pub client: reqwest::Client,
-    /// This run's cookie jar.
-    pub jar: Arc<CookieStoreMutex>,
-    /// Variables, captures and secrets.
-    pub scope: Arc<Scope>,
-    /// Masks every secret value in output.
-    pub redactor: Redactor,
-    /// Keep exchanges for `--verbose`.
-    pub verbose: bool,
-    /// DNS and connect timings of this run's new connections.
-    pub phases: crate::step::timing::Phases,
-    /// The journey being run.
-    pub journey: String,
-    /// The browser session of this run, opened by the first browser step.
-    #[cfg(feature = "browser")]
-    pub browser: Option<crate::browser::Session>,
-}
-
-impl RunCtx {
-    /// Stores a captured value, redacting it from now on if asked.
-    pub fn set_capture(&mut self, c: &Capture, value: String) {
-        if c.redact {
-            self.redactor.add(&value);
-        }
-        Arc::make_mut(&mut self.scope)
-            .captures
-            .insert(c.name.clone(), value);
-    }
+    browser: Option<crate::step::browser::Browser>,
 }
 
 /// The User-Agent every request carries, so targets can tell probe traffic.
@@ -87,7 +55,7 @@ impl Runner {
 
     /// Adds a WebDriver endpoint for browser steps.
     #[cfg(feature = "browser")]
-    pub fn with_browser(mut self, browser: crate::browser::Browser) -> Self {
+    pub fn with_browser(mut self, browser: crate::step::browser::Browser) -> Self {
         self.browser = Some(browser);
         self
     }
@@ -141,6 +109,15 @@ impl Runner {
         reqwest::Client::builder()
             .cookie_provider(jar)
             .redirect(reqwest::redirect::Policy::none())
+            // Bodies are decompressed by the HTTP step, so assertions and
+            // `-v` see the headers as sent (Content-Encoding, Content-Length).
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
+            .default_headers(reqwest::header::HeaderMap::from_iter([(
+                reqwest::header::ACCEPT_ENCODING,
+                reqwest::header::HeaderValue::from_static("gzip, deflate, br"),
+            )]))
             .user_agent(USER_AGENT)
             .connect_timeout(journey.timeout)
             .tls_backend_preconfigured(tls)
@@ -160,7 +137,8 @@ impl Runner {
     pub async fn run(&self, journey: &Journey) -> JourneyOutcome {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let deadline = start + journey.timeout;
+        // Validation bounds the timeout; saturate anyway so no journey can panic here.
+        let deadline = start.checked_add(journey.timeout).unwrap_or(start);
         let mut steps = Vec::with_capacity(journey.steps.len());
 
         let setup = self.resolve_secrets(journey).and_then(|secrets| {
@@ -171,7 +149,7 @@ impl Runner {
             for v in secrets.values() {
                 redactor.add(v);
             }
-            Ok(RunCtx {
+            Ok(StepCtx {
                 client,
                 jar,
                 scope: Arc::new(Scope {
@@ -183,8 +161,7 @@ impl Runner {
                 verbose: self.opts.verbose,
                 phases,
                 journey: journey.name.clone(),
-                #[cfg(feature = "browser")]
-                browser: None,
+                deadline,
             })
         });
         let mut ctx = match setup {
@@ -212,51 +189,22 @@ impl Runner {
             }
         };
 
+        let mut ex = crate::step::Executors {
+            #[cfg(feature = "browser")]
+            browser: crate::step::browser::RunBrowser::new(self.browser.clone()),
+        };
         let mut failed = false;
         for step in &journey.steps {
             if failed {
                 steps.push(StepOutcome::skipped(&step.name, step.kind_name()));
                 continue;
             }
-            let now = Instant::now();
-            let remaining = deadline.saturating_duration_since(now);
-            let step_limit = step.timeout.unwrap_or(journey.timeout);
-            let limit = step_limit.min(remaining);
-            let t0 = Instant::now();
-            let res =
-                tokio::time::timeout(limit, crate::step::execute(step, &mut ctx, self, limit))
-                    .await;
-            let duration = t0.elapsed();
-            let outcome = match res {
-                Ok(mut o) => {
-                    o.duration = duration;
-                    o
-                }
-                Err(_) => {
-                    let msg = if limit < step_limit {
-                        format!(
-                            "journey timeout ({}) reached during this step",
-                            humantime::format_duration(journey.timeout)
-                        )
-                    } else {
-                        format!(
-                            "step did not finish within {}",
-                            humantime::format_duration(round_ms(limit))
-                        )
-                    };
-                    StepOutcome {
-                        status: StepStatus::Failed,
-                        duration,
-                        failure: Some(Failure::new(Reason::Timeout, msg).at(step.span)),
-                        ..StepOutcome::skipped(&step.name, step.kind_name())
-                    }
-                }
-            };
+            let outcome =
+                crate::step::run(step, &mut ctx, &mut ex, deadline, journey.timeout).await;
             failed = outcome.status == StepStatus::Failed;
             steps.push(outcome);
         }
-        #[cfg(feature = "browser")]
-        crate::browser::finish(&mut ctx).await;
+        ex.finish().await;
 
         JourneyOutcome {
             journey: journey.name.clone(),
@@ -273,11 +221,55 @@ impl Runner {
 
     /// The browser endpoint, if configured.
     #[cfg(feature = "browser")]
-    pub fn browser(&self) -> Option<&crate::browser::Browser> {
+    pub fn browser(&self) -> Option<&crate::step::browser::Browser> {
         self.browser.as_ref()
     }
 }
 
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+/// Time a run may take after its journey deadline: closing a browser session
+/// is bounded by 5 s, and a little more for the outcome.
+const RUN_GRACE: Duration = Duration::from_secs(6);
+
+/// How long a caller waits for [`Runner::run`] before it records
+/// [`timed_out`]: the journey's timeout plus a grace. The runner bounds every
+/// step itself; this only catches a run that misbehaves. The one place the
+/// whole-run backstop is decided (the scheduler and `wayprobe run` use it).
+pub fn backstop(j: &Journey) -> Duration {
+    j.timeout.saturating_add(RUN_GRACE)
+}
+
+/// The outcome of a run the backstop had to stop.
+pub fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOutcome {
+    let steps = j
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == 0 {
+                StepOutcome {
+                    status: StepStatus::Failed,
+                    failure: Some(
+                        Failure::new(
+                            Reason::Timeout,
+                            format!(
+                                "the run did not finish within {}",
+                                humantime::format_duration(after)
+                            ),
+                        )
+                        .at(s.span),
+                    ),
+                    ..StepOutcome::skipped(&s.name, s.kind_name())
+                }
+            } else {
+                StepOutcome::skipped(&s.name, s.kind_name())
+            }
+        })
+        .collect();
+    JourneyOutcome {
+        journey: j.name.clone(),
+        result: RunResult::Failure,
+        started_at: started,
+        duration: after,
+        steps,
+    }
 }

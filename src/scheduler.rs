@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::journey::Journey;
 use crate::metrics::{JourneySeries, Metrics};
-use crate::outcome::{Failure, JourneyOutcome, Reason, RunResult, StepOutcome, StepStatus};
+use crate::outcome::JourneyOutcome;
 use crate::run::Runner;
 use crate::status::Recorder;
 
@@ -340,7 +340,7 @@ async fn run_once(
     shared.metrics.in_flight.inc();
     // The runner bounds every step; this backstop bounds the whole run even
     // if a step misbehaves, so a hung run becomes a failure, not a stuck task.
-    let backstop = j.timeout + Duration::from_secs(2);
+    let backstop = crate::run::backstop(&j);
     let started = SystemTime::now();
     let res = tokio::select! {
         biased;
@@ -353,45 +353,9 @@ async fn run_once(
         None => tracing::debug!(journey = %j.name, "run cancelled; not counted"),
         Some(Ok(o)) => shared.recorder.record(&series, o),
         Some(Err(_)) => {
-            let o = timed_out(&j, started, backstop);
+            let o = crate::run::timed_out(&j, started, backstop);
             shared.recorder.record(&series, o);
         }
-    }
-}
-
-/// The outcome of a run the backstop had to stop.
-fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOutcome {
-    let steps = j
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if i == 0 {
-                StepOutcome {
-                    status: StepStatus::Failed,
-                    failure: Some(
-                        Failure::new(
-                            Reason::Timeout,
-                            format!(
-                                "the run did not finish within {}",
-                                humantime::format_duration(after)
-                            ),
-                        )
-                        .at(s.span),
-                    ),
-                    ..StepOutcome::skipped(&s.name, s.kind_name())
-                }
-            } else {
-                StepOutcome::skipped(&s.name, s.kind_name())
-            }
-        })
-        .collect();
-    JourneyOutcome {
-        journey: j.name.clone(),
-        result: RunResult::Failure,
-        started_at: started,
-        duration: after,
-        steps,
     }
 }
 

@@ -92,7 +92,7 @@ pub struct ServeConfig {
     pub server: ServerOptions,
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
-    pub browser: Option<crate::browser::Browser>,
+    pub browser: Option<crate::step::browser::Browser>,
 }
 
 impl ServeConfig {

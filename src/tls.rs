@@ -101,11 +101,90 @@ fn build(tls: &TlsSettings) -> Result<ClientConfig, TlsError> {
         };
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_custom_certificate_verifier(Arc::new(Described(verifier)))
             .with_no_client_auth()
     };
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// A certificate no trusted issuer vouches for, with the names that say
+/// whose it is (carried inside `CertificateError::Other`).
+#[derive(Debug, thiserror::Error)]
+#[error("certificate of `{subject}` issued by `{issuer}` is not trusted")]
+pub struct Untrusted {
+    /// The certificate's subject (`CN=shop.example, O=...`).
+    pub subject: String,
+    /// Its issuer.
+    pub issuer: String,
+}
+
+/// A verifier that names the subject and issuer when it finds no trusted
+/// issuer, so the failure can say "self-signed" or "issued by X".
+#[derive(Debug)]
+struct Described<V>(V);
+
+impl<V: ServerCertVerifier> ServerCertVerifier for Described<V> {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        use rustls::CertificateError as C;
+        self.0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .map_err(|e| match &e {
+                rustls::Error::InvalidCertificate(
+                    C::UnknownIssuer
+                    | C::BadSignature
+                    | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+                    | C::UnsupportedSignatureAlgorithmContext { .. }
+                    | C::Other(_),
+                ) => match x509_parser::parse_x509_certificate(end_entity) {
+                    Ok((_, cert)) => rustls::Error::InvalidCertificate(C::Other(
+                        rustls::OtherError(Arc::new(Untrusted {
+                            subject: cert.subject().to_string(),
+                            issuer: cert.issuer().to_string(),
+                        })),
+                    )),
+                    Err(_) => e,
+                },
+                _ => e,
+            })
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+
+    fn requires_raw_public_keys(&self) -> bool {
+        self.0.requires_raw_public_keys()
+    }
+
+    fn root_hint_subjects(&self) -> Option<&[rustls::DistinguishedName]> {
+        self.0.root_hint_subjects()
+    }
 }
 
 /// `tls: {verify: false}`: accept any certificate, still check signatures.
@@ -154,5 +233,110 @@ impl ServerCertVerifier for NoVerify {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A TLS verification failure in words: what is wrong with the server's
+/// certificate, instead of the verifier's internal names (`UnknownIssuer`,
+/// `CaUsedAsEndEntity`, raw Unix seconds). `None` when `e` holds no
+/// `rustls::Error` (the caller keeps its own message).
+pub fn explain(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(r) = err.downcast_ref::<rustls::Error>() {
+            return Some(explain_rustls(r));
+        }
+        // An io::Error's `source()` skips the error it wraps: look inside.
+        cur = match err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    None
+}
+
+fn date(t: rustls::pki_types::UnixTime) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.as_secs());
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', " UTC")
+}
+
+/// `DnsName("shop.example")` (how the verifier lists a certificate's
+/// names) as `shop.example`.
+fn bare_name(p: &str) -> &str {
+    match (p.find("(\""), p.rfind("\")")) {
+        (Some(a), Some(b)) if b > a + 2 => &p[a + 2..b],
+        _ => p,
+    }
+}
+
+fn explain_rustls(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    let untrusted = "the certificate is self-signed or issued by an untrusted CA (add the CA with `tls: {ca_file: ...}`)";
+    match e {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => untrusted.to_string(),
+            C::BadSignature
+            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. }
+            | C::UnsupportedSignatureAlgorithmContext { .. } => format!(
+                "{untrusted}; its signature does not verify against any trusted issuer"
+            ),
+            C::Expired => "the certificate has expired".to_string(),
+            C::ExpiredContext { not_after, .. } => {
+                format!("the certificate expired on {}", date(*not_after))
+            }
+            C::NotValidYet => "the certificate is not valid yet".to_string(),
+            C::NotValidYetContext { not_before, .. } => {
+                format!("the certificate is not valid before {}", date(*not_before))
+            }
+            C::NotValidForName => "the certificate is for another host name".to_string(),
+            C::NotValidForNameContext {
+                expected,
+                presented,
+            } => format!(
+                "the certificate is not valid for `{}`: it names {}",
+                expected.to_str(),
+                if presented.is_empty() {
+                    "no host".to_string()
+                } else {
+                    presented
+                        .iter()
+                        .map(|p| format!("`{}`", bare_name(p)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+            C::Revoked => "the certificate has been revoked".to_string(),
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+                "the certificate is not meant for a TLS server".to_string()
+            }
+            C::BadEncoding => "the certificate is malformed".to_string(),
+            C::Other(o) if o.0.downcast_ref::<Untrusted>().is_some() => {
+                let u = o.0.downcast_ref::<Untrusted>().expect("checked");
+                if u.subject == u.issuer {
+                    format!(
+                        "the certificate is self-signed (`{}`) and not trusted; add it with `tls: {{ca_file: ...}}` if it should be",
+                        u.subject
+                    )
+                } else {
+                    format!(
+                        "the certificate of `{}` is issued by `{}`, an issuer that is not trusted (add its CA with `tls: {{ca_file: ...}}`)",
+                        u.subject, u.issuer
+                    )
+                }
+            }
+            C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                "the server presents a CA certificate as its own (a self-signed certificate?); add it with `tls: {ca_file: ...}` if it is trusted".to_string()
+            }
+            other => format!("the certificate was rejected ({other:?})"),
+        },
+        rustls::Error::AlertReceived(a) => format!("the server refused the handshake ({a:?})"),
+        rustls::Error::NoCertificatesPresented => "the server sent no certificate".to_string(),
+        other => format!("TLS error: {other}"),
     }
 }

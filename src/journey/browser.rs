@@ -87,7 +87,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
     let mut timeout = None;
     for (k, val) in entries {
         if k.name == "timeout" {
-            timeout = v.duration(val, "action `timeout`");
+            timeout = v.duration_max(val, "action `timeout`", super::validate::MAX_TIMEOUT);
         } else if ACTIONS.contains(&k.name.as_str()) {
             if kind_key.is_some() {
                 v.error(k.span, "one action per list item").label =
@@ -115,7 +115,9 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
         if let Node::Map(e) = &val.node {
             e.iter()
                 .find(|(k, _)| k.name == "timeout")
-                .and_then(|(_, t)| v.duration(t, "action `timeout`"))
+                .and_then(|(_, t)| {
+                    v.duration_max(t, "action `timeout`", super::validate::MAX_TIMEOUT)
+                })
         } else {
             None
         }

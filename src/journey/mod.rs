@@ -157,6 +157,9 @@ pub struct HttpStep {
     pub max_redirects: u32,
     /// Largest body read into memory, in bytes.
     pub max_body: u64,
+    /// Credential headers (lower case) still sent after a redirect to
+    /// another origin (never to plain HTTP from HTTPS); others are dropped.
+    pub keep_headers: Vec<String>,
     /// The assertions; a status assertion is implied when none is given.
     pub expect: Vec<Assertion>,
 }
@@ -292,13 +295,83 @@ impl std::fmt::Display for StatusMatch {
     }
 }
 
+/// A number as written in a journey or sent in a response: integers are
+/// kept exact (JSON ids above 2^53 are common), floats as floats.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Num {
+    /// A whole number, exact.
+    Int(i128),
+    /// Anything else.
+    Float(f64),
+}
+
+impl Num {
+    /// The number of a JSON value, exactly.
+    pub fn of_json(n: &serde_json::Number) -> Num {
+        if let Some(i) = n.as_i64() {
+            Num::Int(i.into())
+        } else if let Some(u) = n.as_u64() {
+            Num::Int(u.into())
+        } else {
+            Num::Float(n.as_f64().unwrap_or(f64::NAN))
+        }
+    }
+
+    /// Parses text as a number (an integer exactly, else a float).
+    pub fn parse(text: &str) -> Option<Num> {
+        let t = text.trim();
+        t.parse::<i128>()
+            .map(Num::Int)
+            .ok()
+            .or_else(|| t.parse::<f64>().ok().map(Num::Float))
+    }
+
+    /// Exact comparison, integers against floats included (`None` for NaN).
+    pub fn cmp_exact(self, other: Num) -> Option<std::cmp::Ordering> {
+        use std::cmp::Ordering;
+        fn int_float(i: i128, f: f64) -> Option<Ordering> {
+            if f.is_nan() {
+                return None;
+            }
+            // Beyond i128's range every float is larger or smaller.
+            if f >= 1.7e38 {
+                return Some(Ordering::Less);
+            }
+            if f <= -1.7e38 {
+                return Some(Ordering::Greater);
+            }
+            let floor = f.floor();
+            Some(match i.cmp(&(floor as i128)) {
+                Ordering::Equal if f > floor => Ordering::Less,
+                o => o,
+            })
+        }
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => Some(a.cmp(&b)),
+            (Num::Float(a), Num::Float(b)) => a.partial_cmp(&b),
+            (Num::Int(a), Num::Float(b)) => int_float(a, b),
+            (Num::Float(a), Num::Int(b)) => int_float(b, a).map(Ordering::reverse),
+        }
+    }
+}
+
+impl std::fmt::Display for Num {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Num::Int(i) => write!(f, "{i}"),
+            Num::Float(x) if x.fract() == 0.0 && x.abs() < 1e15 => write!(f, "{}", *x as i64),
+            Num::Float(x) => write!(f, "{x}"),
+        }
+    }
+}
+
 /// A scalar expected value: text (a template) or a typed JSON scalar.
 #[derive(Debug, Clone)]
 pub enum Expected {
     /// A string (may use templates).
     Text(Template),
     /// A number.
-    Number(f64),
+    Number(Num),
     /// A boolean.
     Bool(bool),
     /// JSON null.
@@ -323,13 +396,13 @@ pub enum Predicate {
     /// Exists (true) or is absent (false).
     Exists(bool),
     /// Numerically less than.
-    Lt(f64),
+    Lt(Num),
     /// Numerically at most.
-    Le(f64),
+    Le(Num),
     /// Numerically greater than.
-    Gt(f64),
+    Gt(Num),
     /// Numerically at least.
-    Ge(f64),
+    Ge(Num),
     /// Length of an array, object or string equals.
     Length(u64),
 }

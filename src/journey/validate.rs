@@ -46,7 +46,21 @@ const HTTP_KEYS: &[&str] = &[
     "follow_redirects",
     "max_redirects",
     "max_body",
+    "keep_headers_across_origins",
 ];
+/// Upper bounds of what a journey may ask for: beyond them a value is a
+/// typo (`300000000000y`), and arithmetic on it could overflow.
+pub(super) const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Longest `interval` (and `jitter`).
+pub(super) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// Longest journey, step, action or `duration: {under:}` time.
+pub(super) const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+/// Largest count (`length`, `count`, `group`...).
+pub(super) const MAX_COUNT: u64 = 1_000_000_000;
+/// Most redirects a step may follow.
+const MAX_REDIRECTS: u64 = 50;
+/// Largest `max_body`.
+const MAX_BODY: u64 = 1024 * 1024 * 1024;
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const EXPECT_KEYS: &[&str] = &[
     "status", "headers", "cookies", "body", "jsonpath", "duration",
@@ -237,8 +251,22 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A whole number from 0 to [`MAX_COUNT`].
     pub(super) fn uint(&mut self, n: &SNode, what: &str) -> Option<u64> {
+        self.uint_max(n, what, MAX_COUNT)
+    }
+
+    /// A whole number from 0 to `max`.
+    pub(super) fn uint_max(&mut self, n: &SNode, what: &str, max: u64) -> Option<u64> {
         match &n.node {
+            Node::Int(i) if *i >= 0 && (*i as u64) > max => {
+                self.error(
+                    n.span,
+                    format!("{what}: {i} is more than wayprobe allows ({max})"),
+                )
+                .label = Some(format!("write at most {max}"));
+                None
+            }
             Node::Int(i) if *i >= 0 => Some(*i as u64),
             _ => {
                 self.type_error(n, what, "a whole number ≥ 0");
@@ -247,10 +275,10 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn number(&mut self, n: &SNode, what: &str) -> Option<f64> {
+    fn number(&mut self, n: &SNode, what: &str) -> Option<Num> {
         match &n.node {
-            Node::Int(i) => Some(*i as f64),
-            Node::Float(f) => Some(*f),
+            Node::Int(i) => Some(Num::Int((*i).into())),
+            Node::Float(f) => Some(Num::Float(*f)),
             _ => {
                 self.type_error(n, what, "a number");
                 None
@@ -258,7 +286,40 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A duration of at most [`MAX_DURATION`] (SLO windows, thresholds...).
     pub(super) fn duration(&mut self, n: &SNode, what: &str) -> Option<Duration> {
+        self.duration_max(n, what, MAX_DURATION)
+    }
+
+    /// A duration of at most `max`: every duration has a bound, so no later
+    /// arithmetic on it (deadlines, phases, windows) can overflow.
+    pub(super) fn duration_max(
+        &mut self,
+        n: &SNode,
+        what: &str,
+        max: Duration,
+    ) -> Option<Duration> {
+        let d = self.parse_duration(n, what)?;
+        if d > max {
+            let text = n.node.scalar_text().unwrap_or_default();
+            self.error(
+                n.span,
+                format!(
+                    "{what}: `{}` is longer than wayprobe allows ({})",
+                    text.trim(),
+                    humantime::format_duration(max)
+                ),
+            )
+            .label = Some(format!(
+                "write at most `{}`",
+                humantime::format_duration(max)
+            ));
+            return None;
+        }
+        Some(d)
+    }
+
+    fn parse_duration(&mut self, n: &SNode, what: &str) -> Option<Duration> {
         let text = match &n.node {
             Node::Str(s) => s.clone(),
             Node::Int(_) | Node::Float(_) => {
@@ -529,7 +590,7 @@ pub(super) fn journey(
         .and_then(|n| v.string(n, "description"));
     let interval = f
         .get("interval")
-        .and_then(|n| v.duration(n, "interval"))
+        .and_then(|n| v.duration_max(n, "interval", MAX_INTERVAL))
         .unwrap_or(DEFAULT_INTERVAL);
     if interval < Duration::from_millis(100)
         && let Some(n) = f.get("interval")
@@ -538,7 +599,7 @@ pub(super) fn journey(
     }
     let timeout = match f.get("timeout") {
         Some(n) => {
-            let t = v.duration(n, "timeout");
+            let t = v.duration_max(n, "timeout", MAX_TIMEOUT);
             if let Some(t) = t {
                 if t >= interval {
                     v.error(n.span, format!(
@@ -557,7 +618,7 @@ pub(super) fn journey(
     };
     let jitter = f
         .get("jitter")
-        .and_then(|n| v.duration(n, "jitter"))
+        .and_then(|n| v.duration_max(n, "jitter", MAX_INTERVAL))
         .unwrap_or_default();
     if jitter >= interval
         && let Some(n) = f.get("jitter")
@@ -814,7 +875,9 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
             None
         }
     };
-    let timeout = f.get("timeout").and_then(|n| v.duration(n, "step timeout"));
+    let timeout = f
+        .get("timeout")
+        .and_then(|n| v.duration_max(n, "step timeout", MAX_TIMEOUT));
     let kinds: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
     // A typo'd kind (`htpp`) was already reported with a hint; don't pile on.
     let has_unknown = f
@@ -1002,13 +1065,25 @@ fn http_step(
         .unwrap_or(true);
     let max_redirects = f
         .get("max_redirects")
-        .and_then(|b| v.uint(b, "`max_redirects`"))
-        .map(|x| x.min(50) as u32)
+        .and_then(|b| v.uint_max(b, "`max_redirects`", MAX_REDIRECTS))
+        .map(|x| x as u32)
         .unwrap_or(DEFAULT_MAX_REDIRECTS);
     let max_body = f
         .get("max_body")
         .and_then(|b| v.size(b, "`max_body`"))
+        .filter(|b| {
+            *b <= MAX_BODY || {
+                let n = f.get("max_body").expect("read above");
+                v.error(n.span, "`max_body` is larger than wayprobe allows (1GiB)")
+                    .label = Some("write at most `1GiB`".into());
+                false
+            }
+        })
         .unwrap_or(DEFAULT_MAX_BODY);
+    let keep_headers = f
+        .get("keep_headers_across_origins")
+        .map(|k| keep_headers(v, k, &headers))
+        .unwrap_or_default();
     let expect = match expect {
         Some(e) => assertions(v, e, names),
         None => Vec::new(),
@@ -1022,8 +1097,36 @@ fn http_step(
         follow_redirects,
         max_redirects,
         max_body,
+        keep_headers,
         expect,
     })
+}
+
+/// `keep_headers_across_origins: [authorization]`: names of the step's own
+/// headers that may follow a redirect to another origin.
+fn keep_headers(v: &mut Validator<'_>, n: &SNode, headers: &[(String, Template)]) -> Vec<String> {
+    let what = "`keep_headers_across_origins`";
+    let Node::Seq(items) = &n.node else {
+        v.type_error(n, what, "a list of header names, e.g. `[authorization]`");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for i in items {
+        let Some(name) = v.string(i, what) else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(&name)) {
+            v.error(
+                i.span,
+                format!("{what}: this step sends no `{name}` header"),
+            )
+            .label = Some("list headers from this step's `headers:`".into());
+            continue;
+        }
+        out.push(name);
+    }
+    out
 }
 
 fn pairs(v: &mut Validator<'_>, n: &SNode, what: &str, names: &Names) -> Vec<(String, Template)> {
@@ -1100,8 +1203,8 @@ fn expected(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Expected>
     Some(match &n.node {
         Node::Null => Expected::Null,
         Node::Bool(b) => Expected::Bool(*b),
-        Node::Int(i) => Expected::Number(*i as f64),
-        Node::Float(f) => Expected::Number(*f),
+        Node::Int(i) => Expected::Number(Num::Int((*i).into())),
+        Node::Float(f) => Expected::Number(Num::Float(*f)),
         Node::Str(_) => Expected::Text(v.template(n, "an expected value", names)?),
         _ => {
             v.type_error(n, "an expected value", "a single value");
@@ -1289,7 +1392,7 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                 };
                 match df.get("under") {
                     Some(u) => {
-                        if let Some(d) = v.duration(u, "`under`") {
+                        if let Some(d) = v.duration_max(u, "`under`", MAX_TIMEOUT) {
                             out.push(Assertion {
                                 span: u.span,
                                 check: Check::DurationUnder(d),

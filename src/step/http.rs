@@ -3,95 +3,19 @@
 //! assertions, then take the captures.
 
 use std::error::Error as _;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use crate::journey::{Body, Check, HttpStep, JsonTemplate, PartValue, Step};
+use crate::journey::{Body, HttpStep, JsonTemplate, PartValue, Step};
 use crate::outcome::{Exchange, Failure, Reason, Timing};
-use crate::redact::{Redactor, excerpt};
-use crate::run::RunCtx;
+use crate::redact::Redactor;
+use crate::step::context::StepCtx;
+pub use crate::step::response::{CookieInfo, Response};
 use crate::template::Scope;
-
-/// A cookie as seen in the run's jar after a response.
-#[derive(Debug, Clone)]
-pub struct CookieInfo {
-    /// Name.
-    pub name: String,
-    /// Value.
-    pub value: String,
-    /// `Secure` attribute.
-    pub secure: bool,
-    /// `HttpOnly` attribute.
-    pub http_only: bool,
-    /// `SameSite` attribute, as written by the server.
-    pub same_site: Option<String>,
-    /// `Path` attribute.
-    pub path: Option<String>,
-    /// `Domain` attribute.
-    pub domain: Option<String>,
-}
-
-/// A fully read response, with lazily parsed views of its body.
-#[derive(Debug)]
-pub struct Response {
-    /// Final status code.
-    pub status: u16,
-    /// Final URL (after redirects).
-    pub url: String,
-    /// Headers with lower-case names, in order.
-    pub headers: Vec<(String, String)>,
-    /// The body (at most `max_body` bytes).
-    pub body: Bytes,
-    /// Time from sending the first request to the end of the body.
-    pub elapsed: Duration,
-    /// Cookies in the jar after the response.
-    pub cookies: Vec<CookieInfo>,
-    text: OnceLock<String>,
-    json: OnceLock<Result<Value, String>>,
-}
-
-impl Response {
-    /// Builds a response from its parts (also used by tests).
-    pub fn new(status: u16, url: String, headers: Vec<(String, String)>, body: Bytes) -> Self {
-        Self {
-            status,
-            url,
-            headers,
-            body,
-            elapsed: Duration::ZERO,
-            cookies: Vec::new(),
-            text: OnceLock::new(),
-            json: OnceLock::new(),
-        }
-    }
-
-    /// The body as text (invalid UTF-8 replaced).
-    pub fn text(&self) -> &str {
-        self.text
-            .get_or_init(|| String::from_utf8_lossy(&self.body).into_owned())
-    }
-
-    /// The body parsed as JSON, once.
-    pub fn json(&self) -> Result<&Value, String> {
-        self.json
-            .get_or_init(|| serde_json::from_slice(&self.body).map_err(|e| e.to_string()))
-            .as_ref()
-            .map_err(Clone::clone)
-    }
-
-    /// All values of a header (name in lower case).
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-}
 
 /// What an HTTP step produced (the caller adds timing).
 #[derive(Debug, Default)]
@@ -340,6 +264,10 @@ pub fn classify(e: &reqwest::Error) -> (Reason, String) {
         Reason::Protocol => "invalid HTTP response",
         _ => "request failed",
     };
+    let detail = match reason {
+        Reason::Tls => crate::tls::explain(e).unwrap_or(detail),
+        _ => detail,
+    };
     (reason, format!("{what}: {detail}"))
 }
 
@@ -347,23 +275,61 @@ fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-fn snapshot_cookies(jar: &reqwest_cookie_store::CookieStoreMutex) -> Vec<CookieInfo> {
+/// The cookies `expect: cookies:` and `capture: cookie:` judge: those the
+/// final response set (as stored, on its host), then those the jar would send
+/// to the final URL, most specific path first, so a same-named cookie of
+/// another host or path never stands in for the one that applies.
+fn cookies_for(
+    jar: &reqwest_cookie_store::CookieStoreMutex,
+    url: &url::Url,
+    set_cookies: &[String],
+) -> Vec<CookieInfo> {
     let store = match jar.lock() {
         Ok(s) => s,
         Err(p) => p.into_inner(),
     };
-    store
-        .iter_unexpired()
-        .map(|c| CookieInfo {
-            name: c.name().to_string(),
-            value: c.value().to_string(),
-            secure: c.secure().unwrap_or(false),
-            http_only: c.http_only().unwrap_or(false),
-            same_site: c.same_site().map(|s| s.to_string()),
-            path: c.path().map(str::to_string),
-            domain: c.domain().map(str::to_string),
-        })
-        .collect()
+    let info = |c: &cookie_store::Cookie<'_>| CookieInfo {
+        name: c.name().to_string(),
+        value: c.value().to_string(),
+        secure: c.secure().unwrap_or(false),
+        http_only: c.http_only().unwrap_or(false),
+        same_site: c.same_site().map(|s| s.to_string()),
+        path: c.path().map(str::to_string),
+        domain: c.domain().map(str::to_string),
+    };
+    let mut out: Vec<CookieInfo> = Vec::new();
+    for raw in set_cookies {
+        let Ok(set) = cookie_store::RawCookie::parse(raw.as_str()) else {
+            continue;
+        };
+        let stored = store.iter_unexpired().find(|c| {
+            c.name() == set.name()
+                && c.domain.matches(url)
+                && set.path().is_none_or(|p| String::from(&c.path) == p)
+        });
+        if let Some(c) = stored {
+            out.push(info(c));
+        }
+    }
+    let mut applying = store.matches(url);
+    // Longest path first (RFC 6265 §5.4 order); ties by name and value, so
+    // the jar's hash order never decides.
+    applying.sort_by(|a, b| {
+        let len = |c: &cookie_store::Cookie<'_>| String::from(&c.path).len();
+        len(b)
+            .cmp(&len(a))
+            .then_with(|| a.name().cmp(b.name()))
+            .then_with(|| a.value().cmp(b.value()))
+    });
+    for c in applying {
+        if !out
+            .iter()
+            .any(|o| o.name == c.name() && o.path.as_deref() == c.path() && o.value == c.value())
+        {
+            out.push(info(c));
+        }
+    }
+    out
 }
 
 fn headers_of(h: &reqwest::header::HeaderMap, r: &Redactor) -> Vec<(String, String)> {
@@ -375,9 +341,69 @@ fn headers_of(h: &reqwest::header::HeaderMap, r: &Redactor) -> Vec<(String, Stri
         .collect()
 }
 
+/// Whether a header carries credentials: by name (`Authorization`,
+/// `Proxy-Authorization`, a hand-written `Cookie`, API-key headers), or
+/// because its value holds a secret of the run.
+fn is_credential(name: &HeaderName, value: &HeaderValue, redactor: &Redactor) -> bool {
+    crate::redact::is_sensitive_header(name.as_str())
+        || value.to_str().map_or(true, |v| redactor.apply(v) != v)
+}
+
+/// The redirect policy for credentials, as curl, reqwest and the Fetch
+/// standard apply it: when a redirect changes scheme, host or port, headers
+/// that carry credentials are dropped (for the rest of the step), unless the
+/// step lists them in `keep_headers_across_origins`; and they never follow a
+/// redirect from HTTPS to plain HTTP, listed or not. The run's cookie jar
+/// sends its own cookies by their domain and path rules.
+fn strip_credentials(
+    headers: &mut Vec<(HeaderName, HeaderValue)>,
+    from: &url::Url,
+    to: &url::Url,
+    keep: &[String],
+    redactor: &Redactor,
+) {
+    if from.origin() == to.origin() {
+        return;
+    }
+    let downgrade = from.scheme() == "https" && to.scheme() == "http";
+    headers.retain(|(k, v)| {
+        !is_credential(k, v, redactor) || (!downgrade && keep.iter().any(|n| n == k.as_str()))
+    });
+}
+
+/// Decodes a body by its `Content-Encoding` (gzip, deflate, br), reading at
+/// most `max` decoded bytes, so a compression bomb fails with
+/// `body_too_large`. Other codings are judged as sent.
+fn decompress(encoding: &str, raw: bytes::Bytes, max: u64) -> Result<bytes::Bytes, Failure> {
+    use std::io::Read;
+    let reader: Box<dyn Read> = match encoding {
+        "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(&raw[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&raw[..])),
+        "br" => Box::new(brotli_decompressor::Decompressor::new(&raw[..], 64 * 1024)),
+        _ => return Ok(raw),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(max.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            Failure::new(
+                Reason::InvalidBody,
+                format!("the {encoding} body cannot be decoded: {e}"),
+            )
+        })?;
+    if out.len() as u64 > max {
+        return Err(Failure::new(
+            Reason::BodyTooLarge,
+            format!("decoded body exceeds max_body ({max} bytes); stopped decoding"),
+        ));
+    }
+    Ok(out.into())
+}
+
 /// Runs one HTTP step. Assertions are checked before captures, so a wrong
 /// status is reported as such rather than as a missing capture.
-pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResult {
+pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpResult {
     let mut out = HttpResult::default();
     let started = Instant::now();
     let redactor = ctx.redactor.clone();
@@ -541,6 +567,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
                 method = reqwest::Method::GET;
                 send_body = false;
             }
+            strip_credentials(&mut headers, &url, &next, &http.keep_headers, &redactor);
             url = next;
             out.redirects += 1;
             continue;
@@ -550,7 +577,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
 
     let status = resp.status().as_u16();
     out.status = Some(status);
-    let final_url = resp.url().to_string();
+    let final_url = resp.url().clone();
     let resp_headers: Vec<(String, String)> = resp
         .headers()
         .iter()
@@ -607,54 +634,50 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut RunCtx) -> HttpResu
             }
         }
     }
-    let mut response = Response::new(status, final_url, resp_headers, buf.freeze());
-    response.elapsed = started.elapsed();
-    response.cookies = snapshot_cookies(&ctx.jar);
-
-    // The implicit default: a 2xx or 3xx status, unless the step says otherwise.
-    let has_status = http
-        .expect
-        .iter()
-        .any(|a| matches!(a.check, Check::Status(_)));
-    if !has_status && !(200..400).contains(&status) {
-        let mut f = Failure::new(
-            Reason::Status,
-            format!("status {status}: expected 2xx or 3xx (no `status` in `expect`)"),
-        )
-        .expected_actual("2xx or 3xx", status.to_string())
-        .at(step.span);
-        if !response.body.is_empty() {
-            f.excerpt =
-                Some(redactor.apply(&excerpt(response.text(), crate::assertion::EXCERPT_CHARS)));
-        }
-        out.failure = Some(f);
-        return out;
-    }
-    // Status first, so "500" is reported rather than a body mismatch.
-    let mut ordered: Vec<&crate::journey::Assertion> = http
-        .expect
-        .iter()
-        .filter(|a| matches!(a.check, Check::Status(_)))
-        .collect();
-    ordered.extend(
-        http.expect
-            .iter()
-            .filter(|a| !matches!(a.check, Check::Status(_))),
-    );
-    for a in ordered {
-        if let Err(f) = crate::assertion::check(a, &response, &ctx.scope, &redactor) {
-            out.failure = Some(f);
+    let encoding = resp
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let raw = buf.freeze();
+    let max = http.max_body;
+    let body = match encoding {
+        None => Ok(raw),
+        Some(enc) => tokio::task::spawn_blocking(move || decompress(&enc, raw, max))
+            .await
+            .unwrap_or_else(|e| {
+                Err(Failure::new(
+                    Reason::Internal,
+                    format!("decompressing failed: {e}"),
+                ))
+            }),
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(f) => {
+            out.failure = Some(failure(f));
             return out;
         }
-    }
-    for c in &step.captures {
-        match crate::capture::extract(c, &response, &redactor) {
-            Ok(v) => ctx.set_capture(c, v),
-            Err(f) => {
-                out.failure = Some(f);
-                return out;
+    };
+    let set_cookies: Vec<String> = resp_headers
+        .iter()
+        .filter(|(k, _)| k == "set-cookie")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let mut response = Response::new(status, final_url.to_string(), resp_headers, body);
+    response.elapsed = started.elapsed();
+    response.cookies = cookies_for(&ctx.jar, &final_url, &set_cookies);
+    response.deadline = Some(ctx.deadline);
+    match crate::step::judge::judge(step, http, response, &ctx.scope, &redactor).await {
+        Ok(values) => {
+            for (c, v) in step.captures.iter().zip(values) {
+                ctx.set_capture(c, v);
             }
         }
+        Err(f) => out.failure = Some(f),
     }
     out
 }

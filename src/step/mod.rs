@@ -1,24 +1,96 @@
-//! Step executors: one function per step kind, chosen by a `match`.
+//! Everything one step needs, and nothing about runs or schedules: its
+//! context and deadline ([`context`]), the response ([`response`]), the
+//! assertions ([`expect`]) and captures ([`capture`]) judged over it, the one
+//! place output is shaped ([`excerpt`]), and one executor per step kind
+//! ([`http`], and `browser` behind the default-on `browser` feature).
+//!
+//! Dependencies flow one way: `journey` ← `step` ← `run`.
 
+#[cfg(feature = "browser")]
+pub mod browser;
+pub mod capture;
+pub mod context;
+pub mod excerpt;
+pub mod expect;
 pub mod http;
+pub mod judge;
+pub mod response;
 pub mod timing;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+pub use context::StepCtx;
+
+/// State a run keeps for executors across its steps (today: the browser
+/// session), so the step context holds nothing executor-specific.
+#[derive(Default)]
+pub struct Executors {
+    /// The run's browser endpoint and session.
+    #[cfg(feature = "browser")]
+    pub browser: browser::RunBrowser,
+}
+
+impl Executors {
+    /// Ends what the run opened (its browser session), bounded.
+    pub async fn finish(&mut self) {
+        #[cfg(feature = "browser")]
+        self.browser.finish().await;
+    }
+}
 
 use crate::journey::{Step, StepKind};
-#[cfg(not(feature = "browser"))]
-use crate::outcome::{Failure, Reason};
-use crate::outcome::{StepOutcome, StepStatus};
-use crate::run::{RunCtx, Runner};
+use crate::outcome::{Failure, Reason, StepOutcome, StepStatus};
 
-/// Runs one step (the caller bounds it with a timeout and sets the duration).
-pub async fn execute(
+/// Runs one step under its deadline, the only place a step's deadline is
+/// decided: `min(run_deadline, now + step timeout)`, where the step timeout
+/// defaults to `journey_timeout`. A step that overruns fails with
+/// [`Reason::Timeout`]; the outcome carries the step's duration.
+pub async fn run(
     step: &Step,
-    ctx: &mut RunCtx,
-    runner: &Runner,
-    limit: Duration,
+    ctx: &mut StepCtx,
+    ex: &mut Executors,
+    run_deadline: Instant,
+    journey_timeout: Duration,
 ) -> StepOutcome {
-    let _ = (runner, limit);
+    let t0 = Instant::now();
+    let step_limit = step.timeout.unwrap_or(journey_timeout);
+    let own = t0.checked_add(step_limit).unwrap_or(run_deadline);
+    ctx.deadline = own.min(run_deadline);
+    let res = tokio::time::timeout_at(ctx.deadline.into(), execute(step, ctx, ex)).await;
+    let duration = t0.elapsed();
+    match res {
+        Ok(mut o) => {
+            o.duration = duration;
+            o
+        }
+        Err(_) => {
+            let msg = if run_deadline < own {
+                format!(
+                    "journey timeout ({}) reached during this step",
+                    humantime::format_duration(journey_timeout)
+                )
+            } else {
+                format!(
+                    "step did not finish within {}",
+                    humantime::format_duration(round_ms(step_limit))
+                )
+            };
+            StepOutcome {
+                status: StepStatus::Failed,
+                duration,
+                failure: Some(Failure::new(Reason::Timeout, msg).at(step.span)),
+                ..StepOutcome::skipped(&step.name, step.kind_name())
+            }
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+/// Runs one step (bounded by [`run`], which sets the deadline and duration).
+pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> StepOutcome {
     match &step.kind {
         StepKind::Http(h) => {
             let r = http::execute(step, h, ctx).await;
@@ -40,12 +112,10 @@ pub async fn execute(
             }
         }
         #[cfg(feature = "browser")]
-        StepKind::Browser(b) => {
-            crate::browser::execute(step, b, ctx, runner.browser(), limit).await
-        }
+        StepKind::Browser(b) => browser::execute(step, b, ctx, &mut ex.browser).await,
         #[cfg(not(feature = "browser"))]
         StepKind::Browser(_) => {
-            let _ = (runner, limit);
+            let _ = ex;
             StepOutcome {
             status: StepStatus::Failed,
             failure: Some(

@@ -444,3 +444,82 @@ async fn a_failing_browser_expect_reports_what_the_page_showed() {
     assert!(f.message.contains("Checkout failed: 503"), "{}", f.message);
     r.browser.shutdown().await;
 }
+
+/// Text in a PNG, read by Debian's `tesseract-ocr`.
+fn ocr(png: &std::path::Path) -> String {
+    let out = std::process::Command::new("tesseract")
+        .arg(png)
+        .arg("stdout")
+        .output()
+        .expect("tesseract runs");
+    String::from_utf8_lossy(&out.stdout).to_lowercase()
+}
+
+/// A page that shows a secret: neither the `screenshot` action's image nor
+/// the failure screenshot shows it (read back by OCR), and the page is put
+/// back as it was for the rest of the journey.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn screenshots_do_not_show_secrets() {
+    if !tool("tesseract") {
+        return;
+    }
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    let j = journey(
+        &format!(
+            r##"name: shows-secret
+interval: 1m
+timeout: 40s
+secrets: {{password: {{env: SHOP_PASSWORD}}}}
+steps:
+  - name: page
+    browser:
+      - goto: "{base}/show?text=VISIBLE%20{{{{ secret.password | urlencode }}}}%20TEXT"
+      - screenshot: page
+      - expect: {{selector: "#shown", contains: "{{{{ secret.password }}}}"}}
+  - name: fails
+    browser:
+      - expect: {{selector: "#nothing-here", visible: true, timeout: 1s}}
+"##,
+            base = t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(
+        o.steps[0].status,
+        wayprobe::outcome::StepStatus::Passed,
+        "{o:#?}"
+    );
+    let f = o.failure().expect("the second step fails");
+    let failure_png = f
+        .artifacts
+        .iter()
+        .find(|a| a.ends_with(".png"))
+        .expect("a failure screenshot");
+    let secret = wayprobe::demo::DemoShop::PASSWORD;
+    for png in [
+        r.artifacts.join("shows-secret").join("page.png"),
+        std::path::PathBuf::from(failure_png),
+    ] {
+        let text = ocr(&png);
+        // OCR reads the page (so it would read the secret if it were there).
+        assert!(
+            text.contains("visible"),
+            "OCR of {}: {text:?}",
+            png.display()
+        );
+        assert!(
+            !text.contains(secret),
+            "{} shows the secret: {text:?}",
+            png.display()
+        );
+        assert!(
+            !text.contains("wonder"),
+            "{} shows the secret: {text:?}",
+            png.display()
+        );
+    }
+    r.browser.shutdown().await;
+}

@@ -3,6 +3,7 @@
 mod browser;
 mod check;
 mod cli;
+mod hostile;
 mod http;
 mod rules;
 mod scheduler;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod golden;
+pub mod hostile;
 pub mod target;
 
 use std::collections::BTreeMap;

@@ -48,7 +48,7 @@ struct ImgQ {
 }
 
 fn app() -> Router {
-    Router::new()
+    super::hostile::routes()
         .route("/ok", get(|| async { "ok" }))
         .route(
             "/status/{code}",

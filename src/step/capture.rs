@@ -4,8 +4,9 @@ use serde_json::Value;
 
 use crate::journey::{Capture, CaptureSource};
 use crate::outcome::{Failure, Reason};
-use crate::redact::{Redactor, excerpt};
-use crate::step::http::Response;
+use crate::redact::Redactor;
+use crate::step::excerpt as shape;
+use crate::step::response::{HtmlError, Response};
 
 /// Text form of a JSON node: strings raw, everything else as JSON.
 pub fn json_text(v: &Value) -> String {
@@ -24,8 +25,7 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
         )
         .at(c.span);
         if !resp.body.is_empty() {
-            f.excerpt =
-                Some(redactor.apply(&excerpt(resp.text(), crate::assertion::EXCERPT_CHARS)));
+            f.excerpt = Some(shape::body(redactor, resp.text()));
         }
         f
     };
@@ -37,8 +37,7 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
                     redactor.apply(&format!("capture `{}`: the body is not JSON ({m})", c.name)),
                 )
                 .at(c.span);
-                f.excerpt =
-                    Some(redactor.apply(&excerpt(resp.text(), crate::assertion::EXCERPT_CHARS)));
+                f.excerpt = Some(shape::body(redactor, resp.text()));
                 f
             })?;
             path.query(json)
@@ -51,7 +50,13 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
             compiled,
             attr,
         } => {
-            let html = scraper::Html::parse_document(resp.text());
+            let html = resp.html().map_err(|e| {
+                let reason = match e {
+                    HtmlError::Deadline => Reason::Timeout,
+                    HtmlError::TooDeep => Reason::InvalidBody,
+                };
+                Failure::new(reason, format!("capture `{}`: {e}", c.name)).at(c.span)
+            })?;
             let el = html
                 .select(compiled)
                 .next()

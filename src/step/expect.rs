@@ -1,4 +1,5 @@
-//! Checking a step's `expect:` assertions against a response.
+//! Checking a step's `expect:` assertions against a response: pure
+//! functions of the response, the scope and the redactor.
 //!
 //! Every check returns `Ok(())` or a [`Failure`] pointing at the assertion's
 //! YAML position, with expected and actual values already redacted.
@@ -7,14 +8,12 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::journey::{Assertion, Check, CookiePredicate, Expected, Predicate};
+use crate::journey::{Assertion, Check, CookiePredicate, Expected, Num, Predicate};
 use crate::outcome::{Failure, Reason};
-use crate::redact::{Redactor, excerpt};
-use crate::step::http::Response;
+use crate::redact::Redactor;
+use crate::step::excerpt as shape;
+use crate::step::response::Response;
 use crate::template::Scope;
-
-/// Characters of body shown in failure excerpts.
-pub const EXCERPT_CHARS: usize = 240;
 
 /// Renders an expected value for comparison and display.
 fn expected_text(e: &Expected, scope: &Arc<Scope>) -> Result<String, Failure> {
@@ -23,32 +22,27 @@ fn expected_text(e: &Expected, scope: &Arc<Scope>) -> Result<String, Failure> {
             .render(scope)
             .map_err(|m| Failure::new(Reason::Template, m))?
             .into_owned(),
-        Expected::Number(n) => fmt_num(*n),
+        Expected::Number(n) => n.to_string(),
         Expected::Bool(b) => b.to_string(),
         Expected::Null => "null".to_string(),
     })
-}
-
-fn fmt_num(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        n.to_string()
-    }
 }
 
 /// The outcome of a predicate: Ok, or (expected description, actual description).
 type PredResult = Result<(), (String, String)>;
 
 /// Applies a predicate to an optional text value (headers, body, cookies, page text).
+///
+/// Values shown in the result are redacted before they are cut.
 pub fn text_predicate(
     pred: &Predicate,
     actual: Option<&str>,
     scope: &Arc<Scope>,
+    redactor: &Redactor,
 ) -> Result<PredResult, Failure> {
     let shown = |a: Option<&str>| {
         a.map_or("nothing (absent)".to_string(), |s| {
-            format!("`{}`", excerpt(s, 200))
+            format!("`{}`", shape::shape(redactor, s, 200))
         })
     };
     let r = match pred {
@@ -101,7 +95,7 @@ pub fn text_predicate(
             }
         }
         Predicate::Lt(_) | Predicate::Le(_) | Predicate::Gt(_) | Predicate::Ge(_) => {
-            match actual.and_then(|a| a.trim().parse::<f64>().ok()) {
+            match actual.and_then(Num::parse) {
                 Some(n) => compare(pred, n),
                 None => Err((describe_cmp(pred), shown(actual))),
             }
@@ -123,26 +117,27 @@ pub fn text_predicate(
 
 fn describe_cmp(pred: &Predicate) -> String {
     match pred {
-        Predicate::Lt(x) => format!("a number < {}", fmt_num(*x)),
-        Predicate::Le(x) => format!("a number ≤ {}", fmt_num(*x)),
-        Predicate::Gt(x) => format!("a number > {}", fmt_num(*x)),
-        Predicate::Ge(x) => format!("a number ≥ {}", fmt_num(*x)),
+        Predicate::Lt(x) => format!("a number < {x}"),
+        Predicate::Le(x) => format!("a number ≤ {x}"),
+        Predicate::Gt(x) => format!("a number > {x}"),
+        Predicate::Ge(x) => format!("a number ≥ {x}"),
         _ => String::new(),
     }
 }
 
-fn compare(pred: &Predicate, n: f64) -> PredResult {
+fn compare(pred: &Predicate, n: Num) -> PredResult {
+    use std::cmp::Ordering::{Equal, Greater, Less};
     let ok = match pred {
-        Predicate::Lt(x) => n < *x,
-        Predicate::Le(x) => n <= *x,
-        Predicate::Gt(x) => n > *x,
-        Predicate::Ge(x) => n >= *x,
+        Predicate::Lt(x) => n.cmp_exact(*x) == Some(Less),
+        Predicate::Le(x) => matches!(n.cmp_exact(*x), Some(Less | Equal)),
+        Predicate::Gt(x) => n.cmp_exact(*x) == Some(Greater),
+        Predicate::Ge(x) => matches!(n.cmp_exact(*x), Some(Greater | Equal)),
         _ => false,
     };
     if ok {
         Ok(())
     } else {
-        Err((describe_cmp(pred), fmt_num(n)))
+        Err((describe_cmp(pred), n.to_string()))
     }
 }
 
@@ -150,7 +145,11 @@ fn json_eq(v: &Value, e: &Expected, want_text: &str) -> bool {
     match (e, v) {
         (Expected::Null, Value::Null) => true,
         (Expected::Bool(b), Value::Bool(x)) => b == x,
-        (Expected::Number(n), Value::Number(x)) => x.as_f64() == Some(*n),
+        // Exact: 9007199254740993 is not 9007199254740992, though both
+        // round to the same double.
+        (Expected::Number(n), Value::Number(x)) => {
+            Num::of_json(x).cmp_exact(*n) == Some(std::cmp::Ordering::Equal)
+        }
         (Expected::Text(_), Value::String(s)) => s == want_text,
         // A template renders to text; let `"{{ qty }}"` match the number 2.
         (Expected::Text(_), Value::Number(x)) => x.to_string() == want_text,
@@ -159,9 +158,8 @@ fn json_eq(v: &Value, e: &Expected, want_text: &str) -> bool {
     }
 }
 
-fn json_show(v: &Value) -> String {
-    let s = v.to_string();
-    excerpt(&s, 200)
+fn json_show(v: &Value, redactor: &Redactor) -> String {
+    shape::shape(redactor, &v.to_string(), 200)
 }
 
 /// Applies a predicate to the nodes a JSONPath query selected.
@@ -169,6 +167,7 @@ pub fn json_predicate(
     pred: &Predicate,
     nodes: &[&Value],
     scope: &Arc<Scope>,
+    redactor: &Redactor,
 ) -> Result<PredResult, Failure> {
     let single = || -> Result<&Value, (String, String)> {
         match nodes {
@@ -196,7 +195,7 @@ pub fn json_predicate(
                         Ok(())
                     } else {
                         let verb = if neg { "not to equal" } else { "to equal" };
-                        Err((format!("{verb} `{want}`"), json_show(v)))
+                        Err((format!("{verb} `{want}`"), json_show(v, redactor)))
                     }
                 }
                 Err(e) if neg && nodes.is_empty() => {
@@ -221,24 +220,24 @@ pub fn json_predicate(
                         Ok(())
                     } else {
                         let verb = if neg { "not to contain" } else { "to contain" };
-                        Err((format!("{verb} `{want}`"), json_show(v)))
+                        Err((format!("{verb} `{want}`"), json_show(v, redactor)))
                     }
                 }
                 Err(e) => Err(e),
             }
         }
         Predicate::StartsWith(_) | Predicate::Matches(_) => match single() {
-            Ok(Value::String(s)) => return text_predicate(pred, Some(s), scope),
+            Ok(Value::String(s)) => return text_predicate(pred, Some(s), scope, redactor),
             Ok(v) => {
                 let text = v.to_string();
-                return text_predicate(pred, Some(&text), scope);
+                return text_predicate(pred, Some(&text), scope, redactor);
             }
             Err(e) => Err(e),
         },
         Predicate::Lt(_) | Predicate::Le(_) | Predicate::Gt(_) | Predicate::Ge(_) => match single()
         {
-            Ok(Value::Number(n)) => compare(pred, n.as_f64().unwrap_or(f64::NAN)),
-            Ok(v) => Err((describe_cmp(pred), json_show(v))),
+            Ok(Value::Number(n)) => compare(pred, Num::of_json(n)),
+            Ok(v) => Err((describe_cmp(pred), json_show(v, redactor))),
             Err(e) => Err(e),
         },
         Predicate::Length(n) => {
@@ -273,7 +272,7 @@ pub fn check(
         .expected_actual(redactor.apply(&exp), redactor.apply(&act))
         .at(a.span);
         if matches!(reason, Reason::Assertion | Reason::Status) && !resp.body.is_empty() {
-            f.excerpt = Some(redactor.apply(&excerpt(resp.text(), EXCERPT_CHARS)));
+            f.excerpt = Some(shape::body(redactor, resp.text()));
         }
         f
     };
@@ -298,7 +297,7 @@ pub fn check(
             } else {
                 Some(values.join(", "))
             };
-            text_predicate(pred, actual.as_deref(), scope)
+            text_predicate(pred, actual.as_deref(), scope, redactor)
                 .map_err(with_span)?
                 .map_err(|e| fail(Reason::Assertion, format!("header `{name}`"), e))
         }
@@ -315,7 +314,8 @@ pub fn check(
                     }
                 }
                 CookiePredicate::Value(p) => {
-                    text_predicate(p, c.map(|c| c.value.as_str()), scope).map_err(with_span)?
+                    text_predicate(p, c.map(|c| c.value.as_str()), scope, redactor)
+                        .map_err(with_span)?
                 }
                 CookiePredicate::Secure(b) => attr(
                     c,
@@ -360,7 +360,7 @@ pub fn check(
         }
         Check::Body(pred) => {
             let text = resp.text();
-            text_predicate(pred, Some(text), scope)
+            text_predicate(pred, Some(text), scope, redactor)
                 .map_err(with_span)?
                 .map_err(|(exp, act)| {
                     // The body itself goes in the excerpt, not the message.
@@ -379,11 +379,11 @@ pub fn check(
                     redactor.apply(&format!("`{query}`: the body is not JSON ({m})")),
                 )
                 .at(a.span);
-                f.excerpt = Some(redactor.apply(&excerpt(resp.text(), EXCERPT_CHARS)));
+                f.excerpt = Some(shape::body(redactor, resp.text()));
                 f
             })?;
             let nodes = path.query(json).all();
-            json_predicate(pred, &nodes, scope)
+            json_predicate(pred, &nodes, scope, redactor)
                 .map_err(with_span)?
                 .map_err(|e| fail(Reason::Assertion, format!("`{query}`"), e))
         }

@@ -1,0 +1,518 @@
+//! What a browser step does in the page: navigation, input, waits,
+//! assertions and captures, each call bounded by the step's time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use fantoccini::error::CmdError;
+
+use super::call::{CALL_TIMEOUT, bounded, classify, round, short};
+use crate::journey::{ActionKind, BrowserExpect, CaptureSource, Predicate, WaitCondition};
+use crate::outcome::{Failure, Reason, StepOutcome, Timing};
+use crate::step::context::StepCtx;
+
+/// Polls `check` until it returns Ok, or fails with its last error at the deadline.
+async fn poll<F, Fut>(limit: Duration, mut check: F) -> Result<(), Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
+    let deadline = Instant::now() + limit;
+    let mut first = true;
+    // What the page last showed: reported if the deadline cuts a check short.
+    let mut observed: Option<Failure> = None;
+    loop {
+        // The first check always gets a full call's time, so a short timeout
+        // still reports what the page showed rather than a bare timeout.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let budget = if first {
+            left.max(CALL_TIMEOUT)
+        } else {
+            left.max(Duration::from_millis(1))
+        };
+        first = false;
+        let last = match tokio::time::timeout(budget, check()).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(f)) => f,
+            Err(_) => match observed.take() {
+                Some(f) => return Err(f),
+                None => Failure::new(Reason::Timeout, "the browser did not answer in time"),
+            },
+        };
+        // A dead session will not get better by waiting.
+        if last.reason == Reason::BrowserSession || Instant::now() >= deadline {
+            return Err(last);
+        }
+        observed = Some(last);
+        tokio::time::sleep(
+            Duration::from_millis(100).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+}
+
+fn pred_ok(p: &Predicate, actual: Option<&str>, ctx: &StepCtx, what: &str) -> Result<(), Failure> {
+    match crate::step::expect::text_predicate(p, actual, &ctx.scope, &ctx.redactor)? {
+        Ok(()) => Ok(()),
+        Err((exp, act)) => Err(Failure::new(
+            Reason::Assertion,
+            ctx.redactor
+                .apply(&format!("{what}: expected {exp}, got {act}")),
+        )
+        .expected_actual(ctx.redactor.apply(&exp), ctx.redactor.apply(&act))),
+    }
+}
+
+async fn find(
+    c: &fantoccini::Client,
+    sel: &str,
+    limit: Duration,
+) -> Result<fantoccini::elements::Element, Failure> {
+    match tokio::time::timeout(
+        limit,
+        c.wait()
+            .at_most(limit)
+            .every(Duration::from_millis(100))
+            .for_element(Locator::Css(sel)),
+    )
+    .await
+    {
+        Ok(Ok(e)) => Ok(e),
+        Ok(Err(CmdError::WaitTimeout)) | Err(_) => Err(Failure::new(
+            Reason::BrowserElement,
+            format!(
+                "no element matches `{sel}` after {}",
+                humantime::format_duration(round(limit))
+            ),
+        )),
+        Ok(Err(e)) => Err(Failure::new(
+            classify(&e),
+            format!("finding `{sel}`: {}", short(&e)),
+        )),
+    }
+}
+
+fn key_code(name: &str) -> String {
+    match name {
+        "Enter" => "\u{E007}".into(),
+        "Tab" => "\u{E004}".into(),
+        "Escape" => "\u{E00C}".into(),
+        "Backspace" => "\u{E003}".into(),
+        "Delete" => "\u{E017}".into(),
+        "Space" => " ".into(),
+        "ArrowLeft" => "\u{E012}".into(),
+        "ArrowUp" => "\u{E013}".into(),
+        "ArrowRight" => "\u{E014}".into(),
+        "ArrowDown" => "\u{E015}".into(),
+        "Home" => "\u{E011}".into(),
+        "End" => "\u{E010}".into(),
+        "PageUp" => "\u{E00E}".into(),
+        "PageDown" => "\u{E00F}".into(),
+        other => other.to_string(),
+    }
+}
+
+const NAV_TIMING_JS: &str = "const n = performance.getEntriesByType('navigation')[0]; if (!n || !(n.responseStart > 0)) return null; \
+return {dns: n.domainLookupEnd - n.domainLookupStart, connect: n.connectEnd - n.connectStart, \
+tls: n.secureConnectionStart > 0 ? n.connectEnd - n.secureConnectionStart : 0, ttfb: n.responseStart - n.requestStart, \
+download: n.responseEnd - n.responseStart, dom_ready: n.domContentLoadedEventEnd, load: n.loadEventEnd};";
+
+pub(super) async fn run_action(
+    kind: &ActionKind,
+    artifacts: &Path,
+    ctx: &mut StepCtx,
+    c: &fantoccini::Client,
+    t: Duration,
+    out: &mut StepOutcome,
+) -> (String, Result<(), Failure>) {
+    let render = |tmpl: &crate::template::Template, ctx: &StepCtx| -> Result<String, Failure> {
+        tmpl.render(&ctx.scope)
+            .map(|s| s.into_owned())
+            .map_err(|m| Failure::new(Reason::Template, m))
+    };
+    match kind {
+        ActionKind::Goto(u) => {
+            let url = match render(u, ctx) {
+                Ok(u) => u,
+                Err(f) => return ("goto".into(), Err(f)),
+            };
+            let label = format!("goto {url}");
+            // chromedriver stops a hung load itself at the page-load timeout,
+            // which keeps the session usable for the failure screenshot.
+            let _ = bounded(
+                "setting the page-load timeout",
+                CALL_TIMEOUT,
+                c.update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                    Some(Duration::from_secs(10)),
+                    Some(t),
+                    Some(Duration::ZERO),
+                )),
+            )
+            .await;
+            let res = bounded(
+                &format!("loading {url}"),
+                t + Duration::from_secs(2),
+                c.goto(&url),
+            )
+            .await;
+            if res.is_ok()
+                && let Ok(Ok(v)) =
+                    tokio::time::timeout(CALL_TIMEOUT, c.execute(NAV_TIMING_JS, vec![])).await
+                && let Some(o) = v.as_object()
+            {
+                for (k, v) in o {
+                    if let Some(ms) = v.as_f64() {
+                        out.timings.push(Timing {
+                            name: format!("  {k}"),
+                            ms,
+                        });
+                    }
+                }
+            }
+            if res.is_ok() && out.request.is_none() {
+                out.request = Some(ctx.redactor.apply(&format!("GET {url}")));
+            }
+            (label, res)
+        }
+        ActionKind::Click(sel) => {
+            let res = async {
+                let e = find(c, sel, t).await?;
+                bounded(&format!("clicking `{sel}`"), t, e.click()).await
+            }
+            .await;
+            (format!("click {sel}"), res)
+        }
+        ActionKind::Fill { selector, value } => {
+            let res = async {
+                let v = render(value, ctx)?;
+                let e = find(c, selector, t).await?;
+                bounded(&format!("clearing `{selector}`"), t, e.clear()).await?;
+                bounded(&format!("typing into `{selector}`"), t, e.send_keys(&v)).await
+            }
+            .await;
+            (format!("fill {selector}"), res)
+        }
+        ActionKind::Select { selector, value } => {
+            let res = async {
+                let v = render(value, ctx)?;
+                let e = find(c, selector, t).await?;
+                bounded(
+                    &format!("selecting `{v}` in `{selector}`"),
+                    t,
+                    e.select_by_value(&v),
+                )
+                .await
+            }
+            .await;
+            (format!("select {selector}"), res)
+        }
+        ActionKind::Press { selector, key } => {
+            let res = async {
+                let e = match selector {
+                    Some(s) => find(c, s, t).await?,
+                    None => bounded("finding the focused element", t, c.active_element()).await?,
+                };
+                bounded(&format!("pressing {key}"), t, e.send_keys(&key_code(key))).await
+            }
+            .await;
+            (format!("press {key}"), res)
+        }
+        ActionKind::WaitFor(cond) => {
+            let label = match cond {
+                WaitCondition::Present(s)
+                | WaitCondition::Visible(s)
+                | WaitCondition::Text { selector: s, .. } => {
+                    format!("wait_for {s}")
+                }
+                WaitCondition::Url(_) => "wait_for url".into(),
+            };
+            let res = match cond {
+                WaitCondition::Present(s) => find(c, s, t).await.map(|_| ()),
+                WaitCondition::Visible(s) => {
+                    let s = s.clone();
+                    poll(t, || visible(c, &s))
+                        .await
+                        .map_err(|f| retitle(f, &format!("`{s}` did not become visible")))
+                }
+                WaitCondition::Text { selector, text } => match render(text, ctx) {
+                    Err(f) => Err(f),
+                    Ok(want) => {
+                        let p = Predicate::Contains(crate::journey::Expected::Text(
+                            crate::template::Template::literal(&want),
+                        ));
+                        poll(t, || async {
+                            element_text(c, selector).await.and_then(|got| {
+                                pred_ok(&p, got.as_deref(), ctx, &format!("text of `{selector}`"))
+                            })
+                        })
+                        .await
+                        .map(|_| ())
+                        .map_err(as_element_timeout)
+                    }
+                },
+                WaitCondition::Url(u) => match render(u, ctx) {
+                    Err(f) => Err(f),
+                    Ok(want) => {
+                        poll(t, || async {
+                            let cur = bounded("reading the URL", CALL_TIMEOUT, c.current_url())
+                                .await?
+                                .to_string();
+                            if cur.contains(&want) {
+                                Ok(())
+                            } else {
+                                Err(Failure::new(
+                                    Reason::Timeout,
+                                    format!("URL is `{cur}`, waited for `{want}`"),
+                                ))
+                            }
+                        })
+                        .await
+                    }
+                },
+            };
+            (label, res)
+        }
+        ActionKind::Expect(e) => {
+            let (label, res) = expect(e, ctx, c, t).await;
+            (label, res)
+        }
+        ActionKind::Capture(caps) => {
+            for cap in caps {
+                let v = match &cap.source {
+                    CaptureSource::Url => bounded("reading the URL", t, c.current_url())
+                        .await
+                        .map(|u| u.to_string()),
+                    CaptureSource::Element { selector, attr } => match find(c, selector, t).await {
+                        Err(f) => Err(f),
+                        Ok(e) => match attr {
+                            Some(a) => {
+                                bounded(&format!("reading `{a}` of `{selector}`"), t, e.attr(a))
+                                    .await
+                                    .and_then(|v| {
+                                        v.ok_or_else(|| {
+                                            Failure::new(
+                                                Reason::Capture,
+                                                format!("`{selector}` has no attribute `{a}`"),
+                                            )
+                                        })
+                                    })
+                            }
+                            None => {
+                                bounded(&format!("reading the text of `{selector}`"), t, e.text())
+                                    .await
+                            }
+                        },
+                    },
+                    _ => Err(Failure::new(
+                        Reason::Internal,
+                        "unsupported browser capture",
+                    )),
+                };
+                match v {
+                    Ok(v) => ctx.set_capture(cap, v),
+                    Err(mut f) => {
+                        if f.reason == Reason::BrowserElement {
+                            f.reason = Reason::Capture;
+                        }
+                        return (format!("capture {}", cap.name), Err(f.at(cap.span)));
+                    }
+                }
+            }
+            ("capture".into(), Ok(()))
+        }
+        ActionKind::Screenshot(name) => {
+            let res = async {
+                let png = super::artifacts::screenshot(c, &ctx.redactor, t).await?;
+                let safe: String = name
+                    .chars()
+                    .map(|ch| {
+                        if ch.is_ascii_alphanumeric() || ch == '-' || ch == '_' {
+                            ch
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                super::artifacts::journey_dir(artifacts, &ctx.journey)
+                    .and_then(|dir| super::artifacts::write_new(&dir, &format!("{safe}.png"), &png))
+                    .map(|_| ())
+                    .map_err(|e| {
+                        Failure::new(Reason::Internal, format!("cannot save screenshot: {e}"))
+                    })
+            }
+            .await;
+            (format!("screenshot {name}"), res)
+        }
+    }
+}
+
+fn retitle(mut f: Failure, msg: &str) -> Failure {
+    if f.reason == Reason::Timeout || f.reason == Reason::Assertion {
+        f.reason = Reason::BrowserElement;
+        f.message = msg.to_string();
+    }
+    f
+}
+
+fn as_element_timeout(mut f: Failure) -> Failure {
+    if f.reason == Reason::Assertion {
+        f.reason = Reason::BrowserElement;
+    }
+    f
+}
+
+async fn element_text(c: &fantoccini::Client, sel: &str) -> Result<Option<String>, Failure> {
+    match bounded(
+        &format!("finding `{sel}`"),
+        CALL_TIMEOUT,
+        c.find_all(Locator::Css(sel)),
+    )
+    .await?
+    .into_iter()
+    .next()
+    {
+        None => Ok(None),
+        Some(e) => bounded(
+            &format!("reading the text of `{sel}`"),
+            CALL_TIMEOUT,
+            e.text(),
+        )
+        .await
+        .map(Some),
+    }
+}
+
+async fn visible(c: &fantoccini::Client, sel: &str) -> Result<(), Failure> {
+    for e in bounded(
+        &format!("finding `{sel}`"),
+        CALL_TIMEOUT,
+        c.find_all(Locator::Css(sel)),
+    )
+    .await?
+    {
+        if bounded("visibility", CALL_TIMEOUT, e.is_displayed()).await? {
+            return Ok(());
+        }
+    }
+    Err(
+        Failure::new(Reason::Assertion, format!("`{sel}` is not visible"))
+            .expected_actual("visible", "hidden or absent"),
+    )
+}
+
+/// Browser assertions wait (up to their timeout) for the page to comply, as
+/// pages change after scripts run; the failure is the last observed state.
+async fn expect(
+    e: &BrowserExpect,
+    ctx: &StepCtx,
+    c: &fantoccini::Client,
+    t: Duration,
+) -> (String, Result<(), Failure>) {
+    match e {
+        BrowserExpect::Text { selector, pred } => (
+            format!("expect {selector}"),
+            poll(t, || async {
+                let got = element_text(c, selector).await?;
+                pred_ok(pred, got.as_deref(), ctx, &format!("text of `{selector}`"))
+            })
+            .await,
+        ),
+        BrowserExpect::Visible(s) => (
+            format!("expect {s} visible"),
+            poll(t, || visible(c, s)).await,
+        ),
+        BrowserExpect::Absent(s) => (
+            format!("expect {s} absent"),
+            poll(t, || async {
+                let n = bounded(
+                    &format!("finding `{s}`"),
+                    CALL_TIMEOUT,
+                    c.find_all(Locator::Css(s)),
+                )
+                .await?
+                .len();
+                if n == 0 {
+                    Ok(())
+                } else {
+                    Err(Failure::new(
+                        Reason::Assertion,
+                        format!("`{s}`: expected absent, got {n} element(s)"),
+                    )
+                    .expected_actual("absent", format!("{n} element(s)")))
+                }
+            })
+            .await,
+        ),
+        BrowserExpect::Count { selector, count } => (
+            format!("expect {selector} count"),
+            poll(t, || async {
+                let n = bounded(
+                    &format!("finding `{selector}`"),
+                    CALL_TIMEOUT,
+                    c.find_all(Locator::Css(selector)),
+                )
+                .await?
+                .len() as u64;
+                if n == *count {
+                    Ok(())
+                } else {
+                    Err(Failure::new(
+                        Reason::Assertion,
+                        format!("`{selector}`: expected {count} element(s), got {n}"),
+                    )
+                    .expected_actual(count.to_string(), n.to_string()))
+                }
+            })
+            .await,
+        ),
+        BrowserExpect::Attribute {
+            selector,
+            name,
+            pred,
+        } => (
+            format!("expect {selector}[{name}]"),
+            poll(t, || async {
+                let got = match bounded(
+                    &format!("finding `{selector}`"),
+                    CALL_TIMEOUT,
+                    c.find_all(Locator::Css(selector)),
+                )
+                .await?
+                .into_iter()
+                .next()
+                {
+                    None => None,
+                    Some(el) => {
+                        bounded(&format!("reading `{name}`"), CALL_TIMEOUT, el.attr(name)).await?
+                    }
+                };
+                pred_ok(
+                    pred,
+                    got.as_deref(),
+                    ctx,
+                    &format!("`{name}` of `{selector}`"),
+                )
+            })
+            .await,
+        ),
+        BrowserExpect::Url(p) => (
+            "expect url".into(),
+            poll(t, || async {
+                let u = bounded("reading the URL", CALL_TIMEOUT, c.current_url())
+                    .await?
+                    .to_string();
+                pred_ok(p, Some(&u), ctx, "URL")
+            })
+            .await,
+        ),
+        BrowserExpect::Title(p) => (
+            "expect title".into(),
+            poll(t, || async {
+                let title = bounded("reading the title", CALL_TIMEOUT, c.title()).await?;
+                pred_ok(p, Some(&title), ctx, "title")
+            })
+            .await,
+        ),
+    }
+}
