@@ -177,6 +177,10 @@ pub struct RulesArgs {
     /// Evaluation interval of the SLO and liveness groups.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,
+    /// Locations probing each journey: every SLO window counts at least the
+    /// runs they should make in it (use the number `check --locations` was given).
+    #[arg(long, default_value_t = 1)]
+    pub locations: u32,
     /// Evaluation interval of the period (30d/28d) groups.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub period_interval: std::time::Duration,
@@ -420,6 +424,7 @@ fn rules(args: RulesArgs) -> anyhow::Result<Exit> {
         interval: args.interval,
         period_interval: args.period_interval,
         liveness_runbook_url: args.liveness_runbook_url.clone(),
+        locations: args.locations,
         ..Default::default()
     };
     cfg.operator.name = args.name.clone();

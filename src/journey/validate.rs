@@ -30,6 +30,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "tls",
     "steps",
     "slos",
+    "liveness",
 ];
 const STEP_KEYS: &[&str] = &["name", "timeout", "http", "browser", "expect", "capture"];
 const STEP_KINDS: &[&str] = &["http", "browser"];
@@ -727,6 +728,11 @@ pub(super) fn journey(
         }
     }
 
+    let liveness = f
+        .get("liveness")
+        .map(|n| liveness(v, n, interval))
+        .unwrap_or_default();
+
     let errors_after = v
         .diags
         .iter()
@@ -748,6 +754,7 @@ pub(super) fn journey(
             tls,
             steps,
             slos,
+            liveness,
             source: v.file.clone(),
         },
         name_span,
@@ -1588,6 +1595,47 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
         labels,
         alerting,
     })
+}
+
+/// `liveness: {after: 2m, severity: page|ticket}`.
+fn liveness(v: &mut Validator<'_>, n: &SNode, interval: Duration) -> Liveness {
+    let mut l = Liveness::default();
+    let Some(f) = v.map(n, "`liveness`", &["after", "severity"]) else {
+        return l;
+    };
+    if let Some(a) = f.get("after")
+        && let Some(d) = v.duration(a, "`after`")
+    {
+        if d <= interval || d < Duration::from_secs(60) {
+            v.error(
+                a.span,
+                format!(
+                    "`after` ({}) must be longer than the interval ({}) and at least 1m",
+                    humantime::format_duration(d),
+                    humantime::format_duration(interval)
+                ),
+            )
+            .label = Some(
+                "a run is due every interval, and Prometheus needs a scrape or two to see it; e.g. `after: 3m`"
+                    .into(),
+            );
+        } else {
+            l.after = Some(d);
+        }
+    }
+    if let Some(s) = f.get("severity")
+        && let Some(text) = v.string(s, "`severity`")
+    {
+        match text.as_str() {
+            "page" => l.severity = Some(LivenessSeverity::Page),
+            "ticket" => l.severity = Some(LivenessSeverity::Ticket),
+            other => {
+                v.error(s.span, format!("unknown liveness severity `{other}`"))
+                    .label = Some("write `page` or `ticket`".into());
+            }
+        }
+    }
+    l
 }
 
 fn alerting(v: &mut Validator<'_>, n: &SNode) -> Alerting {

@@ -8,7 +8,8 @@ use super::arith::{
     BurnTier, Dec, WINDOWS, fmt_ratio, human_duration, prom_duration, runs_in, runs_to_trip,
 };
 use super::build::SloSpec;
-use super::{RulesConfig, is_generated_label, is_label_name};
+use super::build::{liveness_after, liveness_pages};
+use super::{LIVENESS_ALERT, PROBER_ALERT, RulesConfig, is_generated_label, is_label_name};
 use crate::diag::{Diagnostic, Severity};
 use crate::journey::Journey;
 use crate::journey::slo::{Slo, le_label};
@@ -38,7 +39,57 @@ pub fn explain(journey: &Journey, locations: u32) -> Vec<Diagnostic> {
         out.extend(warnings(&spec, loc));
         out.extend(errors(&spec, &mut les));
     }
+    out.push(liveness_note(journey, &cfg));
     out
+}
+
+/// What the liveness alerts of a journey do, and how long a dead prober goes
+/// unnoticed.
+fn liveness_note(journey: &Journey, cfg: &RulesConfig) -> Diagnostic {
+    let after = liveness_after(journey);
+    let pages = liveness_pages(journey, cfg);
+    let (verb, sev) = if pages {
+        ("pages", "critical")
+    } else {
+        ("opens a ticket", "warning")
+    };
+    let why = match journey.liveness.severity {
+        Some(_) => "as `liveness.severity` says".to_string(),
+        None if pages => "because an SLO of the journey pages".to_string(),
+        None if journey.slos.is_empty() => "as the journey has no SLO".to_string(),
+        None => "as no SLO of the journey pages".to_string(),
+    };
+    let default = if journey.liveness.after.is_some() {
+        "`liveness.after`".to_string()
+    } else {
+        format!(
+            "{} intervals, at least {}",
+            crate::journey::Liveness::DEFAULT_INTERVALS,
+            prom_duration(crate::journey::Liveness::MIN_AFTER)
+        )
+    };
+    Diagnostic {
+        severity: Severity::Note,
+        ..Diagnostic::error(
+            &journey.source,
+            crate::diag::Span::new(1, 1, 1),
+            format!(
+                "`{}`: `{LIVENESS_ALERT}` {verb} when no run has finished for {}",
+                journey.name,
+                prom_duration(after)
+            ),
+        )
+    }
+    .with_label(format!("severity {sev}, {why}"))
+    .with_note(format!(
+        "{} is {default}; change it with `liveness: {{after: 5m, severity: page}}` (or `ticket`)",
+        prom_duration(after)
+    ))
+    .with_note(format!(
+        "a dead prober goes unnoticed for {w} after Prometheus loses its series, i.e. up to {w} + {} (one interval) + one scrape and rule evaluation after its last run; `{PROBER_ALERT}` fires with it",
+        prom_duration(journey.interval),
+        w = prom_duration(after),
+    ))
 }
 
 fn diag(spec: &SloSpec<'_>, severity: Severity, title: String) -> Diagnostic {
@@ -211,11 +262,20 @@ fn note(spec: &SloSpec<'_>, loc: u32) -> Diagnostic {
         None => d = d.with_note("no enabled alert tier can fire"),
     }
     let single = tiers.iter().any(TierFacts::single_trips_page);
-    d.with_note(if single {
+    let single_ticket = tiers.iter().any(|t| !t.tier.is_page() && t.single_trips());
+    d = d.with_note(if single {
         format!("a single {bad} run pages")
     } else {
         format!("a single {bad} run does not page")
-    })
+    });
+    let (hn, hd) = runs_in(3600, interval, loc);
+    d.with_note(format!(
+        "in the first hour (a new journey, a fresh Prometheus, a new location) each window counts at least the runs it should hold ({} per 1h from {loc} location{}, as `wayprobe rules --locations {loc}` writes), so all of the above holds from the first run: a single {bad} run {}{}, and a total outage of a new journey trips the same tiers after the same runs",
+        fmt_ratio(hn, hd, 1),
+        if loc == 1 { "" } else { "s" },
+        if single { "pages" } else { "does not page" },
+        if single_ticket { " and opens a ticket" } else if single { "" } else { " or open a ticket" },
+    ))
 }
 
 impl TierFacts {
