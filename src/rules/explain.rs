@@ -63,7 +63,7 @@ fn liveness_note(journey: &Journey, cfg: &RulesConfig) -> Diagnostic {
         "`liveness.after`".to_string()
     } else {
         format!(
-            "{} intervals, at least {}",
+            "the default ({} intervals, at least {})",
             crate::journey::Liveness::DEFAULT_INTERVALS,
             prom_duration(crate::journey::Liveness::MIN_AFTER)
         )
