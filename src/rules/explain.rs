@@ -575,6 +575,29 @@ mod tests {
     }
 
     #[test]
+    fn the_first_hour_and_liveness_are_explained() {
+        let j = journey("15s", "  - {name: availability, objective: 99.5%}\n");
+        let d = explain(&j, 1);
+        let note = all_text(&d[0]);
+        assert!(note.contains("in the first hour (a new journey, a fresh Prometheus, a new location) each window counts at least the runs it should hold (240 per 1h from 1 location, as `wayprobe rules --locations 1` writes), so all of the above holds from the first run: a single failed run does not page or open a ticket"), "{note}");
+        let live = all_text(d.last().unwrap());
+        assert!(
+            live.starts_with("`checkout`: `JourneyRunsMissing` pages when no run has finished for 2m | severity critical, because an SLO of the journey pages"),
+            "{live}"
+        );
+        assert!(live.contains("a dead prober goes unnoticed for 2m after Prometheus loses its series, i.e. up to 2m + 15s (one interval)"), "{live}");
+        // a journey without SLOs is explained too: a ticket
+        let j = journey("5m", "  []\n");
+        let d = explain(&j, 1);
+        assert_eq!(d.len(), 1);
+        assert!(
+            all_text(&d[0]).starts_with("`checkout`: `JourneyRunsMissing` opens a ticket when no run has finished for 15m | severity warning, as the journey has no SLO"),
+            "{}",
+            all_text(&d[0])
+        );
+    }
+
+    #[test]
     fn warnings_for_low_objectives_and_slow_intervals() {
         let j = journey("2m", "  - {name: availability, objective: 90%}\n");
         let d = explain(&j, 1);
