@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::{CONTENT_TYPE, Metrics, TEXT_CONTENT_TYPE};
-use crate::outcome::{JourneyOutcome, RunResult, StepStatus};
+use crate::outcome::{JourneyOutcome, StepStatus};
 use crate::status::{FailureRecord, StatusStore};
 
 /// A reload request and where to send its result (a summary, or the
@@ -157,6 +157,10 @@ struct ApiJourney<'a> {
     labels: &'a std::collections::BTreeMap<String, String>,
     runs: u64,
     successes: u64,
+    /// `waiting`, `passing`, `slow` or `failing`.
+    state: &'static str,
+    /// Each SLO as this prober sees it (in-process since start).
+    slos: Vec<crate::slo_view::SloView>,
     last: Option<&'a JourneyOutcome>,
     recent_failures: Vec<&'a FailureRecord>,
     /// Links to the latest failure's screenshots and notes.
@@ -187,6 +191,8 @@ async fn api_journeys(State(s): State<AppState>) -> Response {
                 labels: &st.journey.labels,
                 runs: st.runs,
                 successes: st.successes,
+                state: st.state(),
+                slos: st.slo_views(s.status.started),
                 last: st.last.as_ref(),
                 recent_failures: st.failures.iter().collect(),
                 artifacts: st
@@ -232,31 +238,26 @@ fn ms(d: std::time::Duration) -> String {
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em}table{border-collapse:collapse;width:100%;margin-bottom:1em}\
 th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
-.ok{color:#137333;font-weight:600}.fail{color:#b3261e;font-weight:600}.wait{color:#777}\
+.ok{color:#137333;font-weight:600}.slow{color:#b26a00;font-weight:600}.fail{color:#b3261e;font-weight:600}.wait{color:#777}\
 .steps{font-size:.9em;color:#444}.why{background:#fdecea;padding:.4em .6em;border-radius:4px;white-space:pre-wrap}\
 .err{background:#fdecea;border:1px solid #b3261e;padding:.6em;white-space:pre-wrap;font-family:monospace}\
 code{background:#f3f3f3;padding:0 .2em}";
 
 async fn status_page(State(s): State<AppState>) -> Html<String> {
     let snap = s.status.snapshot();
-    let failing = snap
-        .iter()
-        .filter(|st| {
-            st.last
-                .as_ref()
-                .is_some_and(|o| o.result == RunResult::Failure)
-        })
-        .count();
+    let failing = snap.iter().filter(|st| st.state() == "failing").count();
+    let slow = snap.iter().filter(|st| st.state() == "slow").count();
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
          <title>wayprobe: {failing} failing</title><style>{STYLE}</style></head><body>\
-         <h1>wayprobe — {} journeys, <span class={}>{failing} failing</span></h1>\
+         <h1>wayprobe — {} journeys, <span class={}>{failing} failing</span>, <span class={}>{slow} slow</span></h1>\
          <p>Location <code>{}</code>. This page refreshes every 10 s. \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/journeys\">/api/v1/journeys</a></p>",
         snap.len(),
         if failing > 0 { "fail" } else { "ok" },
+        if slow > 0 { "slow" } else { "ok" },
         esc(&s.status.location)
     );
     if let Some(e) = s.status.reload_error() {
@@ -267,13 +268,15 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
             esc(&e.diagnostics)
         );
     }
-    h.push_str("<table id=journeys><tr><th>Journey</th><th>State</th><th>Last run</th><th>Steps</th><th>Latest failure</th></tr>");
+    h.push_str("<table id=journeys><tr><th>Journey</th><th>State</th><th>Last run</th><th>Steps</th><th>SLOs</th><th>Latest failure</th></tr>");
     for st in &snap {
         let j = &st.journey;
-        let (state, class) = match &st.last {
-            None => ("waiting".to_string(), "wait"),
-            Some(o) if o.result == RunResult::Success => ("passing".to_string(), "ok"),
-            Some(_) => ("failing".to_string(), "fail"),
+        let state = st.state();
+        let class = match state {
+            "waiting" => "wait",
+            "passing" => "ok",
+            "slow" => "slow",
+            _ => "fail",
         };
         let _ = write!(
             h,
@@ -317,6 +320,14 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
                 }
                 h.push_str("</td>");
             }
+        }
+        let slos = crate::slo_view::render_html(&st.slo_views(s.status.started));
+        if !slos.is_empty() {
+            h.push_str("<td>");
+            h.push_str(&slos);
+            h.push_str("</td>");
+        } else {
+            h.push_str("<td>—</td>");
         }
         match st.failures.front() {
             None => h.push_str("<td>none</td></tr>"),

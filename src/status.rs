@@ -51,6 +51,29 @@ pub struct JourneyStatus {
     pub runs: u64,
     /// Successful runs since start-up.
     pub successes: u64,
+    /// Per-minute counts behind the SLO views (shared, not copied per snapshot).
+    pub slo_log: Arc<std::sync::Mutex<crate::slo_view::RunLog>>,
+}
+
+impl JourneyStatus {
+    /// The journey's SLOs as this prober sees them now.
+    pub fn slo_views(&self, since: SystemTime) -> Vec<crate::slo_view::SloView> {
+        self.slo_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .views(&self.journey, SystemTime::now(), since)
+    }
+
+    /// `waiting`, `passing`, `slow` (passed, but over a latency SLO's
+    /// threshold) or `failing`.
+    pub fn state(&self) -> &'static str {
+        match &self.last {
+            None => "waiting",
+            Some(o) if o.result != RunResult::Success => "failing",
+            Some(o) if crate::slo_view::is_slow(&self.journey, o) => "slow",
+            Some(_) => "passing",
+        }
+    }
 }
 
 /// A reload that was refused.
@@ -101,6 +124,7 @@ impl StatusStore {
                     failures: VecDeque::new(),
                     runs: 0,
                     successes: 0,
+                    slo_log: Default::default(),
                 },
             };
             next.insert(j.name.clone(), st);
@@ -115,6 +139,10 @@ impl StatusStore {
             return;
         };
         st.runs += 1;
+        st.slo_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(&st.journey, &o);
         if o.result == RunResult::Success {
             st.successes += 1;
         }

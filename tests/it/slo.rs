@@ -300,3 +300,58 @@ async fn a_new_journey_does_not_page_on_its_first_failure_but_pages_on_an_outage
     drop(prom);
     let _ = stop.send(());
 }
+
+/// A journey whose runs pass but exceed its latency SLO's threshold shows as
+/// slow (not failing, not passing) on the status page and in the API, with
+/// the count of slow runs per window, the budget spent and the burn verdict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_runs_show_as_slow_with_their_count() {
+    let (shop_url, shop) = demo_shop().await;
+    shop.set_checkout_delay(Duration::from_millis(300));
+    let dir = crate::http::tempdir();
+    std::fs::write(
+        dir.join("pay.yaml"),
+        "name: pay\ninterval: 1s\ntimeout: 900ms\nvars: {base_url: \"http://127.0.0.1:9\"}\nsteps:\n  - name: add-to-cart\n    http:\n      method: POST\n      url: \"{{ base_url }}/api/cart\"\n      json: {product_id: sku-1, qty: 1}\n    capture: {cart: {jsonpath: \"$.cart_id\"}}\n  - name: checkout\n    http:\n      method: POST\n      url: \"{{ base_url }}/api/checkout\"\n      json: {cart_id: \"{{ cart }}\"}\n    expect: {status: 200}\nslos:\n  - {name: availability, objective: 99.5%}\n  - {name: latency, objective: 95%, threshold: 200ms}\n",
+    )
+    .unwrap();
+    let (addr, stop) = serve(vec![dir.clone()], &shop_url).await;
+    let api = eventually(30, "4 slow runs", || async {
+        let v: serde_json::Value =
+            serde_json::from_str(&get(&format!("{addr}/api/v1/journeys")).await.1).ok()?;
+        let j = v["journeys"][0].clone();
+        (j["runs"].as_u64()? >= 4).then_some(j)
+    })
+    .await;
+    assert_eq!(api["state"], "slow", "{api:#}");
+    let runs = api["runs"].as_u64().unwrap();
+    assert_eq!(
+        api["successes"].as_u64().unwrap(),
+        runs,
+        "slow, not failing"
+    );
+    let latency = &api["slos"][1];
+    assert_eq!(latency["name"], "latency");
+    assert_eq!(latency["judges"], "final");
+    assert!(
+        latency["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("in-process since "),
+        "{latency:#}"
+    );
+    let w5 = &latency["windows"][0];
+    assert_eq!(w5["window"], "5m");
+    let slow = w5["bad"].as_u64().unwrap();
+    assert!(slow >= 4 && slow == w5["runs"].as_u64().unwrap(), "{w5:#}");
+    assert_eq!(w5["sli"], 0.0, "no run within 200ms");
+    assert!(latency["budget_spent_percent"].as_f64().unwrap() > 0.0);
+    assert_eq!(api["slos"][0]["windows"][0]["bad"], 0, "none failed");
+    let page = get(&format!("{addr}/")).await.1;
+    assert!(page.contains("1 slow</span>"), "{page}");
+    assert!(page.contains("<td class=slow>slow<br>"), "{page}");
+    let re = regex::Regex::new(r"(\d+) of (\d+) slow").unwrap();
+    let c = re.captures(&page).unwrap_or_else(|| panic!("{page}"));
+    assert_eq!(c[1], c[2], "every run is slow: {page}");
+    assert!(c[1].parse::<u64>().unwrap() >= slow);
+    let _ = stop.send(());
+}
