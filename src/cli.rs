@@ -522,8 +522,9 @@ pub async fn run_journeys(
             };
             let limit = j.timeout + std::time::Duration::from_secs(5);
             let name = j.name.clone();
-            match tokio::time::timeout(limit, runner.run(&j)).await {
-                Ok(o) => o,
+            let limit = limit.max(crate::attempt::budget(&j) + std::time::Duration::from_secs(5));
+            match tokio::time::timeout(limit, crate::attempt::run(&runner, &j)).await {
+                Ok(a) => a.outcome,
                 Err(_) => crate::outcome::JourneyOutcome {
                     journey: name,
                     result: RunResult::Failure,

@@ -52,6 +52,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod assertion;
+pub mod attempt;
 #[cfg(feature = "browser")]
 pub mod browser;
 pub mod capture;

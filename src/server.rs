@@ -159,6 +159,10 @@ struct ApiJourney<'a> {
     successes: u64,
     /// `waiting`, `passing`, `slow` or `failing`.
     state: &'static str,
+    /// Runs whose first attempt failed and a retry passed.
+    passed_after_retry: u64,
+    /// Attempts of the last run.
+    last_attempts: u32,
     /// Each SLO as this prober sees it (in-process since start).
     slos: Vec<crate::slo_view::SloView>,
     last: Option<&'a JourneyOutcome>,
@@ -192,6 +196,8 @@ async fn api_journeys(State(s): State<AppState>) -> Response {
                 runs: st.runs,
                 successes: st.successes,
                 state: st.state(),
+                passed_after_retry: st.passed_after_retry,
+                last_attempts: st.last_attempts,
                 slos: st.slo_views(s.status.started),
                 last: st.last.as_ref(),
                 recent_failures: st.failures.iter().collect(),
@@ -280,7 +286,7 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
         };
         let _ = write!(
             h,
-            "<tr class=journey data-journey=\"{}\"><td><b>{}</b><br><span class=steps>every {} · {}</span></td><td class={class}>{state}<br><span class=steps>{}/{} ok</span></td>",
+            "<tr class=journey data-journey=\"{}\"><td><b>{}</b><br><span class=steps>every {} · {}</span></td><td class={class}>{state}<br><span class=steps>{}/{} ok</span>",
             esc(&j.name),
             esc(&j.name),
             humantime::format_duration(j.interval),
@@ -288,6 +294,15 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
             st.successes,
             st.runs
         );
+        if st.passed_after_retry > 0 {
+            // Retries must not hide failures: say how many passes needed one.
+            let _ = write!(
+                h,
+                "<br><span class=slow>{} passed only after a retry</span>",
+                st.passed_after_retry
+            );
+        }
+        h.push_str("</td>");
         match &st.last {
             None => h.push_str("<td>—</td><td>—</td>"),
             Some(o) => {

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::journey::Journey;
+use crate::journey::slo::Judge;
 use crate::outcome::{JourneyOutcome, RunResult};
 use crate::rules::{BurnTier, Dec};
 
@@ -60,8 +61,11 @@ fn minute(t: SystemTime) -> u64 {
 impl RunLog {
     /// Counts a finished run of `j` (whose SLOs may have changed at a reload:
     /// then the counts start again).
-    pub fn record(&mut self, j: &Journey, o: &JourneyOutcome) {
+    /// `first` is the first attempt's result, which SLOs judging the first
+    /// attempt count.
+    pub fn record(&mut self, j: &Journey, o: &JourneyOutcome, first: RunResult) {
         let shape = shape(j);
+        let judges: Vec<Judge> = j.slos.iter().map(|s| s.judges()).collect();
         if shape != self.shape {
             *self = RunLog {
                 bad: vec![0; shape.len()],
@@ -70,12 +74,15 @@ impl RunLog {
             };
         }
         let ok = o.result == RunResult::Success;
+        let first_ok = first == RunResult::Success;
         let bad: Vec<u32> = self
             .shape
             .iter()
-            .map(|t| match t {
-                None => u32::from(!ok),
-                Some(t) => u32::from(ok && o.duration > *t),
+            .zip(&judges)
+            .map(|(t, judge)| match (t, judge) {
+                (None, Judge::First) => u32::from(!first_ok),
+                (None, Judge::Final) => u32::from(!ok),
+                (Some(t), _) => u32::from(ok && o.duration > *t),
             })
             .collect();
         let m = minute(o.started_at + o.duration);
@@ -177,7 +184,7 @@ impl RunLog {
                     kind: slo.kind_name(),
                     objective_percent: slo.objective.percent(),
                     threshold_seconds: slo.threshold().map(|t| t.as_secs_f64()),
-                    judges: "final",
+                    judges: slo.judges().as_str(),
                     source: format!(
                         "in-process since {}",
                         humantime::format_rfc3339_seconds(since)
@@ -220,7 +227,7 @@ pub struct SloView {
     /// Latency threshold in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threshold_seconds: Option<f64>,
-    /// Which result the SLO judges: `final` (after retries).
+    /// Which attempt the SLO judges: `first` or `final` (after retries).
     pub judges: &'static str,
     /// Where the numbers come from: `in-process since <start>`.
     pub source: String,
@@ -331,7 +338,9 @@ mod tests {
         // 30 runs in 5 minutes: 21 over 2s, 2 failed
         for k in 0..30u64 {
             let at = t0 + Duration::from_secs(k * 10);
-            log.record(&j, &run(at, k % 15 != 0, if k < 21 { 3000 } else { 100 }));
+            let o = run(at, k % 15 != 0, if k < 21 { 3000 } else { 100 });
+            let first = o.result;
+            log.record(&j, &o, first);
         }
         let now = t0 + Duration::from_secs(300);
         let v = log.views(&j, now, t0);

@@ -51,6 +51,10 @@ pub struct JourneyStatus {
     pub runs: u64,
     /// Successful runs since start-up.
     pub successes: u64,
+    /// Runs that failed their first attempt and passed on a retry.
+    pub passed_after_retry: u64,
+    /// Attempts of the last run (1 = no retry).
+    pub last_attempts: u32,
     /// Per-minute counts behind the SLO views (shared, not copied per snapshot).
     pub slo_log: Arc<std::sync::Mutex<crate::slo_view::RunLog>>,
 }
@@ -124,6 +128,8 @@ impl StatusStore {
                     failures: VecDeque::new(),
                     runs: 0,
                     successes: 0,
+                    passed_after_retry: 0,
+                    last_attempts: 0,
                     slo_log: Default::default(),
                 },
             };
@@ -133,16 +139,20 @@ impl StatusStore {
     }
 
     /// Stores a finished run (taken by value: no copy per run).
-    pub fn update(&self, o: JourneyOutcome) {
+    pub fn update(&self, a: crate::attempt::Attempted) {
         let mut map = self.journeys.write().unwrap_or_else(|p| p.into_inner());
-        let Some(st) = map.get_mut(&o.journey) else {
+        let Some(st) = map.get_mut(&a.outcome.journey) else {
             return;
         };
         st.runs += 1;
-        st.slo_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .record(&st.journey, &o);
+        st.passed_after_retry += u64::from(a.passed_after_retry());
+        st.last_attempts = a.attempts;
+        st.slo_log.lock().unwrap_or_else(|p| p.into_inner()).record(
+            &st.journey,
+            &a.outcome,
+            a.first,
+        );
+        let o = a.outcome;
         if o.result == RunResult::Success {
             st.successes += 1;
         }
@@ -194,9 +204,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Handles a finished run: one log line, its series, and the status store.
+    /// Handles a finished run without retries.
     pub fn record(&self, series: &JourneySeries, o: JourneyOutcome) {
-        series.record(&o);
+        self.record_attempted(series, crate::attempt::Attempted::once(o));
+    }
+
+    /// Handles a finished run and its retries: one log line, its series
+    /// (first attempt and final result), and the status store.
+    pub fn record_attempted(&self, series: &JourneySeries, a: crate::attempt::Attempted) {
+        series.record_first(a.first);
+        let o = &a.outcome;
+        series.record(o);
+        let attempts = a.attempts;
         let duration_ms = (o.duration.as_secs_f64() * 1000.0).round() as u64;
         match o.failed_step() {
             None => tracing::info!(
@@ -204,6 +223,7 @@ impl Recorder {
                 location = %self.status.location,
                 result = o.result.as_str(),
                 duration_ms,
+                attempts,
                 "run finished"
             ),
             Some(step) => {
@@ -213,6 +233,7 @@ impl Recorder {
                     location = %self.status.location,
                     result = o.result.as_str(),
                     duration_ms,
+                    attempts,
                     step = %step.name,
                     reason = f.map_or("", |f| f.reason.as_str()),
                     message = f.map_or("", |f| f.message.as_str()),
@@ -220,6 +241,6 @@ impl Recorder {
                 );
             }
         }
-        self.status.update(o);
+        self.status.update(a);
     }
 }

@@ -57,6 +57,8 @@ pub struct Journey {
     pub slos: Vec<Slo>,
     /// The `JourneyRunsMissing` alert (every journey has one, SLOs or not).
     pub liveness: Liveness,
+    /// Attempts after a failed one (`retries: N`, `retry_delay: 2s`).
+    pub retries: Retries,
     /// The file it came from.
     pub source: Arc<SourceFile>,
 }
@@ -95,6 +97,25 @@ impl Liveness {
     pub const DEFAULT_INTERVALS: u32 = 3;
     /// Shortest default `after` (a scrape or two must fit in it).
     pub const MIN_AFTER: Duration = Duration::from_secs(120);
+}
+
+/// Retries of a failed run. Each attempt is a whole run; both the first
+/// attempt's result and the final one are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Attempts after the first (0 = no retries; at most 5).
+    pub count: u32,
+    /// Pause before each retry (default 1s).
+    pub delay: Duration,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            delay: Duration::from_secs(1),
+        }
+    }
 }
 
 /// Severity of a liveness alert.

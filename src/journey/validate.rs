@@ -31,6 +31,8 @@ const JOURNEY_KEYS: &[&str] = &[
     "steps",
     "slos",
     "liveness",
+    "retries",
+    "retry_delay",
 ];
 const STEP_KEYS: &[&str] = &["name", "timeout", "http", "browser", "expect", "capture"];
 const STEP_KINDS: &[&str] = &["http", "browser"];
@@ -106,6 +108,7 @@ const SLO_KEYS: &[&str] = &[
     "threshold",
     "labels",
     "alerting",
+    "judge",
 ];
 const ALERTING_KEYS: &[&str] = &[
     "name",
@@ -732,6 +735,27 @@ pub(super) fn journey(
         .get("liveness")
         .map(|n| liveness(v, n, interval))
         .unwrap_or_default();
+    let mut retries = Retries::default();
+    if let Some(n) = f.get("retries")
+        && let Some(c) = v.uint(n, "`retries`")
+    {
+        if c > 5 {
+            v.error(n.span, format!("`retries: {c}` is too many")).label =
+                Some("at most 5; a journey that needs more is failing".into());
+        } else {
+            retries.count = c as u32;
+        }
+    }
+    if let Some(n) = f.get("retry_delay")
+        && let Some(d) = v.duration(n, "`retry_delay`")
+    {
+        if d >= interval {
+            v.error(n.span, "`retry_delay` must be shorter than the interval")
+                .label = Some("retries happen only before the next scheduled run".into());
+        } else {
+            retries.delay = d;
+        }
+    }
 
     let errors_after = v
         .diags
@@ -755,6 +779,7 @@ pub(super) fn journey(
             steps,
             slos,
             liveness,
+            retries,
             source: v.file.clone(),
         },
         name_span,
@@ -1586,6 +1611,22 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
         .get("alerting")
         .map(|a| alerting(v, a))
         .unwrap_or_default();
+    let mut judge = super::slo::Judge::default();
+    if let Some(jn) = f.get("judge")
+        && let Some(text) = v.string(jn, "`judge`")
+    {
+        match text.as_str() {
+            "first" => judge = super::slo::Judge::First,
+            "final" => judge = super::slo::Judge::Final,
+            other => {
+                v.error(jn.span, format!("unknown `judge` value `{other}`"))
+                    .label = Some(
+                    "write `first` (the first attempt, the default) or `final` (after retries)"
+                        .into(),
+                );
+            }
+        }
+    }
     Some(Slo {
         name: name?,
         span: n.span,
@@ -1594,6 +1635,7 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
         window: window?,
         labels,
         alerting,
+        judge,
     })
 }
 

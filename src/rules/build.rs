@@ -8,7 +8,7 @@ use super::model::{Rule, RuleFile, RuleGroup};
 use super::{
     LIVENESS_ALERT, PROBER_ALERT, RulesConfig, is_generated_label, promql_string, sloth_id,
 };
-use crate::journey::slo::{SloKind, le_label};
+use crate::journey::slo::{Judge, SloKind, le_label};
 use crate::journey::{Journey, LivenessSeverity, Slo};
 
 fn gcd(a: u128, b: u128) -> u128 {
@@ -58,6 +58,16 @@ impl<'a> SloSpec<'a> {
             sloth_slo: format!("{}-{}", journey.name, slo.name),
             budget: Dec::budget(&slo.objective),
             le: slo.threshold().map(|t| le_label(t.as_secs_f64())),
+        }
+    }
+
+    /// The counter an availability SLO reads: the first attempts of a
+    /// retried journey when the SLO judges them, else the runs.
+    pub fn runs_metric(&self) -> &'static str {
+        if self.journey.retries.count > 0 && self.slo.judges() == Judge::First {
+            "journey_first_attempts_total"
+        } else {
+            "journey_runs_total"
         }
     }
 
@@ -126,11 +136,11 @@ impl<'a> SloSpec<'a> {
             None => format!(
                 "(\n  {}\n  or vector(0)\n)\n/\nclamp_min(\n  {},\n  {floor}\n)",
                 counted(
-                    "journey_runs_total",
+                    self.runs_metric(),
                     &self.selector(&[("result", "failure")]),
                     window
                 ),
-                counted("journey_runs_total", &self.selector(&[]), window),
+                counted(self.runs_metric(), &self.selector(&[]), window),
             ),
             Some(le) => {
                 let count = counted(
@@ -152,7 +162,7 @@ impl<'a> SloSpec<'a> {
     pub fn bad_runs_expr(&self, window: &str) -> String {
         match &self.le {
             None => counted(
-                "journey_runs_total",
+                self.runs_metric(),
                 &self.selector(&[("result", "failure")]),
                 window,
             ),
@@ -341,6 +351,7 @@ impl<'a> SloSpec<'a> {
         info.insert("sloth_objective".into(), self.slo.objective.percent());
         info.insert("sloth_spec".into(), "wayprobe/v1".into());
         info.insert("sloth_version".into(), env!("CARGO_PKG_VERSION").into());
+        info.insert("slo_judges".into(), self.slo.judges().as_str().into());
         rules.push(Rule::record("sloth_slo_info", "vector(1)".into(), info));
         for tier in BurnTier::ALL {
             if self.tier_enabled(tier) {

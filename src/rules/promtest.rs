@@ -521,6 +521,17 @@ impl<'a> LiveBuilder<'a> {
     /// The input series of a timeline, as promtool `values` strings; `le` for
     /// a latency SLO's histogram.
     fn input_series(&self, tl: &Timeline, le: Option<&str>) -> Vec<(String, String)> {
+        self.input_series_of(tl, le, "journey_runs_total")
+    }
+
+    /// [`Self::input_series`] with the availability counter named `runs`
+    /// (`journey_first_attempts_total` for SLOs judging first attempts).
+    fn input_series_of(
+        &self,
+        tl: &Timeline,
+        le: Option<&str>,
+        runs: &str,
+    ) -> Vec<(String, String)> {
         let j = self.journey.name.as_str();
         let zero = vec![0; tl.good.len()];
         let all: Vec<u64> = tl.good.iter().zip(&tl.bad).map(|(g, b)| g + b).collect();
@@ -555,11 +566,11 @@ impl<'a> LiveBuilder<'a> {
             }
             None => {
                 out.push((
-                    self.series_name("journey_runs_total", j, &[("result", "success")]),
+                    self.series_name(runs, j, &[("result", "success")]),
                     v(&tl.good),
                 ));
                 out.push((
-                    self.series_name("journey_runs_total", j, &[("result", "failure")]),
+                    self.series_name(runs, j, &[("result", "failure")]),
                     v(&tl.bad),
                 ));
             }
@@ -863,7 +874,8 @@ impl<'a> Builder<'a> {
     }
 
     fn input_series(&self, tl: &Timeline) -> Vec<(String, String)> {
-        self.live.input_series(tl, self.spec.le.as_deref())
+        self.live
+            .input_series_of(tl, self.spec.le.as_deref(), self.spec.runs_metric())
     }
 
     fn burn_alert(&self, f: &Firing) -> Option<ExpAlert> {

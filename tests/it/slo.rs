@@ -355,3 +355,66 @@ async fn slow_runs_show_as_slow_with_their_count() {
     assert!(c[1].parse::<u64>().unwrap() >= slow);
     let _ = stop.send(());
 }
+
+/// A journey with `retries: 1` against an endpoint that fails every other
+/// request: every run fails its first attempt and passes its retry. Both
+/// views are recorded (first attempts and final results), the status page
+/// and the API say how many runs passed only after a retry, and the
+/// availability SLO (judging first attempts by default) counts the failures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_that_pass_only_after_a_retry_are_reported() {
+    let t = crate::support::target::Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(
+        dir.join("flaky.yaml"),
+        "name: flaky\ninterval: 1s\ntimeout: 300ms\nretries: 1\nretry_delay: 100ms\nvars: {base_url: \"http://127.0.0.1:9\"}\nsteps:\n  - name: get\n    http: {url: \"{{ base_url }}/alternate\"}\nslos:\n  - {name: availability, objective: 99.5%}\n  - {name: after-retries, objective: 99.5%, judge: final}\n",
+    )
+    .unwrap();
+    let (addr, stop) = serve(vec![dir.clone()], &t.base).await;
+    let api = eventually(30, "3 runs", || async {
+        let v: serde_json::Value =
+            serde_json::from_str(&get(&format!("{addr}/api/v1/journeys")).await.1).ok()?;
+        let j = v["journeys"][0].clone();
+        (j["runs"].as_u64()? >= 3).then_some(j)
+    })
+    .await;
+    let runs = api["runs"].as_u64().unwrap();
+    assert_eq!(api["state"], "passing", "{api:#}");
+    assert_eq!(api["successes"].as_u64().unwrap(), runs);
+    assert_eq!(api["passed_after_retry"].as_u64().unwrap(), runs, "{api:#}");
+    assert_eq!(api["last_attempts"], 2);
+    let first = &api["slos"][0];
+    assert_eq!(first["judges"], "first");
+    assert_eq!(
+        first["bad_since_start"].as_u64().unwrap(),
+        runs,
+        "{first:#}"
+    );
+    let fin = &api["slos"][1];
+    assert_eq!(fin["judges"], "final");
+    assert_eq!(fin["bad_since_start"], 0, "{fin:#}");
+    let metrics = get(&format!("{addr}/metrics")).await.1;
+    let value = |series: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{series} in\n{metrics}")) as u64
+    };
+    let first_failed =
+        value(r#"journey_first_attempts_total{journey="flaky",location="test",result="failure"}"#);
+    let final_ok = value(r#"journey_runs_total{journey="flaky",location="test",result="success"}"#);
+    assert!(first_failed >= runs && final_ok >= runs, "{metrics}");
+    assert_eq!(
+        value(r#"journey_runs_total{journey="flaky",location="test",result="failure"}"#),
+        0
+    );
+    let page = get(&format!("{addr}/")).await.1;
+    assert!(page.contains("passed only after a retry"), "{page}");
+    // The rules of the first-attempt SLO read the first attempts.
+    let out = bin().args(["rules"]).arg(&dir).output().unwrap();
+    let rules = String::from_utf8(out.stdout).unwrap();
+    assert!(rules.contains(r#"journey_first_attempts_total{journey="flaky",result="failure"}"#));
+    assert!(rules.contains(r#"slo_judges: "final""#), "{rules}");
+    let _ = stop.send(());
+}
