@@ -301,6 +301,17 @@ async fn a_new_journey_does_not_page_on_its_first_failure_but_pages_on_an_outage
     let _ = stop.send(());
 }
 
+/// The first journey of `/api/v1/journeys` once it has `runs` runs.
+async fn first_journey_after(addr: &str, runs: u64) -> serde_json::Value {
+    eventually(30, &format!("{runs} runs"), || async {
+        let v: serde_json::Value =
+            serde_json::from_str(&get(&format!("{addr}/api/v1/journeys")).await.1).ok()?;
+        let j = v["journeys"][0].clone();
+        (j["runs"].as_u64()? >= runs).then_some(j)
+    })
+    .await
+}
+
 /// A journey whose runs pass but exceed its latency SLO's threshold shows as
 /// slow (not failing, not passing) on the status page and in the API, with
 /// the count of slow runs per window, the budget spent and the burn verdict.
@@ -315,13 +326,7 @@ async fn slow_runs_show_as_slow_with_their_count() {
     )
     .unwrap();
     let (addr, stop) = serve(vec![dir.clone()], &shop_url).await;
-    let api = eventually(30, "4 slow runs", || async {
-        let v: serde_json::Value =
-            serde_json::from_str(&get(&format!("{addr}/api/v1/journeys")).await.1).ok()?;
-        let j = v["journeys"][0].clone();
-        (j["runs"].as_u64()? >= 4).then_some(j)
-    })
-    .await;
+    let api = first_journey_after(&addr, 4).await;
     assert_eq!(api["state"], "slow", "{api:#}");
     let runs = api["runs"].as_u64().unwrap();
     assert_eq!(
@@ -371,13 +376,7 @@ async fn runs_that_pass_only_after_a_retry_are_reported() {
     )
     .unwrap();
     let (addr, stop) = serve(vec![dir.clone()], &t.base).await;
-    let api = eventually(30, "3 runs", || async {
-        let v: serde_json::Value =
-            serde_json::from_str(&get(&format!("{addr}/api/v1/journeys")).await.1).ok()?;
-        let j = v["journeys"][0].clone();
-        (j["runs"].as_u64()? >= 3).then_some(j)
-    })
-    .await;
+    let api = first_journey_after(&addr, 3).await;
     let runs = api["runs"].as_u64().unwrap();
     assert_eq!(api["state"], "passing", "{api:#}");
     assert_eq!(api["successes"].as_u64().unwrap(), runs);
