@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// The `location` label of every series (where this prober runs).
     #[arg(long, default_value = "local", env = "WAYPROBE_LOCATION")]
     pub location: String,
+    /// Prometheus evaluating `wayprobe rules`: the status page and the API
+    /// then show each SLO's ratios, remaining budget and firing alerts from it.
+    #[arg(long, env = "WAYPROBE_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// Journey runs in progress at once.
     #[arg(long, default_value_t = 256, env = "WAYPROBE_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: usize,
@@ -690,8 +694,10 @@ async fn serve_source(
     location: String,
     scheduler: crate::scheduler::SchedulerConfig,
     watch_interval: std::time::Duration,
+    prometheus: Option<std::sync::Arc<crate::slo_prom::PromReader>>,
 ) -> anyhow::Result<Exit> {
     let mut cfg = crate::serve::ServeConfig::new(source, runner);
+    cfg.prometheus = prometheus;
     cfg.location = location;
     cfg.scheduler = scheduler;
     cfg.watch_interval = watch_interval;
@@ -711,6 +717,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     init_logging(args.log_format);
     let opts = LoadOptions {
         vars: args.vars.iter().cloned().collect(),
+    };
+    let prometheus = match args
+        .prometheus_url
+        .as_deref()
+        .map(crate::slo_prom::PromReader::new)
+    {
+        None => None,
+        Some(Ok(r)) => Some(std::sync::Arc::new(r)),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
     };
     // Invalid journeys at start-up: the same diagnostics as `check`, exit 2.
     if let Err(e) = journey::load_paths(&args.journeys, &opts) {
@@ -739,6 +757,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
             grace: args.shutdown_grace,
         },
         args.watch_interval,
+        prometheus,
     )
     .await
 }
@@ -829,6 +848,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         "demo".into(),
         crate::scheduler::SchedulerConfig::default(),
         std::time::Duration::ZERO,
+        None,
     )
     .await;
     let _ = stop_tx.send(());

@@ -69,6 +69,7 @@ pub mod run;
 pub mod scheduler;
 pub mod serve;
 pub mod server;
+pub mod slo_prom;
 pub mod slo_view;
 pub mod status;
 pub mod step;

@@ -82,6 +82,8 @@ pub struct ServeConfig {
     pub watch_interval: Duration,
     /// Runs the journeys.
     pub probe: Arc<dyn Probe>,
+    /// Where the status page and API read the SLO recording rules from.
+    pub prometheus: Option<Arc<crate::slo_prom::PromReader>>,
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
     pub browser: Option<crate::browser::Browser>,
@@ -98,6 +100,7 @@ impl ServeConfig {
             scheduler: SchedulerConfig::default(),
             watch_interval: Duration::from_secs(5),
             probe: Arc::new(runner),
+            prometheus: None,
         }
     }
 }
@@ -191,6 +194,7 @@ pub async fn serve_with(
         reload: reload_tx,
         ready: ready.clone(),
         artifacts_dir,
+        prometheus: cfg.prometheus.clone(),
     };
     let server_stop = stop.clone();
     let server = tokio::spawn(crate::server::run(listener, state, async move {

@@ -36,6 +36,34 @@ pub struct AppState {
     pub ready: Arc<AtomicBool>,
     /// Where browser failure artifacts are, served under `/artifacts/`.
     pub artifacts_dir: Option<std::path::PathBuf>,
+    /// Reads the SLO recording rules from Prometheus (`--prometheus-url`).
+    pub prometheus: Option<Arc<crate::slo_prom::PromReader>>,
+}
+
+/// The SLO views of every journey, with Prometheus' numbers when configured;
+/// the error (bounded text) when Prometheus could not be read.
+async fn slo_views(
+    s: &AppState,
+    snap: &[crate::status::JourneyStatus],
+) -> (Vec<Vec<crate::slo_view::SloView>>, Option<String>) {
+    let mut views: Vec<Vec<crate::slo_view::SloView>> = snap
+        .iter()
+        .map(|st| st.slo_views(s.status.started))
+        .collect();
+    let Some(reader) = &s.prometheus else {
+        return (views, None);
+    };
+    match reader.read().await {
+        Ok(map) => {
+            for (st, vs) in snap.iter().zip(&mut views) {
+                for v in vs {
+                    v.prometheus = map.get(&format!("{}-{}", st.journey.name, v.name)).cloned();
+                }
+            }
+            (views, None)
+        }
+        Err(e) => (views, Some(e.to_string())),
+    }
 }
 
 /// The router.
@@ -174,18 +202,24 @@ struct ApiJourney<'a> {
 #[derive(Serialize)]
 struct Api<'a> {
     location: &'a str,
+    /// Why Prometheus' SLO numbers are missing (`--prometheus-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prometheus_error: Option<String>,
     reload_error: Option<crate::status::ReloadError>,
     journeys: Vec<ApiJourney<'a>>,
 }
 
 async fn api_journeys(State(s): State<AppState>) -> Response {
     let snap = s.status.snapshot();
+    let (mut views, prometheus_error) = slo_views(&s, &snap).await;
     let api = Api {
         location: &s.status.location,
+        prometheus_error,
         reload_error: s.status.reload_error(),
         journeys: snap
             .iter()
-            .map(|st| ApiJourney {
+            .enumerate()
+            .map(|(i, st)| ApiJourney {
                 name: &st.journey.name,
                 description: st.journey.description.as_deref(),
                 file: st.journey.source.path.display().to_string(),
@@ -198,7 +232,7 @@ async fn api_journeys(State(s): State<AppState>) -> Response {
                 state: st.state(),
                 passed_after_retry: st.passed_after_retry,
                 last_attempts: st.last_attempts,
-                slos: st.slo_views(s.status.started),
+                slos: std::mem::take(&mut views[i]),
                 last: st.last.as_ref(),
                 recent_failures: st.failures.iter().collect(),
                 artifacts: st
@@ -251,6 +285,7 @@ code{background:#f3f3f3;padding:0 .2em}";
 
 async fn status_page(State(s): State<AppState>) -> Html<String> {
     let snap = s.status.snapshot();
+    let (views, prometheus_error) = slo_views(&s, &snap).await;
     let failing = snap.iter().filter(|st| st.state() == "failing").count();
     let slow = snap.iter().filter(|st| st.state() == "slow").count();
     let mut h = String::with_capacity(16 * 1024);
@@ -274,8 +309,11 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
             esc(&e.diagnostics)
         );
     }
+    if let Some(e) = prometheus_error {
+        let _ = write!(h, "<p class=fail id=prometheus-error>{}</p>", esc(&e));
+    }
     h.push_str("<table id=journeys><tr><th>Journey</th><th>State</th><th>Last run</th><th>Steps</th><th>SLOs</th><th>Latest failure</th></tr>");
-    for st in &snap {
+    for (st, views) in snap.iter().zip(&views) {
         let j = &st.journey;
         let state = st.state();
         let class = match state {
@@ -336,7 +374,7 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
                 h.push_str("</td>");
             }
         }
-        let slos = crate::slo_view::render_html(&st.slo_views(s.status.started));
+        let slos = crate::slo_view::render_html(views);
         if !slos.is_empty() {
             h.push_str("<td>");
             h.push_str(&slos);

@@ -194,6 +194,7 @@ impl RunLog {
                     bad_since_start: bad_total,
                     budget_spent_percent: 100.0 * bad_total as f64 / allowed.max(1e-9),
                     would_page,
+                    prometheus: None,
                 }
             })
             .collect()
@@ -242,6 +243,10 @@ pub struct SloView {
     pub budget_spent_percent: f64,
     /// The page tier whose burn condition holds now, if any.
     pub would_page: Option<&'static str>,
+    /// The same SLO from the recording rules in Prometheus
+    /// (`serve --prometheus-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<crate::slo_prom::PromSlo>,
 }
 
 /// Whether the last run passed but was slower than a latency SLO allows.
@@ -299,9 +304,36 @@ pub fn render_html(views: &[SloView]) -> String {
                 .map_or("no page".to_string(), |t| format!("would page ({t})"))
         );
     }
+    h.push_str("</table>");
+    for v in views {
+        if let Some(p) = &v.prometheus {
+            let ratios: Vec<String> = p
+                .error_ratio
+                .iter()
+                .map(|(w, r)| format!("{w} {:.3}%", r * 100.0))
+                .collect();
+            let _ = write!(
+                h,
+                "<p class=\"steps prom\" data-slo=\"{}\">Prometheus, {}: error ratio {}; budget remaining {}; {}</p>",
+                esc(&v.name),
+                esc(&v.name),
+                esc(&ratios.join(", ")),
+                p.budget_remaining
+                    .map_or("unknown".to_string(), |b| format!("{:.2}%", b * 100.0)),
+                if p.firing.is_empty() {
+                    "no burn alert firing".to_string()
+                } else {
+                    format!(
+                        "<span class=fail>firing: {}</span>",
+                        esc(&p.firing.join(", "))
+                    )
+                }
+            );
+        }
+    }
     let _ = write!(
         h,
-        "</table><p class=steps>SLOs {}, this location only; alerts come from Prometheus.</p>",
+        "<p class=steps>SLO table {}, this location only; alerts come from Prometheus.</p>",
         esc(&views[0].source)
     );
     h

@@ -16,7 +16,7 @@ async fn serve(
     base_url: &str,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    serve_on(listener, paths, base_url).await
+    serve_on(listener, paths, base_url, None).await
 }
 
 /// [`serve`] on a listener bound by the caller.
@@ -24,6 +24,7 @@ async fn serve_on(
     listener: tokio::net::TcpListener,
     paths: Vec<std::path::PathBuf>,
     base_url: &str,
+    prometheus_url: Option<&str>,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let runner = crate::support::shop_runner();
@@ -37,6 +38,8 @@ async fn serve_on(
         runner,
     );
     cfg.location = "test".into();
+    cfg.prometheus = prometheus_url
+        .map(|u| std::sync::Arc::new(wayprobe::slo_prom::PromReader::new(u).unwrap()));
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(wayprobe::serve::serve(cfg, listener, async move {
         let _ = rx.await;
@@ -220,7 +223,7 @@ async fn a_new_journey_does_not_page_on_its_first_failure_but_pages_on_an_outage
     .await;
     shop.set_checkout_failing(true);
     shop.set_checkout_delay(Duration::from_secs(2));
-    let (addr, stop) = serve_on(listener, vec![journeys.clone()], &shop_url).await;
+    let (addr, stop) = serve_on(listener, vec![journeys.clone()], &shop_url, Some(&prom.url)).await;
     let failures = eventually(30, "the first failed run", || async {
         let m = get(&format!("{addr}/metrics")).await.1;
         let line = m
@@ -297,6 +300,23 @@ async fn a_new_journey_does_not_page_on_its_first_failure_but_pages_on_an_outage
             .is_empty(),
         "the journey runs: no liveness alert"
     );
+    // `--prometheus-url`: the API and the status page show the recording
+    // rules' numbers and the firing alert, beside the in-process view.
+    let v: serde_json::Value =
+        serde_json::from_str(&get(&format!("{addr}/api/v1/journeys")).await.1).unwrap();
+    assert!(v.get("prometheus_error").is_none(), "{v:#}");
+    let slo = &v["journeys"][0]["slos"][0];
+    let p = &slo["prometheus"];
+    assert_eq!(p["source"], "prometheus", "{slo:#}");
+    assert_eq!(p["firing"][0], "page-fast", "{slo:#}");
+    assert!(p["error_ratio"]["1h"].as_f64().unwrap() > 0.0144, "{slo:#}");
+    assert!(p["budget_remaining"].as_f64().unwrap() <= 1.0, "{slo:#}");
+    assert_eq!(
+        slo["would_page"], "page-fast",
+        "the in-process view agrees: {slo:#}"
+    );
+    let page = get(&format!("{addr}/")).await.1;
+    assert!(page.contains("firing: page-fast"), "{page}");
     drop(prom);
     let _ = stop.send(());
 }
