@@ -268,6 +268,17 @@ fn note(spec: &SloSpec<'_>, loc: u32) -> Diagnostic {
     } else {
         format!("a single {bad} run does not page")
     });
+    if spec.journey.retries.count > 0 {
+        d = d.with_note(match slo.judges() {
+            crate::journey::slo::Judge::First => format!(
+                "judges the first attempt of each run (`judge: first`, the default): a run that passes on one of its {} retries still counts as failed here",
+                spec.journey.retries.count
+            ),
+            crate::journey::slo::Judge::Final => {
+                "judges the final attempt of each run (after retries); `journey_first_attempts_total` keeps the first attempts".to_string()
+            }
+        });
+    }
     let (hn, hd) = runs_in(3600, interval, loc);
     d.with_note(format!(
         "in the first hour (a new journey, a fresh Prometheus, a new location) each window counts at least the runs it should hold ({} per 1h from {loc} location{}, as `wayprobe rules --locations {loc}` writes), so all of the above holds from the first run: a single {bad} run {}{}, and a total outage of a new journey trips the same tiers after the same runs",
@@ -586,6 +597,12 @@ mod tests {
             "{live}"
         );
         assert!(live.contains("a dead prober goes unnoticed for 2m after Prometheus loses its series, i.e. up to 2m + 15s (one interval)"), "{live}");
+        // retries: the note says which attempt the SLO judges
+        let mut j = journey("15s", "  - {name: availability, objective: 99.5%}\n");
+        j.retries.count = 2;
+        assert!(
+            all_text(&explain(&j, 1)[0]).contains("judges the first attempt of each run (`judge: first`, the default): a run that passes on one of its 2 retries still counts as failed here")
+        );
         // a journey without SLOs is explained too: a ticket
         let j = journey("5m", "  []\n");
         let d = explain(&j, 1);

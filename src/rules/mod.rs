@@ -703,6 +703,67 @@ mod tests {
         }
     }
 
+    /// `liveness`, `retries`, `retry_delay` and `judge` are read, and bad
+    /// values are errors that point at them and say what to write.
+    #[test]
+    fn liveness_retries_and_judge_are_validated() {
+        use crate::diag::SourceFile;
+        use crate::journey::load::{LoadOptions, load_sources};
+        let load = |extra: &str, judge: &str| {
+            let text = format!(
+                "name: j\ninterval: 30s\ntimeout: 5s\n{extra}steps:\n  - name: home\n    http: {{url: \"https://shop.example.com/\"}}\nslos:\n  - {{name: availability, objective: 99%{judge}}}\n"
+            );
+            load_sources(
+                vec![SourceFile::new("j.yaml", text)],
+                &LoadOptions::default(),
+                vec![],
+            )
+        };
+        let j = load(
+            "liveness: {after: 4m, severity: ticket}\nretries: 2\nretry_delay: 3s\n",
+            ", judge: final",
+        )
+        .unwrap()
+        .journeys
+        .remove(0);
+        assert_eq!(j.liveness.after, Some(Duration::from_secs(240)));
+        assert_eq!(
+            j.liveness.severity,
+            Some(crate::journey::LivenessSeverity::Ticket)
+        );
+        assert_eq!(
+            (j.retries.count, j.retries.delay),
+            (2, Duration::from_secs(3))
+        );
+        assert_eq!(j.slos[0].judge, crate::journey::slo::Judge::Final);
+        for (extra, judge, want) in [
+            (
+                "liveness: {after: 20s}\n",
+                "",
+                "must be longer than the interval",
+            ),
+            (
+                "liveness: {severity: loud}\n",
+                "",
+                "unknown liveness severity `loud`",
+            ),
+            ("retries: 9\n", "", "`retries: 9` is too many"),
+            (
+                "retry_delay: 1m\n",
+                "",
+                "`retry_delay` must be shorter than the interval",
+            ),
+            ("", ", judge: last", "unknown `judge` value `last`"),
+        ] {
+            let e = load(extra, judge).unwrap_err();
+            let titles: Vec<String> = e.diagnostics().iter().map(|d| d.title.clone()).collect();
+            assert!(
+                titles.iter().any(|t| t.contains(want)),
+                "{extra}{judge}: {titles:?}"
+            );
+        }
+    }
+
     #[test]
     fn config_validation() {
         assert!(RulesConfig::default().validate().is_ok());
