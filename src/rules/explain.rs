@@ -90,6 +90,37 @@ fn liveness_note(journey: &Journey, cfg: &RulesConfig) -> Diagnostic {
         prom_duration(journey.interval),
         w = prom_duration(after),
     ))
+    .with_note(match outage_page_time(journey, cfg) {
+        Some(t) if t <= after => format!(
+            "a total outage pages sooner ({}) than a stopped prober is noticed: lower `liveness.after` if a silent prober must page as fast",
+            human_duration(t)
+        ),
+        Some(t) => format!(
+            "a total outage pages after {}: a stopped prober is noticed before that",
+            human_duration(t)
+        ),
+        None => "no SLO of the journey pages on an outage".to_string(),
+    })
+}
+
+/// How long the journey's fastest paging SLO takes to page on a total outage
+/// (from one location).
+fn outage_page_time(journey: &Journey, cfg: &RulesConfig) -> Option<Duration> {
+    journey
+        .slos
+        .iter()
+        .filter(|s| s.threshold().is_none())
+        .filter_map(|slo| {
+            let spec = SloSpec::new(journey, slo, cfg);
+            TierFacts::of(&spec, 1)
+                .into_iter()
+                .find(|t| t.tier.is_page() && t.enabled && t.can_fire)
+                .map(|t| {
+                    let runs = t.outage_runs().min(u128::from(u32::MAX)) as u32;
+                    journey.interval.saturating_mul(runs)
+                })
+        })
+        .min()
 }
 
 fn diag(spec: &SloSpec<'_>, severity: Severity, title: String) -> Diagnostic {
@@ -597,6 +628,18 @@ mod tests {
             "{live}"
         );
         assert!(live.contains("a dead prober goes unnoticed for 2m after Prometheus loses its series, i.e. up to 2m + 15s (one interval)"), "{live}");
+        assert!(
+            live.contains(
+                "a total outage pages after 4m30s: a stopped prober is noticed before that"
+            ),
+            "{live}"
+        );
+        let j = journey("10s", "  - {name: availability, objective: 99.9%}\n");
+        let live = all_text(explain(&j, 1).last().unwrap());
+        assert!(
+            live.contains("a total outage pages sooner (1m) than a stopped prober is noticed"),
+            "{live}"
+        );
         // retries: the note says which attempt the SLO judges
         let mut j = journey("15s", "  - {name: availability, objective: 99.5%}\n");
         j.retries.count = 2;
