@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// The `location` label of every series (where this prober runs).
     #[arg(long, default_value = "local", env = "WAYPROBE_LOCATION")]
     pub location: String,
+    /// Prometheus evaluating `wayprobe rules`: the status page and the API
+    /// then show each SLO's ratios, remaining budget and firing alerts from it.
+    #[arg(long, env = "WAYPROBE_PROMETHEUS_URL", value_name = "URL")]
+    pub prometheus_url: Option<String>,
     /// Journey runs in progress at once.
     #[arg(long, default_value_t = 256, env = "WAYPROBE_MAX_CONCURRENT_RUNS")]
     pub max_concurrent_runs: usize,
@@ -224,6 +228,10 @@ pub struct RulesArgs {
     /// Evaluation interval of the SLO and liveness groups.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,
+    /// Locations probing each journey: every SLO window counts at least the
+    /// runs they should make in it (use the number `check --locations` was given).
+    #[arg(long, default_value_t = 1)]
+    pub locations: u32,
     /// Evaluation interval of the period (30d/28d) groups.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub period_interval: std::time::Duration,
@@ -468,6 +476,7 @@ fn rules(args: RulesArgs) -> anyhow::Result<Exit> {
         interval: args.interval,
         period_interval: args.period_interval,
         liveness_runbook_url: args.liveness_runbook_url.clone(),
+        locations: args.locations,
         ..Default::default()
     };
     cfg.operator.name = args.name.clone();
@@ -563,10 +572,10 @@ pub async fn run_journeys(
             } else {
                 None
             };
-            let limit = crate::run::backstop(&j);
+            let limit = crate::attempt::backstop(&j);
             let started = std::time::SystemTime::now();
-            match tokio::time::timeout(limit, runner.run(&j)).await {
-                Ok(o) => o,
+            match tokio::time::timeout(limit, crate::attempt::run(&runner, &j)).await {
+                Ok(a) => a.outcome,
                 Err(_) => crate::run::timed_out(&j, started, limit),
             }
         }
@@ -744,6 +753,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let opts = LoadOptions {
         vars: args.vars.iter().cloned().collect(),
     };
+    let prometheus = match args
+        .prometheus_url
+        .as_deref()
+        .map(crate::slo_prom::PromReader::new)
+    {
+        None => None,
+        Some(Ok(r)) => Some(std::sync::Arc::new(r)),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
     // Invalid journeys at start-up: the same diagnostics as `check`, exit 2.
     if let Err(e) = journey::load_paths(&args.journeys, &opts) {
         report_invalid(&e);
@@ -785,6 +806,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     cfg.watch_interval = args.watch_interval;
     cfg.web_config_file = args.web.config_file.clone();
     cfg.server = args.web.options();
+    cfg.prometheus = prometheus;
     serve_source(cfg, listener).await
 }
 

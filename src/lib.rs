@@ -57,6 +57,7 @@
 // its size does not matter; boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod attempt;
 #[cfg(feature = "browser")]
 pub use step::browser;
 pub use step::{capture, expect as assertion};
@@ -73,6 +74,8 @@ pub mod run;
 pub mod scheduler;
 pub mod serve;
 pub mod server;
+pub mod slo_prom;
+pub mod slo_view;
 pub mod status;
 pub mod step;
 pub mod template;

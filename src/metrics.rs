@@ -142,6 +142,7 @@ pub struct JourneySeries {
     labels: Vec<(String, String)>,
     buckets: Vec<f64>,
     runs: [Counter; 2],
+    first: [Counter; 2],
     duration: [Histogram; 2],
     steps: Vec<StepSeries>,
     last_run: F64Gauge,
@@ -169,6 +170,7 @@ impl JourneySeries {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             runs: Default::default(),
+            first: Default::default(),
             duration: [
                 Histogram::new(buckets.iter().copied()),
                 Histogram::new(buckets.iter().copied()),
@@ -186,6 +188,7 @@ impl JourneySeries {
     fn reuse(j: &Journey, old: &JourneySeries) -> Self {
         let mut new = Self::new(j);
         new.runs = old.runs.clone();
+        new.first = old.first.clone();
         new.last_run = old.last_run.clone();
         new.last_success = old.last_success.clone();
         new.skipped = old.skipped.clone();
@@ -225,6 +228,11 @@ impl JourneySeries {
         self.last_run.set(ts);
         self.last_success
             .set(i64::from(o.result == RunResult::Success));
+    }
+
+    /// Counts the first attempt of a run (its result before any retry).
+    pub fn record_first(&self, r: RunResult) {
+        self.first[result_index(r)].inc();
     }
 
     /// Counts a tick skipped because the previous run was still going.
@@ -288,6 +296,13 @@ impl Collector for JourneyMetrics {
             "Finished journey runs by result.",
             MetricType::Counter,
             |f| per_result(f, &|s, i| &s.runs[i]),
+        )?;
+        family(
+            &mut encoder,
+            "journey_first_attempts",
+            "First attempts of journey runs by result (before retries; without retries, the run).",
+            MetricType::Counter,
+            |f| per_result(f, &|s, i| &s.first[i]),
         )?;
         family(
             &mut encoder,

@@ -226,17 +226,9 @@ impl Runner {
     }
 }
 
-/// Time a run may take after its journey deadline: closing a browser session
-/// is bounded by 5 s, and a little more for the outcome.
-const RUN_GRACE: Duration = Duration::from_secs(6);
-
-/// How long a caller waits for [`Runner::run`] before it records
-/// [`timed_out`]: the journey's timeout plus a grace. The runner bounds every
-/// step itself; this only catches a run that misbehaves. The one place the
-/// whole-run backstop is decided (the scheduler and `wayprobe run` use it).
-pub fn backstop(j: &Journey) -> Duration {
-    j.timeout.saturating_add(RUN_GRACE)
-}
+/// The grace a caller adds to a run's own budget before it gives up on it:
+/// closing a browser session is bounded by 5 s, and a little more for the outcome.
+pub const RUN_GRACE: Duration = Duration::from_secs(6);
 
 /// The outcome of a run the backstop had to stop.
 pub fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOutcome {

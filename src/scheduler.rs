@@ -340,18 +340,19 @@ async fn run_once(
     shared.metrics.in_flight.inc();
     // The runner bounds every step; this backstop bounds the whole run even
     // if a step misbehaves, so a hung run becomes a failure, not a stuck task.
-    let backstop = crate::run::backstop(&j);
+    let backstop = crate::attempt::backstop(&j);
     let started = SystemTime::now();
+    let attempts = crate::attempt::with_retries(&j, || shared.probe.probe(j.clone()));
     let res = tokio::select! {
         biased;
         _ = cancel.cancelled() => None,
-        r = tokio::time::timeout(backstop, shared.probe.probe(j.clone())) => Some(r),
+        r = tokio::time::timeout(backstop, attempts) => Some(r),
     };
     shared.metrics.in_flight.dec();
     drop(permit);
     match res {
         None => tracing::debug!(journey = %j.name, "run cancelled; not counted"),
-        Some(Ok(o)) => shared.recorder.record(&series, o),
+        Some(Ok(a)) => shared.recorder.record_attempted(&series, a),
         Some(Err(_)) => {
             let o = crate::run::timed_out(&j, started, backstop);
             shared.recorder.record(&series, o);

@@ -90,6 +90,8 @@ pub struct ServeConfig {
     pub web_config_file: Option<PathBuf>,
     /// Connection limits, timeouts and `--web.enable-lifecycle`.
     pub server: ServerOptions,
+    /// Where the status page and API read the SLO recording rules from.
+    pub prometheus: Option<Arc<crate::slo_prom::PromReader>>,
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
     pub browser: Option<crate::step::browser::Browser>,
@@ -108,6 +110,7 @@ impl ServeConfig {
             probe: Arc::new(runner),
             web_config_file: None,
             server: ServerOptions::default(),
+            prometheus: None,
         }
     }
 }
@@ -233,6 +236,7 @@ pub async fn serve_with(
             ..cfg.server.clone()
         },
         heavy: Arc::new(tokio::sync::Semaphore::new(HTTP_HEAVY_AT_ONCE)),
+        prometheus: cfg.prometheus.clone(),
     };
     let server = spawn_http(listener, state, stop.clone())?;
 

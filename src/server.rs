@@ -24,7 +24,8 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{CONTENT_TYPE, Metrics, TEXT_CONTENT_TYPE};
-use crate::outcome::{JourneyOutcome, RunResult, StepStatus};
+use crate::outcome::{JourneyOutcome, StepStatus};
+use crate::slo_prom::PromSlo;
 use crate::status::{FailureRecord, JourneyStatus, StatusStore};
 use crate::web::{AuthCheck, WebConfig};
 
@@ -104,6 +105,41 @@ pub struct AppState {
     /// bcrypt checks and page renders allowed at once (each on a blocking
     /// thread of the HTTP runtime; more wait their turn).
     pub heavy: Arc<Semaphore>,
+    /// Reads the SLO recording rules from Prometheus (`--prometheus-url`).
+    pub prometheus: Option<Arc<crate::slo_prom::PromReader>>,
+}
+
+/// Prometheus' SLO numbers by `journey-slo` (`--prometheus-url`): `None`
+/// when not configured; the error (bounded text) when it could not be read.
+async fn prometheus_slos(
+    s: &AppState,
+) -> (
+    Option<std::collections::BTreeMap<String, PromSlo>>,
+    Option<String>,
+) {
+    let Some(reader) = &s.prometheus else {
+        return (None, None);
+    };
+    match reader.read().await {
+        Ok(map) => (Some(map), None),
+        Err(e) => (None, Some(e.to_string())),
+    }
+}
+
+/// One journey's SLO views (in-process since `since`), with Prometheus'
+/// numbers when they were read.
+fn slo_views(
+    st: &JourneyStatus,
+    since: SystemTime,
+    prom: Option<&std::collections::BTreeMap<String, PromSlo>>,
+) -> Vec<crate::slo_view::SloView> {
+    let mut views = st.slo_views(since);
+    if let Some(map) = prom {
+        for v in &mut views {
+            v.prometheus = map.get(&format!("{}-{}", st.journey.name, v.name)).cloned();
+        }
+    }
+    views
 }
 
 /// What the connection knows about its client, for the handlers.
@@ -603,15 +639,6 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-/// The state shown for a journey: `waiting`, `passing` or `failing`.
-fn state_of(st: &JourneyStatus) -> &'static str {
-    match &st.last {
-        None => "waiting",
-        Some(o) if o.result == RunResult::Success => "passing",
-        Some(_) => "failing",
-    }
-}
-
 /// One page of journeys: (matching in total, the page).
 fn page<'a>(
     snap: &'a [Arc<JourneyStatus>],
@@ -623,7 +650,7 @@ fn page<'a>(
     let matching = snap.iter().filter(|st| {
         q.state
             .as_deref()
-            .is_none_or(|s| s.is_empty() || s == state_of(st))
+            .is_none_or(|s| s.is_empty() || s == st.state())
             && q.q.as_deref().is_none_or(|n| st.journey.name.contains(n))
     });
     let total = matching.clone().count();
@@ -651,6 +678,14 @@ struct ApiJourney<'a> {
     labels: &'a std::collections::BTreeMap<String, String>,
     runs: u64,
     successes: u64,
+    /// `waiting`, `passing`, `slow` or `failing`.
+    state: &'static str,
+    /// Runs whose first attempt failed and a retry passed.
+    passed_after_retry: u64,
+    /// Attempts of the last run.
+    last_attempts: u32,
+    /// Each SLO as this prober sees it (in-process since start).
+    slos: Vec<crate::slo_view::SloView>,
     last: Option<&'a JourneyOutcome>,
     recent_failures: Vec<&'a FailureRecord>,
     /// Links to the latest failure's screenshots and notes.
@@ -660,6 +695,9 @@ struct ApiJourney<'a> {
 #[derive(Serialize)]
 struct Api<'a> {
     location: &'a str,
+    /// Why Prometheus' SLO numbers are missing (`--prometheus-url`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prometheus_error: Option<String>,
     reload_error: Option<crate::status::ReloadError>,
     /// Journeys matching the filter, over all pages.
     total: usize,
@@ -674,10 +712,12 @@ struct Api<'a> {
 async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let snap = s.status.snapshot();
     let status = s.status.clone();
+    let (prom, prometheus_error) = prometheus_slos(&s).await;
     let body = render(&s, move || {
         let (total, offset, limit, rows) = page(&snap, &q, 1000);
         let api = Api {
             location: &status.location,
+            prometheus_error,
             reload_error: status.reload_error(),
             total,
             offset,
@@ -695,6 +735,10 @@ async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> 
                     labels: &st.journey.labels,
                     runs: st.runs,
                     successes: st.successes,
+                    state: st.state(),
+                    passed_after_retry: st.passed_after_retry,
+                    last_attempts: st.last_attempts,
+                    slos: slo_views(st, status.started, prom.as_ref()),
                     last: st.last.as_ref(),
                     recent_failures: st.failures.iter().collect(),
                     artifacts: st
@@ -746,7 +790,7 @@ fn ms(d: std::time::Duration) -> String {
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em}table{border-collapse:collapse;width:100%;margin-bottom:1em}\
 th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-align:top}\
-.ok{color:#137333;font-weight:600}.fail{color:#b3261e;font-weight:600}.wait{color:#777}\
+.ok{color:#137333;font-weight:600}.slow{color:#b26a00;font-weight:600}.fail{color:#b3261e;font-weight:600}.wait{color:#777}\
 .steps{font-size:.9em;color:#444}.why{background:#fdecea;padding:.4em .6em;border-radius:4px;white-space:pre-wrap}\
 .err{background:#fdecea;border:1px solid #b3261e;padding:.6em;white-space:pre-wrap;font-family:monospace}\
 code{background:#f3f3f3;padding:0 .2em}";
@@ -754,7 +798,9 @@ code{background:#f3f3f3;padding:0 .2em}";
 async fn status_page(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
     let snap = s.status.snapshot();
     let status = s.status.clone();
-    match render(&s, move || render_status_page(&status, &snap, &q)).await {
+    let (prom, prometheus_error) = prometheus_slos(&s).await;
+    let page = move || render_status_page(&status, &snap, &q, prom.as_ref(), prometheus_error);
+    match render(&s, page).await {
         Some(h) => Html(h).into_response(),
         None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
@@ -774,25 +820,26 @@ fn page_link(q: &ListQuery, offset: usize, limit: usize) -> String {
 
 /// The status page: a summary of all journeys, then one page of them
 /// (100 by default).
-fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &ListQuery) -> String {
-    let failing = snap
-        .iter()
-        .filter(|st| {
-            st.last
-                .as_ref()
-                .is_some_and(|o| o.result == RunResult::Failure)
-        })
-        .count();
+fn render_status_page(
+    status: &StatusStore,
+    snap: &[Arc<JourneyStatus>],
+    q: &ListQuery,
+    prom: Option<&std::collections::BTreeMap<String, PromSlo>>,
+    prometheus_error: Option<String>,
+) -> String {
+    let failing = snap.iter().filter(|st| st.state() == "failing").count();
+    let slow = snap.iter().filter(|st| st.state() == "slow").count();
     let mut h = String::with_capacity(16 * 1024);
     let _ = write!(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
          <title>wayprobe: {failing} failing</title><style>{STYLE}</style></head><body>\
-         <h1>wayprobe — {} journeys, <span class={}>{failing} failing</span></h1>\
+         <h1>wayprobe — {} journeys, <span class={}>{failing} failing</span>, <span class={}>{slow} slow</span></h1>\
          <p>Location <code>{}</code>. This page refreshes every 10 s. \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/journeys\">/api/v1/journeys</a></p>",
         snap.len(),
         if failing > 0 { "fail" } else { "ok" },
+        if slow > 0 { "slow" } else { "ok" },
         esc(&status.location)
     );
     if let Some(e) = status.reload_error() {
@@ -806,7 +853,7 @@ fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &Lis
     let (total, offset, limit, rows) = page(snap, q, 100);
     let _ = write!(
         h,
-        "<p id=paging>Showing {}–{} of {total}{}. Filter: <a href=\"/?state=failing\">failing</a> · \
+        "<p id=paging>Showing {}–{} of {total}{}. Filter: <a href=\"/?state=failing\">failing</a> · <a href=\"/?state=slow\">slow</a> · \
          <a href=\"/?state=waiting\">waiting</a> · <a href=\"/\">all</a>",
         if rows.is_empty() { 0 } else { offset + 1 },
         offset + rows.len(),
@@ -831,18 +878,23 @@ fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &Lis
         );
     }
     h.push_str("</p>");
-    h.push_str("<table id=journeys><tr><th>Journey</th><th>State</th><th>Last run</th><th>Steps</th><th>Latest failure</th></tr>");
+    if let Some(e) = prometheus_error {
+        let _ = write!(h, "<p class=fail id=prometheus-error>{}</p>", esc(&e));
+    }
+    h.push_str("<table id=journeys><tr><th>Journey</th><th>State</th><th>Last run</th><th>Steps</th><th>SLOs</th><th>Latest failure</th></tr>");
     for st in rows {
+        let views = slo_views(st, status.started, prom);
         let j = &st.journey;
-        let state = state_of(st);
+        let state = st.state();
         let class = match state {
             "waiting" => "wait",
             "passing" => "ok",
+            "slow" => "slow",
             _ => "fail",
         };
         let _ = write!(
             h,
-            "<tr class=journey data-journey=\"{}\"><td><b>{}</b><br><span class=steps>every {} · {}</span></td><td class={class}>{state}<br><span class=steps>{}/{} ok</span></td>",
+            "<tr class=journey data-journey=\"{}\"><td><b>{}</b><br><span class=steps>every {} · {}</span></td><td class={class}>{state}<br><span class=steps>{}/{} ok</span>",
             esc(&j.name),
             esc(&j.name),
             humantime::format_duration(j.interval),
@@ -850,6 +902,15 @@ fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &Lis
             st.successes,
             st.runs
         );
+        if st.passed_after_retry > 0 {
+            // Retries must not hide failures: say how many passes needed one.
+            let _ = write!(
+                h,
+                "<br><span class=slow>{} passed only after a retry</span>",
+                st.passed_after_retry
+            );
+        }
+        h.push_str("</td>");
         match &st.last {
             None => h.push_str("<td>—</td><td>—</td>"),
             Some(o) => {
@@ -882,6 +943,14 @@ fn render_status_page(status: &StatusStore, snap: &[Arc<JourneyStatus>], q: &Lis
                 }
                 h.push_str("</td>");
             }
+        }
+        let slos = crate::slo_view::render_html(&views);
+        if !slos.is_empty() {
+            h.push_str("<td>");
+            h.push_str(&slos);
+            h.push_str("</td>");
+        } else {
+            h.push_str("<td>—</td>");
         }
         match st.failures.front() {
             None => h.push_str("<td>none</td></tr>"),

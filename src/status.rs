@@ -52,6 +52,33 @@ pub struct JourneyStatus {
     pub runs: u64,
     /// Successful runs since start-up.
     pub successes: u64,
+    /// Runs that failed their first attempt and passed on a retry.
+    pub passed_after_retry: u64,
+    /// Attempts of the last run (1 = no retry).
+    pub last_attempts: u32,
+    /// Per-minute counts behind the SLO views (shared, not copied per snapshot).
+    pub slo_log: Arc<std::sync::Mutex<crate::slo_view::RunLog>>,
+}
+
+impl JourneyStatus {
+    /// The journey's SLOs as this prober sees them now.
+    pub fn slo_views(&self, since: SystemTime) -> Vec<crate::slo_view::SloView> {
+        self.slo_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .views(&self.journey, SystemTime::now(), since)
+    }
+
+    /// `waiting`, `passing`, `slow` (passed, but over a latency SLO's
+    /// threshold) or `failing`.
+    pub fn state(&self) -> &'static str {
+        match &self.last {
+            None => "waiting",
+            Some(o) if o.result != RunResult::Success => "failing",
+            Some(o) if crate::slo_view::is_slow(&self.journey, o) => "slow",
+            Some(_) => "passing",
+        }
+    }
 }
 
 /// A reload that was refused.
@@ -104,6 +131,9 @@ impl StatusStore {
                     failures: VecDeque::new(),
                     runs: 0,
                     successes: 0,
+                    passed_after_retry: 0,
+                    last_attempts: 0,
+                    slo_log: Default::default(),
                 }),
             };
             next.insert(j.name.clone(), st);
@@ -112,14 +142,22 @@ impl StatusStore {
     }
 
     /// Stores a finished run (taken by value: no copy per run).
-    pub fn update(&self, o: JourneyOutcome) {
+    pub fn update(&self, a: crate::attempt::Attempted) {
         let mut map = self.journeys.write().unwrap_or_else(|p| p.into_inner());
-        let Some(st) = map.get_mut(&o.journey) else {
+        let Some(st) = map.get_mut(&a.outcome.journey) else {
             return;
         };
         // In place, unless a page being rendered still holds this journey.
         let st = Arc::make_mut(st);
         st.runs += 1;
+        st.passed_after_retry += u64::from(a.passed_after_retry());
+        st.last_attempts = a.attempts;
+        st.slo_log.lock().unwrap_or_else(|p| p.into_inner()).record(
+            &st.journey,
+            &a.outcome,
+            a.first,
+        );
+        let o = a.outcome;
         if o.result == RunResult::Success {
             st.successes += 1;
         }
@@ -171,9 +209,18 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Handles a finished run: one log line, its series, and the status store.
+    /// Handles a finished run without retries.
     pub fn record(&self, series: &JourneySeries, o: JourneyOutcome) {
-        series.record(&o);
+        self.record_attempted(series, crate::attempt::Attempted::once(o));
+    }
+
+    /// Handles a finished run and its retries: one log line, its series
+    /// (first attempt and final result), and the status store.
+    pub fn record_attempted(&self, series: &JourneySeries, a: crate::attempt::Attempted) {
+        series.record_first(a.first);
+        let o = &a.outcome;
+        series.record(o);
+        let attempts = a.attempts;
         let duration_ms = (o.duration.as_secs_f64() * 1000.0).round() as u64;
         match o.failed_step() {
             None => tracing::info!(
@@ -181,6 +228,7 @@ impl Recorder {
                 location = %self.status.location,
                 result = o.result.as_str(),
                 duration_ms,
+                attempts,
                 "run finished"
             ),
             Some(step) => {
@@ -190,6 +238,7 @@ impl Recorder {
                     location = %self.status.location,
                     result = o.result.as_str(),
                     duration_ms,
+                    attempts,
                     step = %step.name,
                     reason = f.map_or("", |f| f.reason.as_str()),
                     message = f.map_or("", |f| f.message.as_str()),
@@ -197,7 +246,7 @@ impl Recorder {
                 );
             }
         }
-        self.status.update(o);
+        self.status.update(a);
     }
 }
 
@@ -253,14 +302,14 @@ mod tests {
         let a = s.snapshot();
         let b = s.snapshot();
         assert!(Arc::ptr_eq(&a[0], &b[0]), "no copy per reader");
-        s.update(run(false));
+        s.update(crate::attempt::Attempted::once(run(false)));
         assert_eq!((a[0].runs, a[0].failures.len()), (0, 0));
         let c = s.snapshot();
         assert_eq!((c[0].runs, c[0].failures.len()), (1, 1));
         drop((a, b, c));
         // With no reader left, a run changes the state in place.
         let before = Arc::as_ptr(&s.snapshot()[0]);
-        s.update(run(true));
+        s.update(crate::attempt::Attempted::once(run(true)));
         let after = s.snapshot();
         assert_eq!(Arc::as_ptr(&after[0]), before);
         assert_eq!((after[0].runs, after[0].successes), (2, 1));

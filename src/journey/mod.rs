@@ -55,6 +55,10 @@ pub struct Journey {
     pub steps: Vec<Step>,
     /// Service level objectives declared next to the journey.
     pub slos: Vec<Slo>,
+    /// The `JourneyRunsMissing` alert (every journey has one, SLOs or not).
+    pub liveness: Liveness,
+    /// Attempts after a failed one (`retries: N`, `retry_delay: 2s`).
+    pub retries: Retries,
     /// The file it came from.
     pub source: Arc<SourceFile>,
 }
@@ -75,6 +79,52 @@ impl Journey {
             .iter()
             .any(|s| matches!(s.kind, StepKind::Browser(_)))
     }
+}
+
+/// The liveness alert of a journey (`liveness:` in the file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Liveness {
+    /// Alert when no run has finished for this long; `None` = the default,
+    /// [`Liveness::DEFAULT_INTERVALS`] intervals but at least
+    /// [`Liveness::MIN_AFTER`].
+    pub after: Option<Duration>,
+    /// `page` or `ticket`; `None` = page when a paging SLO tier can fire.
+    pub severity: Option<LivenessSeverity>,
+}
+
+impl Liveness {
+    /// Missed intervals before the default alert.
+    pub const DEFAULT_INTERVALS: u32 = 3;
+    /// Shortest default `after` (a scrape or two must fit in it).
+    pub const MIN_AFTER: Duration = Duration::from_secs(120);
+}
+
+/// Retries of a failed run. Each attempt is a whole run; both the first
+/// attempt's result and the final one are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retries {
+    /// Attempts after the first (0 = no retries; at most 5).
+    pub count: u32,
+    /// Pause before each retry (default 1s).
+    pub delay: Duration,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Severity of a liveness alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LivenessSeverity {
+    /// `severity: critical`, `sloth_severity: page`.
+    Page,
+    /// `severity: warning`, `sloth_severity: ticket`.
+    Ticket,
 }
 
 /// Where a secret's value is read from, at the start of every run.

@@ -25,6 +25,35 @@ pub struct Slo {
     pub labels: BTreeMap<String, String>,
     /// Alerting options.
     pub alerting: Alerting,
+    /// Which attempt of a retried run the SLO judges.
+    pub judge: Judge,
+}
+
+/// Which result of a retried run an SLO counts (`judge: first|final`).
+///
+/// The default is the first attempt: it is what a customer gets (nobody
+/// retries for them), and the burn-rate windows already absorb isolated
+/// failures, so retries need not hide them. `final` counts a run as good when
+/// a retry passed: for failures known to be on the prober's side. Latency
+/// SLOs always judge the final attempt (the duration histogram is the final
+/// run's); without `retries` both are the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Judge {
+    /// The first attempt of each run.
+    #[default]
+    First,
+    /// The last attempt of each run.
+    Final,
+}
+
+impl Judge {
+    /// `first` or `final`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Judge::First => "first",
+            Judge::Final => "final",
+        }
+    }
 }
 
 impl Slo {
@@ -33,6 +62,14 @@ impl Slo {
         match self.kind {
             SloKind::Latency { threshold } => Some(threshold),
             SloKind::Availability => None,
+        }
+    }
+
+    /// Which attempt the SLO judges in effect: latency SLOs the final one.
+    pub fn judges(&self) -> Judge {
+        match self.kind {
+            SloKind::Latency { .. } => Judge::Final,
+            SloKind::Availability => self.judge,
         }
     }
 

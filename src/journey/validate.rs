@@ -30,6 +30,9 @@ const JOURNEY_KEYS: &[&str] = &[
     "tls",
     "steps",
     "slos",
+    "liveness",
+    "retries",
+    "retry_delay",
 ];
 const STEP_KEYS: &[&str] = &["name", "timeout", "http", "browser", "expect", "capture"];
 const STEP_KINDS: &[&str] = &["http", "browser"];
@@ -119,6 +122,7 @@ const SLO_KEYS: &[&str] = &[
     "threshold",
     "labels",
     "alerting",
+    "judge",
 ];
 const ALERTING_KEYS: &[&str] = &[
     "name",
@@ -788,6 +792,32 @@ pub(super) fn journey(
         }
     }
 
+    let liveness = f
+        .get("liveness")
+        .map(|n| liveness(v, n, interval))
+        .unwrap_or_default();
+    let mut retries = Retries::default();
+    if let Some(n) = f.get("retries")
+        && let Some(c) = v.uint(n, "`retries`")
+    {
+        if c > 5 {
+            v.error(n.span, format!("`retries: {c}` is too many")).label =
+                Some("at most 5; a journey that needs more is failing".into());
+        } else {
+            retries.count = c as u32;
+        }
+    }
+    if let Some(n) = f.get("retry_delay")
+        && let Some(d) = v.duration(n, "`retry_delay`")
+    {
+        if d >= interval {
+            v.error(n.span, "`retry_delay` must be shorter than the interval")
+                .label = Some("retries happen only before the next scheduled run".into());
+        } else {
+            retries.delay = d;
+        }
+    }
+
     let errors_after = v
         .diags
         .iter()
@@ -809,6 +839,8 @@ pub(super) fn journey(
             tls,
             steps,
             slos,
+            liveness,
+            retries,
             source: v.file.clone(),
         },
         name_span,
@@ -1682,6 +1714,22 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
         .get("alerting")
         .map(|a| alerting(v, a))
         .unwrap_or_default();
+    let mut judge = super::slo::Judge::default();
+    if let Some(jn) = f.get("judge")
+        && let Some(text) = v.string(jn, "`judge`")
+    {
+        match text.as_str() {
+            "first" => judge = super::slo::Judge::First,
+            "final" => judge = super::slo::Judge::Final,
+            other => {
+                v.error(jn.span, format!("unknown `judge` value `{other}`"))
+                    .label = Some(
+                    "write `first` (the first attempt, the default) or `final` (after retries)"
+                        .into(),
+                );
+            }
+        }
+    }
     Some(Slo {
         name: name?,
         span: n.span,
@@ -1690,7 +1738,49 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
         window: window?,
         labels,
         alerting,
+        judge,
     })
+}
+
+/// `liveness: {after: 2m, severity: page|ticket}`.
+fn liveness(v: &mut Validator<'_>, n: &SNode, interval: Duration) -> Liveness {
+    let mut l = Liveness::default();
+    let Some(f) = v.map(n, "`liveness`", &["after", "severity"]) else {
+        return l;
+    };
+    if let Some(a) = f.get("after")
+        && let Some(d) = v.duration(a, "`after`")
+    {
+        if d <= interval || d < Duration::from_secs(60) {
+            v.error(
+                a.span,
+                format!(
+                    "`after` ({}) must be longer than the interval ({}) and at least 1m",
+                    humantime::format_duration(d),
+                    humantime::format_duration(interval)
+                ),
+            )
+            .label = Some(
+                "a run is due every interval, and Prometheus needs a scrape or two to see it; e.g. `after: 3m`"
+                    .into(),
+            );
+        } else {
+            l.after = Some(d);
+        }
+    }
+    if let Some(s) = f.get("severity")
+        && let Some(text) = v.string(s, "`severity`")
+    {
+        match text.as_str() {
+            "page" => l.severity = Some(LivenessSeverity::Page),
+            "ticket" => l.severity = Some(LivenessSeverity::Ticket),
+            other => {
+                v.error(s.span, format!("unknown liveness severity `{other}`"))
+                    .label = Some("write `page` or `ticket`".into());
+            }
+        }
+    }
+    l
 }
 
 fn alerting(v: &mut Validator<'_>, n: &SNode) -> Alerting {

@@ -323,6 +323,25 @@ pub fn humanize_percentage(ratio: f64) -> String {
     format!("{}%", go_g4(ratio * 100.0))
 }
 
+/// Prometheus' `humanizeDuration` for the values the emitted tests expect
+/// (non-negative seconds): `2m 15s`, `1h 0m 5s`, `45s`, `1.5s`.
+pub fn humanize_duration(v: f64) -> String {
+    if v < 1.0 {
+        return format!("{}s", go_g4(v));
+    }
+    let d = v as i64;
+    let (s, m, h, days) = (d % 60, (d / 60) % 60, (d / 3600) % 24, d / 86_400);
+    if days != 0 {
+        format!("{days}d {h}h {m}m {s}s")
+    } else if h != 0 {
+        format!("{h}h {m}m {s}s")
+    } else if m != 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{}s", go_g4(v))
+    }
+}
+
 /// A short human duration for explanations (`4m30s`, `52s`, `1h`).
 pub fn human_duration(d: Duration) -> String {
     let secs = d.as_secs_f64().round() as u64;
@@ -465,6 +484,10 @@ mod tests {
         assert_eq!(humanize_percentage(0.00001234), "0.001234%");
         assert_eq!(humanize_percentage(0.0000001234), "1.234e-05%");
         assert_eq!(go_g4(1234.5678), "1235");
+        assert_eq!(humanize_duration(135.0), "2m 15s");
+        assert_eq!(humanize_duration(3605.0), "1h 0m 5s");
+        assert_eq!(humanize_duration(45.0), "45s");
+        assert_eq!(humanize_duration(90_061.0), "1d 1h 1m 1s");
     }
 
     #[test]

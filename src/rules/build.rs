@@ -3,11 +3,34 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::arith::{BurnTier, Dec, WINDOWS, fmt_ratio, prom_duration};
+use super::arith::{BurnTier, Dec, WINDOWS, fmt_ratio, prom_duration, runs_in};
 use super::model::{Rule, RuleFile, RuleGroup};
-use super::{LIVENESS_ALERT, RulesConfig, is_generated_label, promql_string, sloth_id};
-use crate::journey::slo::{SloKind, le_label};
-use crate::journey::{Journey, Slo};
+use super::{
+    LIVENESS_ALERT, PROBER_ALERT, RulesConfig, is_generated_label, promql_string, sloth_id,
+};
+use crate::journey::slo::{Judge, SloKind, le_label};
+use crate::journey::{Journey, LivenessSeverity, Slo};
+
+fn gcd(a: u128, b: u128) -> u128 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
+}
+
+/// `sum(...)` of how much the counters `metric<selector>` went up over
+/// `window`, counting only what the samples inside the window show.
+///
+/// `increase()` extrapolates: on a series only a scrape or two old (a new
+/// journey, a fresh Prometheus, a new location) one failed run can count as
+/// up to 2.1, enough to trip an alert `check` says one run cannot. So each
+/// series counts `last - min_over_time` (exact for a counter without a
+/// reset; the gap before the window's first sample is not counted), and only
+/// a series that was reset inside the window (prober restart) falls back to
+/// `increase()`, which handles resets.
+pub(crate) fn counted(metric: &str, selector: &str, window: &str) -> String {
+    let s = format!("{metric}{selector}");
+    format!(
+        "sum(\n    ({s} - min_over_time({s}[{window}]))\n    unless (resets({s}[{window}]) > 0)\n    or increase({s}[{window}])\n  )"
+    )
+}
 
 /// Everything the rules of one SLO are made of, computed once and shared by
 /// the generator, the promtool-test emitter and its simulation.
@@ -35,6 +58,16 @@ impl<'a> SloSpec<'a> {
             sloth_slo: format!("{}-{}", journey.name, slo.name),
             budget: Dec::budget(&slo.objective),
             le: slo.threshold().map(|t| le_label(t.as_secs_f64())),
+        }
+    }
+
+    /// The counter an availability SLO reads: the first attempts of a
+    /// retried journey when the SLO judges them, else the runs.
+    pub fn runs_metric(&self) -> &'static str {
+        if self.journey.retries.count > 0 && self.slo.judges() == Judge::First {
+            "journey_first_attempts_total"
+        } else {
+            "journey_runs_total"
         }
     }
 
@@ -78,20 +111,49 @@ impl<'a> SloSpec<'a> {
         l
     }
 
-    /// The error ratio over `window` (a PromQL duration).
-    pub fn ratio_expr(&self, window: &str) -> String {
+    /// Runs the window should hold at the journey's interval from
+    /// [`RulesConfig::locations`] locations, as the exact fraction `(num, den)`.
+    pub fn expected_runs(&self, window_secs: u64) -> (u128, u128) {
+        let (n, d) = runs_in(window_secs, self.journey.interval, self.cfg.locations);
+        let g = gcd(n, d);
+        (n / g, d / g)
+    }
+
+    /// [`Self::expected_runs`] as a PromQL number expression (`20`, `20 / 3`).
+    pub fn expected_literal(&self, window_secs: u64) -> String {
+        match self.expected_runs(window_secs) {
+            (n, 1) => n.to_string(),
+            (n, d) => format!("{n} / {d}"),
+        }
+    }
+
+    /// The error ratio over `window` (a PromQL duration): bad runs over the
+    /// runs in the window, the latter never below the runs the window should
+    /// hold (see [`counted`]).
+    pub fn ratio_expr(&self, window: &str, window_secs: u64) -> String {
+        let floor = self.expected_literal(window_secs);
         match &self.le {
             None => format!(
-                "(sum(rate(journey_runs_total{}[{window}])) or vector(0))\n/\nsum(rate(journey_runs_total{}[{window}]))",
-                self.selector(&[("result", "failure")]),
-                self.selector(&[]),
+                "(\n  {}\n  or vector(0)\n)\n/\nclamp_min(\n  {},\n  {floor}\n)",
+                counted(
+                    self.runs_metric(),
+                    &self.selector(&[("result", "failure")]),
+                    window
+                ),
+                counted(self.runs_metric(), &self.selector(&[]), window),
             ),
             Some(le) => {
-                let count = self.selector(&[("result", "success")]);
-                let bucket = self.selector(&[("result", "success"), ("le", le)]);
-                format!(
-                    "(\n  sum(rate(journey_duration_seconds_count{count}[{window}]))\n  -\n  sum(rate(journey_duration_seconds_bucket{bucket}[{window}]))\n)\n/\nsum(rate(journey_duration_seconds_count{count}[{window}]))"
-                )
+                let count = counted(
+                    "journey_duration_seconds_count",
+                    &self.selector(&[("result", "success")]),
+                    window,
+                );
+                let bucket = counted(
+                    "journey_duration_seconds_bucket",
+                    &self.selector(&[("result", "success"), ("le", le)]),
+                    window,
+                );
+                format!("(\n  {count}\n  -\n  {bucket}\n)\n/\nclamp_min(\n  {count},\n  {floor}\n)")
             }
         }
     }
@@ -99,14 +161,23 @@ impl<'a> SloSpec<'a> {
     /// Bad runs over `window`, for the minimum-bad-runs guard.
     pub fn bad_runs_expr(&self, window: &str) -> String {
         match &self.le {
-            None => format!(
-                "sum(increase(journey_runs_total{}[{window}]))",
-                self.selector(&[("result", "failure")])
+            None => counted(
+                self.runs_metric(),
+                &self.selector(&[("result", "failure")]),
+                window,
             ),
             Some(le) => format!(
-                "(sum(increase(journey_duration_seconds_count{}[{window}])) - sum(increase(journey_duration_seconds_bucket{}[{window}])))",
-                self.selector(&[("result", "success")]),
-                self.selector(&[("result", "success"), ("le", le)]),
+                "(\n  {}\n  -\n  {}\n)",
+                counted(
+                    "journey_duration_seconds_count",
+                    &self.selector(&[("result", "success")]),
+                    window
+                ),
+                counted(
+                    "journey_duration_seconds_bucket",
+                    &self.selector(&[("result", "success"), ("le", le)]),
+                    window
+                ),
             ),
         }
     }
@@ -247,7 +318,7 @@ impl<'a> SloSpec<'a> {
             l.insert("sloth_window".into(), w.name.into());
             rules.push(Rule::record(
                 &format!("slo:sli_error:ratio_rate{}", w.name),
-                self.ratio_expr(w.name),
+                self.ratio_expr(w.name, w.secs),
                 l,
             ));
         }
@@ -280,6 +351,7 @@ impl<'a> SloSpec<'a> {
         info.insert("sloth_objective".into(), self.slo.objective.percent());
         info.insert("sloth_spec".into(), "wayprobe/v1".into());
         info.insert("sloth_version".into(), env!("CARGO_PKG_VERSION").into());
+        info.insert("slo_judges".into(), self.slo.judges().as_str().into());
         rules.push(Rule::record("sloth_slo_info", "vector(1)".into(), info));
         for tier in BurnTier::ALL {
             if self.tier_enabled(tier) {
@@ -306,7 +378,7 @@ impl<'a> SloSpec<'a> {
             rules: vec![
                 Rule::record(
                     &format!("slo:sli_error:ratio_rate{period}"),
-                    self.ratio_expr(period),
+                    self.ratio_expr(period, u64::from(self.slo.window.days()) * 86_400),
                     l,
                 ),
                 Rule::record(
@@ -340,11 +412,52 @@ pub(crate) fn input_selector(
     format!("{{{}}}", parts.join(","))
 }
 
-/// The liveness window: `max(10m, 5 × interval)`, rounded up to whole minutes.
-pub(crate) fn liveness_window(journey: &Journey) -> Duration {
-    let five = journey.interval.saturating_mul(5);
-    let secs = five.as_secs() + u64::from(five.subsec_nanos() > 0);
-    Duration::from_secs(secs.max(600).div_ceil(60) * 60)
+/// How long a journey may go without a finished run before
+/// `JourneyRunsMissing` fires: `liveness.after`, by default
+/// [`Liveness::DEFAULT_INTERVALS`](crate::journey::Liveness::DEFAULT_INTERVALS)
+/// intervals but at least 2m, in whole seconds (rounded up).
+pub(crate) fn liveness_after(journey: &Journey) -> Duration {
+    use crate::journey::Liveness;
+    let d = journey.liveness.after.unwrap_or_else(|| {
+        journey
+            .interval
+            .saturating_mul(Liveness::DEFAULT_INTERVALS)
+            .max(Liveness::MIN_AFTER)
+    });
+    Duration::from_secs(d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0)))
+}
+
+/// Whether some SLO of the journey has a page tier that can fire.
+pub(crate) fn has_paging_slo(journey: &Journey, cfg: &RulesConfig) -> bool {
+    journey.slos.iter().any(|slo| {
+        let spec = SloSpec::new(journey, slo, cfg);
+        BurnTier::ALL
+            .into_iter()
+            .any(|t| t.is_page() && spec.tier_enabled(t) && !spec.threshold(t).ge_one())
+    })
+}
+
+/// Whether the journey's liveness alert pages (`liveness.severity`, by
+/// default: when one of its SLOs pages, since a journey nobody probes cannot
+/// page on its outage either).
+pub(crate) fn liveness_pages(journey: &Journey, cfg: &RulesConfig) -> bool {
+    match journey.liveness.severity {
+        Some(LivenessSeverity::Page) => true,
+        Some(LivenessSeverity::Ticket) => false,
+        None => has_paging_slo(journey, cfg),
+    }
+}
+
+fn severity_labels(pages: bool) -> [(String, String); 2] {
+    let (sev, sloth) = if pages {
+        ("critical", "page")
+    } else {
+        ("warning", "ticket")
+    };
+    [
+        ("severity".to_string(), sev.to_string()),
+        ("sloth_severity".to_string(), sloth.to_string()),
+    ]
 }
 
 /// Labels the liveness alert's result carries besides the static ones.
@@ -354,56 +467,167 @@ pub(crate) fn liveness_by(cfg: &RulesConfig) -> Vec<String> {
     by
 }
 
-/// The `JourneyRunsMissing` alert of one journey.
-pub(crate) fn liveness_rule(journey: &Journey, cfg: &RulesConfig) -> Rule {
+/// The two `JourneyRunsMissing` alerts of one journey: `missing="runs"`
+/// (the prober reports, but no run has finished for `after`; `$value` is the
+/// time since the last one) and `missing="series"` (the journey's series are
+/// gone, i.e. the prober is down or not scraped, for `after`).
+pub(crate) fn liveness_rules(journey: &Journey, cfg: &RulesConfig) -> [Rule; 2] {
     let sel = input_selector(journey, cfg, &[]);
-    let w = prom_duration(liveness_window(journey));
-    let mut labels = BTreeMap::new();
+    let after = liveness_after(journey);
+    let w = prom_duration(after);
+    let every = prom_duration(journey.interval);
+    let pages = liveness_pages(journey, cfg);
+    let mut labels = BTreeMap::from(severity_labels(pages));
     labels.insert("journey".to_string(), journey.name.clone());
-    labels.insert("severity".to_string(), "warning".to_string());
     labels.insert("sloth_service".to_string(), cfg.service.clone());
-    labels.insert("sloth_severity".to_string(), "ticket".to_string());
     let mut annotations = BTreeMap::new();
-    annotations.insert(
-        "summary".to_string(),
-        format!("No finished {{{{ $labels.journey }}}} journey runs in the last {w}: its SLO burn-rate alerts are blind"),
-    );
-    annotations.insert(
-        "description".to_string(),
-        format!(
-            "wayprobe has reported no finished run of this journey for {w} (it runs every {}), or its series are absent (prober down, journey removed, wrong label matchers). Without runs every burn-rate ratio is 0/0 = NaN and cannot fire.",
-            prom_duration(journey.interval)
-        ),
-    );
     if let Some(u) = &cfg.liveness_runbook_url {
         annotations.insert("runbook_url".to_string(), u.clone());
     }
-    Rule {
-        record: None,
-        alert: Some(LIVENESS_ALERT.to_string()),
-        expr: format!(
-            "(sum by ({}) (increase(journey_runs_total{sel}[{w}])) < 1)\nor\nabsent(journey_runs_total{sel})",
-            liveness_by(cfg).join(", ")
+    let blind = if journey.slos.is_empty() {
+        "Nobody sees whether it works."
+    } else {
+        "Its SLO burn-rate alerts are blind: they only count runs that happen."
+    };
+    missing_rules(
+        LIVENESS_ALERT,
+        format!(
+            "time() - max by ({}) (journey_last_run_timestamp_seconds{sel} > 0) > {}",
+            liveness_by(cfg).join(", "),
+            after.as_secs()
         ),
-        for_: Some("5m".to_string()),
-        keep_firing_for: None,
-        labels,
-        annotations,
-    }
+        &sel,
+        &w,
+        (labels, annotations),
+        [
+            "No run of the {{ $labels.journey }} journey has finished for {{ $value | humanizeDuration }}".to_string(),
+            format!(
+                "wayprobe still reports, but its last finished run of this journey (due every {every}) is {{{{ $value | humanizeDuration }}}} old; this alert fires after {w}. {blind}"
+            ),
+            format!("The {{{{ $labels.journey }}}} journey has not been probed for {w} or more: its series are gone"),
+            format!(
+                "Prometheus has had no series of this journey for {w} (prober down or not scraped, journey removed, or wrong label matchers); its last run is older still. {blind}"
+            ),
+        ],
+    )
 }
 
-/// The liveness group for the journeys given (one alert each).
+/// A `missing="runs"` alert on `runs_expr` (no `for:`, `$value` is the age
+/// of the last run) and a `missing="series"` alert on `absent(…)` with
+/// `for: <after>`; `text` = their summaries and descriptions.
+fn missing_rules(
+    alert: &str,
+    runs_expr: String,
+    sel: &str,
+    after: &str,
+    (labels, annotations): (BTreeMap<String, String>, BTreeMap<String, String>),
+    text: [String; 4],
+) -> [Rule; 2] {
+    let [runs_summary, runs_desc, series_summary, series_desc] = text;
+    let rule = |missing: &str, expr: String, for_: Option<String>, summary, description| {
+        let mut l = labels.clone();
+        l.insert("missing".to_string(), missing.to_string());
+        let mut a = annotations.clone();
+        a.insert("summary".to_string(), summary);
+        a.insert("description".to_string(), description);
+        Rule {
+            record: None,
+            alert: Some(alert.to_string()),
+            expr,
+            for_,
+            keep_firing_for: None,
+            labels: l,
+            annotations: a,
+        }
+    };
+    [
+        rule("runs", runs_expr, None, runs_summary, runs_desc),
+        rule(
+            "series",
+            format!("absent(journey_last_run_timestamp_seconds{sel})"),
+            Some(after.to_string()),
+            series_summary,
+            series_desc,
+        ),
+    ]
+}
+
+/// How long the whole prober may go without reporting any finished run
+/// before `WayprobeDown` fires: the shortest `after` of its journeys.
+pub(crate) fn prober_after(journeys: &[&Journey]) -> Duration {
+    journeys
+        .iter()
+        .map(|j| liveness_after(j))
+        .min()
+        .unwrap_or(crate::journey::Liveness::MIN_AFTER)
+}
+
+/// The two `WayprobeDown` alerts: no journey series at all (`missing="series"`)
+/// or no run of any journey (`missing="runs"`) for [`prober_after`]. They page
+/// when one of the journeys' liveness alerts pages.
+pub(crate) fn prober_rules(journeys: &[&Journey], cfg: &RulesConfig) -> [Rule; 2] {
+    let mut parts: Vec<String> = cfg
+        .sorted_matchers()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    if parts.is_empty() {
+        // `absent()` needs a matcher; this one matches every series.
+        parts.push("journey!=\"\"".to_string());
+    }
+    let sel = format!("{{{}}}", parts.join(","));
+    let after = prober_after(journeys);
+    let w = prom_duration(after);
+    let pages = journeys.iter().any(|j| liveness_pages(j, cfg));
+    let mut labels = BTreeMap::from(severity_labels(pages));
+    labels.insert("sloth_service".to_string(), cfg.service.clone());
+    labels.extend(cfg.identity_labels());
+    // No runbook: `--liveness-runbook-url` is written per journey.
+    let annotations: BTreeMap<String, String> = BTreeMap::new();
+    let by: Vec<String> = cfg.identity_labels().into_keys().collect();
+    let by = if by.is_empty() {
+        String::new()
+    } else {
+        format!(" by ({})", by.join(", "))
+    };
+    missing_rules(
+        PROBER_ALERT,
+        format!(
+            "time() - max{by} (journey_last_run_timestamp_seconds{sel} > 0) > {}",
+            after.as_secs()
+        ),
+        &sel,
+        &w,
+        (labels, annotations),
+        [
+            "wayprobe has finished no journey run for {{ $value | humanizeDuration }}".to_string(),
+            format!(
+                "wayprobe is scraped but none of its journeys has finished a run for {{{{ $value | humanizeDuration }}}} (fires after {w}): its scheduler or its browser is stuck. Nothing is being probed."
+            ),
+            format!("wayprobe has not been scraped for {w} or more"),
+            format!(
+                "Prometheus has had no journey series from wayprobe for {w}: the prober is down, or the scrape or its label matchers are wrong. Nothing is being probed, so no SLO alert can fire."
+            ),
+        ],
+    )
+}
+
+/// The liveness group: the prober's alerts, then each journey's.
 pub(crate) fn liveness_group(journeys: &[&Journey], cfg: &RulesConfig) -> RuleGroup {
+    let mut rules: Vec<Rule> = prober_rules(journeys, cfg).into();
+    for j in journeys {
+        rules.extend(liveness_rules(j, cfg));
+    }
     RuleGroup {
         name: format!("slo-liveness-{}", cfg.service),
         interval: Some(prom_duration(cfg.interval)),
-        rules: journeys.iter().map(|j| liveness_rule(j, cfg)).collect(),
+        rules,
     }
 }
 
-/// Journeys with SLOs sorted by name, each with its SLOs sorted by name.
+/// Every journey sorted by name, each with its SLOs sorted by name.
 pub(crate) fn sorted(journeys: &[Journey]) -> Vec<(&Journey, Vec<&Slo>)> {
-    let mut js: Vec<&Journey> = journeys.iter().filter(|j| !j.slos.is_empty()).collect();
+    let mut js: Vec<&Journey> = journeys.iter().collect();
     js.sort_by(|a, b| a.name.cmp(&b.name));
     js.into_iter()
         .map(|j| {
@@ -414,16 +638,21 @@ pub(crate) fn sorted(journeys: &[Journey]) -> Vec<(&Journey, Vec<&Slo>)> {
         .collect()
 }
 
-/// The two groups of one SLO followed by the liveness group of its journey only.
-pub(crate) fn single_slo_file(journey: &Journey, slo: &Slo, cfg: &RulesConfig) -> RuleFile {
-    let spec = SloSpec::new(journey, slo, cfg);
-    RuleFile {
-        groups: vec![
-            spec.main_group(),
-            spec.period_group(),
-            liveness_group(&[journey], cfg),
-        ],
+/// The two groups of one SLO (none for `slo: None`) followed by the liveness
+/// group of its journey only.
+pub(crate) fn single_journey_file(
+    journey: &Journey,
+    slo: Option<&Slo>,
+    cfg: &RulesConfig,
+) -> RuleFile {
+    let mut groups = Vec::new();
+    if let Some(slo) = slo {
+        let spec = SloSpec::new(journey, slo, cfg);
+        groups.push(spec.main_group());
+        groups.push(spec.period_group());
     }
+    groups.push(liveness_group(&[journey], cfg));
+    RuleFile { groups }
 }
 
 pub(crate) fn generate(journeys: &[Journey], cfg: &RulesConfig) -> RuleFile {
@@ -478,13 +707,40 @@ mod tests {
         );
         assert_eq!(
             all.groups[6].rules.len(),
-            2,
-            "one liveness alert per journey with SLOs"
+            2 + 3 * 2,
+            "two prober alerts, then two liveness alerts per journey, SLOs or not"
         );
-        let one = single_slo_file(&a, &a.slos[0], &cfg);
+        let one = single_journey_file(&a, Some(&a.slos[0]), &cfg);
         assert_eq!(one.groups[0], all.groups[4]);
         assert_eq!(one.groups[1], all.groups[5]);
-        assert_eq!(one.groups[2].rules, [all.groups[6].rules[1].clone()]);
+        assert_eq!(one.groups[2].rules[2..], all.groups[6].rules[4..6]);
+        // a journey without SLOs still gets its liveness alerts, as a ticket
+        let only = generate(&[test_journey("c-none", "30s", "  []\n")], &cfg);
+        assert_eq!(only.groups.len(), 1);
+        let names: Vec<(&str, &str, &str)> = only.groups[0]
+            .rules
+            .iter()
+            .map(|r| {
+                (
+                    r.alert.as_deref().unwrap(),
+                    r.labels["missing"].as_str(),
+                    r.labels["severity"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("WayprobeDown", "runs", "warning"),
+                ("WayprobeDown", "series", "warning"),
+                ("JourneyRunsMissing", "runs", "warning"),
+                ("JourneyRunsMissing", "series", "warning"),
+            ]
+        );
+        // with a paging SLO it pages, and so does the prober alert
+        assert_eq!(all.groups[6].rules[0].labels["severity"], "critical");
+        assert_eq!(all.groups[6].rules[2].labels["severity"], "critical");
+        assert_eq!(all.groups[6].rules[6].labels["severity"], "warning");
         // 7 ratios, 3 constants, burn rate, info, 4 alerts
         assert_eq!(all.groups[0].rules.len(), 16);
         let text = render(&all, Format::Prometheus, &cfg);
@@ -503,18 +759,51 @@ mod tests {
     }
 
     #[test]
-    fn liveness_windows() {
+    fn liveness_after_defaults_and_overrides() {
         let w = |i: &str| {
-            prom_duration(liveness_window(&test_journey(
+            prom_duration(liveness_after(&test_journey(
                 "j",
                 i,
                 "  - {name: availability, objective: 99%}\n",
             )))
         };
-        assert_eq!(w("10s"), "10m");
-        assert_eq!(w("2m"), "10m");
-        assert_eq!(w("3m"), "15m");
-        assert_eq!(w("150s"), "13m");
+        assert_eq!(w("10s"), "2m");
+        assert_eq!(w("45s"), "2m15s");
+        assert_eq!(w("2m"), "6m");
+        assert_eq!(w("1m1s"), "3m3s");
+        let mut j = test_journey("j", "30s", "  - {name: availability, objective: 99%}\n");
+        let cfg = RulesConfig::default();
+        assert!(liveness_pages(&j, &cfg));
+        j.liveness.after = Some(Duration::from_secs(300));
+        j.liveness.severity = Some(LivenessSeverity::Ticket);
+        assert_eq!(prom_duration(liveness_after(&j)), "5m");
+        assert!(!liveness_pages(&j, &cfg));
+        let r = liveness_rules(&j, &cfg);
+        assert!(r[0].expr.ends_with("> 0) > 300"), "{}", r[0].expr);
+        assert_eq!(r[1].for_.as_deref(), Some("5m"));
+        // a journey whose only page tier cannot fire (90%: 14.4 x 0.1 >= 1, 6 x 0.1 < 1) still pages
+        let j = test_journey(
+            "j",
+            "30s",
+            "  - {name: availability, objective: 90%, alerting: {page: true}}\n",
+        );
+        assert!(liveness_pages(&j, &cfg));
+        let j = test_journey("j", "30s", "  - {name: availability, objective: 80%}\n");
+        assert!(!liveness_pages(&j, &cfg), "no page tier of 80% can fire");
+    }
+
+    #[test]
+    fn windows_count_at_least_the_runs_they_should_hold() {
+        let j = test_journey("j", "45s", "  - {name: availability, objective: 99.5%}\n");
+        let mut cfg = RulesConfig::default();
+        let spec = SloSpec::new(&j, &j.slos[0], &cfg);
+        assert_eq!(spec.expected_literal(300), "20 / 3");
+        assert_eq!(spec.expected_literal(3600), "80");
+        let e = spec.ratio_expr("5m", 300);
+        assert!(e.ends_with("clamp_min(\n  sum(\n    (journey_runs_total{journey=\"j\"} - min_over_time(journey_runs_total{journey=\"j\"}[5m]))\n    unless (resets(journey_runs_total{journey=\"j\"}[5m]) > 0)\n    or increase(journey_runs_total{journey=\"j\"}[5m])\n  ),\n  20 / 3\n)"), "{e}");
+        cfg.locations = 3;
+        let spec = SloSpec::new(&j, &j.slos[0], &cfg);
+        assert_eq!(spec.expected_literal(300), "20");
     }
 
     #[test]
@@ -529,7 +818,7 @@ mod tests {
         let alerts: Vec<&Rule> = g.rules.iter().filter(|r| r.alert.is_some()).collect();
         assert_eq!(alerts.len(), 2);
         assert!(
-            alerts[0].expr.ends_with("[1h])) > 2.5)"),
+            alerts[0].expr.ends_with("[1h])\n  ) > 2.5)"),
             "{}",
             alerts[0].expr
         );

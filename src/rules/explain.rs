@@ -8,7 +8,8 @@ use super::arith::{
     BurnTier, Dec, WINDOWS, fmt_ratio, human_duration, prom_duration, runs_in, runs_to_trip,
 };
 use super::build::SloSpec;
-use super::{RulesConfig, is_generated_label, is_label_name};
+use super::build::{liveness_after, liveness_pages};
+use super::{LIVENESS_ALERT, PROBER_ALERT, RulesConfig, is_generated_label, is_label_name};
 use crate::diag::{Diagnostic, Severity};
 use crate::journey::Journey;
 use crate::journey::slo::{Slo, le_label};
@@ -38,7 +39,88 @@ pub fn explain(journey: &Journey, locations: u32) -> Vec<Diagnostic> {
         out.extend(warnings(&spec, loc));
         out.extend(errors(&spec, &mut les));
     }
+    out.push(liveness_note(journey, &cfg));
     out
+}
+
+/// What the liveness alerts of a journey do, and how long a dead prober goes
+/// unnoticed.
+fn liveness_note(journey: &Journey, cfg: &RulesConfig) -> Diagnostic {
+    let after = liveness_after(journey);
+    let pages = liveness_pages(journey, cfg);
+    let (verb, sev) = if pages {
+        ("pages", "critical")
+    } else {
+        ("opens a ticket", "warning")
+    };
+    let why = match journey.liveness.severity {
+        Some(_) => "as `liveness.severity` says".to_string(),
+        None if pages => "because an SLO of the journey pages".to_string(),
+        None if journey.slos.is_empty() => "as the journey has no SLO".to_string(),
+        None => "as no SLO of the journey pages".to_string(),
+    };
+    let default = if journey.liveness.after.is_some() {
+        "`liveness.after`".to_string()
+    } else {
+        format!(
+            "the default ({} intervals, at least {})",
+            crate::journey::Liveness::DEFAULT_INTERVALS,
+            prom_duration(crate::journey::Liveness::MIN_AFTER)
+        )
+    };
+    Diagnostic {
+        severity: Severity::Note,
+        ..Diagnostic::error(
+            &journey.source,
+            crate::diag::Span::new(1, 1, 1),
+            format!(
+                "`{}`: `{LIVENESS_ALERT}` {verb} when no run has finished for {}",
+                journey.name,
+                prom_duration(after)
+            ),
+        )
+    }
+    .with_label(format!("severity {sev}, {why}"))
+    .with_note(format!(
+        "{} is {default}; change it with `liveness: {{after: 5m, severity: page}}` (or `ticket`)",
+        prom_duration(after)
+    ))
+    .with_note(format!(
+        "a dead prober goes unnoticed for {w} after Prometheus loses its series, i.e. up to {w} + {} (one interval) + one scrape and rule evaluation after its last run; `{PROBER_ALERT}` fires with it",
+        prom_duration(journey.interval),
+        w = prom_duration(after),
+    ))
+    .with_note(match outage_page_time(journey, cfg) {
+        Some(t) if t <= after => format!(
+            "a total outage pages sooner ({}) than a stopped prober is noticed: lower `liveness.after` if a silent prober must page as fast",
+            human_duration(t)
+        ),
+        Some(t) => format!(
+            "a total outage pages after {}: a stopped prober is noticed before that",
+            human_duration(t)
+        ),
+        None => "no SLO of the journey pages on an outage".to_string(),
+    })
+}
+
+/// How long the journey's fastest paging SLO takes to page on a total outage
+/// (from one location).
+fn outage_page_time(journey: &Journey, cfg: &RulesConfig) -> Option<Duration> {
+    journey
+        .slos
+        .iter()
+        .filter(|s| s.threshold().is_none())
+        .filter_map(|slo| {
+            let spec = SloSpec::new(journey, slo, cfg);
+            TierFacts::of(&spec, 1)
+                .into_iter()
+                .find(|t| t.tier.is_page() && t.enabled && t.can_fire)
+                .map(|t| {
+                    let runs = t.outage_runs().min(u128::from(u32::MAX)) as u32;
+                    journey.interval.saturating_mul(runs)
+                })
+        })
+        .min()
 }
 
 fn diag(spec: &SloSpec<'_>, severity: Severity, title: String) -> Diagnostic {
@@ -211,11 +293,31 @@ fn note(spec: &SloSpec<'_>, loc: u32) -> Diagnostic {
         None => d = d.with_note("no enabled alert tier can fire"),
     }
     let single = tiers.iter().any(TierFacts::single_trips_page);
-    d.with_note(if single {
+    let single_ticket = tiers.iter().any(|t| !t.tier.is_page() && t.single_trips());
+    d = d.with_note(if single {
         format!("a single {bad} run pages")
     } else {
         format!("a single {bad} run does not page")
-    })
+    });
+    if spec.journey.retries.count > 0 {
+        d = d.with_note(match slo.judges() {
+            crate::journey::slo::Judge::First => format!(
+                "judges the first attempt of each run (`judge: first`, the default): a run that passes on one of its {} retries still counts as failed here",
+                spec.journey.retries.count
+            ),
+            crate::journey::slo::Judge::Final => {
+                "judges the final attempt of each run (after retries); `journey_first_attempts_total` keeps the first attempts".to_string()
+            }
+        });
+    }
+    let (hn, hd) = runs_in(3600, interval, loc);
+    d.with_note(format!(
+        "in the first hour (a new journey, a fresh Prometheus, a new location) each window counts at least the runs it should hold ({} per 1h from {loc} location{}, as `wayprobe rules --locations {loc}` writes), so all of the above holds from the first run: a single {bad} run {}{}, and a total outage of a new journey trips the same tiers after the same runs",
+        fmt_ratio(hn, hd, 1),
+        if loc == 1 { "" } else { "s" },
+        if single { "pages" } else { "does not page" },
+        if single_ticket { " and opens a ticket" } else if single { "" } else { " or open a ticket" },
+    ))
 }
 
 impl TierFacts {
@@ -512,6 +614,47 @@ mod tests {
             "{lat}"
         );
         assert!(titles(&d, Severity::Warning).is_empty(), "{d:#?}");
+    }
+
+    #[test]
+    fn the_first_hour_and_liveness_are_explained() {
+        let j = journey("15s", "  - {name: availability, objective: 99.5%}\n");
+        let d = explain(&j, 1);
+        let note = all_text(&d[0]);
+        assert!(note.contains("in the first hour (a new journey, a fresh Prometheus, a new location) each window counts at least the runs it should hold (240 per 1h from 1 location, as `wayprobe rules --locations 1` writes), so all of the above holds from the first run: a single failed run does not page or open a ticket"), "{note}");
+        let live = all_text(d.last().unwrap());
+        assert!(
+            live.starts_with("`checkout`: `JourneyRunsMissing` pages when no run has finished for 2m | severity critical, because an SLO of the journey pages"),
+            "{live}"
+        );
+        assert!(live.contains("a dead prober goes unnoticed for 2m after Prometheus loses its series, i.e. up to 2m + 15s (one interval)"), "{live}");
+        assert!(
+            live.contains(
+                "a total outage pages after 4m30s: a stopped prober is noticed before that"
+            ),
+            "{live}"
+        );
+        let j = journey("10s", "  - {name: availability, objective: 99.9%}\n");
+        let live = all_text(explain(&j, 1).last().unwrap());
+        assert!(
+            live.contains("a total outage pages sooner (1m) than a stopped prober is noticed"),
+            "{live}"
+        );
+        // retries: the note says which attempt the SLO judges
+        let mut j = journey("15s", "  - {name: availability, objective: 99.5%}\n");
+        j.retries.count = 2;
+        assert!(
+            all_text(&explain(&j, 1)[0]).contains("judges the first attempt of each run (`judge: first`, the default): a run that passes on one of its 2 retries still counts as failed here")
+        );
+        // a journey without SLOs is explained too: a ticket
+        let j = journey("5m", "  []\n");
+        let d = explain(&j, 1);
+        assert_eq!(d.len(), 1);
+        assert!(
+            all_text(&d[0]).starts_with("`checkout`: `JourneyRunsMissing` opens a ticket when no run has finished for 15m | severity warning, as the journey has no SLO"),
+            "{}",
+            all_text(&d[0])
+        );
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub use crate::journey::slo::le_label;
 
 /// Alert raised when a journey's runs stop arriving.
 pub const LIVENESS_ALERT: &str = "JourneyRunsMissing";
+/// Alert raised when no journey of the prober reports at all (prober down,
+/// not scraped, or its scheduler stuck).
+pub const PROBER_ALERT: &str = "WayprobeDown";
 
 /// Global options of the generator (the per-SLO ones live in the journeys).
 #[derive(Debug, Clone, PartialEq)]
@@ -80,6 +83,14 @@ pub struct RulesConfig {
     pub liveness_runbook_url: Option<String>,
     /// Metadata of the `PrometheusRule` object (`--format prometheus-operator`).
     pub operator: OperatorMeta,
+    /// Locations probing each journey (default 1). Every SLO window counts at
+    /// least the runs `locations` probers make in it, so a window holding
+    /// less history than its length (a new journey, a fresh Prometheus, a new
+    /// location) never makes one bad run look like a burn. Fewer than the real
+    /// number errs on the safe side only in steady state (the count of real
+    /// runs is then larger and wins); `wayprobe check --locations` must not
+    /// claim more than this.
+    pub locations: u32,
 }
 
 impl Default for RulesConfig {
@@ -91,6 +102,7 @@ impl Default for RulesConfig {
             period_interval: Duration::from_secs(300),
             liveness_runbook_url: None,
             operator: OperatorMeta::default(),
+            locations: 1,
         }
     }
 }
@@ -127,6 +139,9 @@ impl RulesConfig {
                     value: format!("{d:?}"),
                 });
             }
+        }
+        if self.locations == 0 || self.locations > 10_000 {
+            return Err(RulesError::Locations(self.locations));
         }
         let mut seen = BTreeSet::new();
         for m in &self.matchers {
@@ -483,6 +498,9 @@ pub enum RulesError {
         /// Its value.
         value: String,
     },
+    /// `--locations` is 0 or absurdly large.
+    #[error("invalid number of locations {0}: between 1 and 10000")]
+    Locations(u32),
     /// Unknown `--format`.
     #[error("unknown rules format `{0}`: expected `prometheus` or `prometheus-operator`")]
     Format(String),
@@ -557,8 +575,9 @@ pub fn generate(journeys: &[Journey], cfg: &RulesConfig) -> RuleFile {
 
 /// Alertmanager `inhibit_rules` (YAML) for the generated alerts: a firing
 /// page-fast silences the slower tiers of the same SLO, a page silences the
-/// tickets of the same SLO, and `JourneyRunsMissing` silences every burn
-/// alert of that journey (they are blind anyway).
+/// tickets of the same SLO, `JourneyRunsMissing` silences every burn
+/// alert of that journey (they are blind anyway), and `WayprobeDown`
+/// silences the `JourneyRunsMissing` alerts it explains.
 pub fn inhibition_rules(cfg: &RulesConfig) -> String {
     use std::fmt::Write as _;
     let svc = format!("sloth_service={}", promql_string(&cfg.service));
@@ -569,8 +588,10 @@ pub fn inhibition_rules(cfg: &RulesConfig) -> String {
         journey_equal.push(k);
     }
     let burn = "slo_alert_tier=~\".+\"".to_string();
+    let mut service_equal = vec!["sloth_service".to_string()];
+    service_equal.extend(cfg.identity_labels().into_keys());
     type Inhibit<'a> = (&'a str, Vec<String>, Vec<String>, &'a [String]);
-    let rules: [Inhibit<'_>; 3] = [
+    let rules: [Inhibit<'_>; 4] = [
         (
             "A fast page already covers the slower tiers of the same SLO.",
             vec![svc.clone(), "slo_alert_tier=\"page-fast\"".into()],
@@ -591,10 +612,16 @@ pub fn inhibition_rules(cfg: &RulesConfig) -> String {
             &id_equal,
         ),
         (
-            "Without runs every burn-rate ratio is NaN: the missing-runs alert is the one to act on.",
+            "Without runs every burn-rate ratio is empty: the missing-runs alert is the one to act on.",
             vec![svc.clone(), format!("alertname=\"{LIVENESS_ALERT}\"")],
-            vec![svc, burn],
+            vec![svc.clone(), burn],
             &journey_equal,
+        ),
+        (
+            "A prober that reports nothing explains every journey's missing runs.",
+            vec![svc.clone(), format!("alertname=\"{PROBER_ALERT}\"")],
+            vec![svc, format!("alertname=\"{LIVENESS_ALERT}\"")],
+            &service_equal,
         ),
     ];
     let mut out = String::new();
@@ -676,6 +703,67 @@ mod tests {
         }
     }
 
+    /// `liveness`, `retries`, `retry_delay` and `judge` are read, and bad
+    /// values are errors that point at them and say what to write.
+    #[test]
+    fn liveness_retries_and_judge_are_validated() {
+        use crate::diag::SourceFile;
+        use crate::journey::load::{LoadOptions, load_sources};
+        let load = |extra: &str, judge: &str| {
+            let text = format!(
+                "name: j\ninterval: 30s\ntimeout: 5s\n{extra}steps:\n  - name: home\n    http: {{url: \"https://shop.example.com/\"}}\nslos:\n  - {{name: availability, objective: 99%{judge}}}\n"
+            );
+            load_sources(
+                vec![SourceFile::new("j.yaml", text)],
+                &LoadOptions::default(),
+                vec![],
+            )
+        };
+        let j = load(
+            "liveness: {after: 4m, severity: ticket}\nretries: 2\nretry_delay: 3s\n",
+            ", judge: final",
+        )
+        .unwrap()
+        .journeys
+        .remove(0);
+        assert_eq!(j.liveness.after, Some(Duration::from_secs(240)));
+        assert_eq!(
+            j.liveness.severity,
+            Some(crate::journey::LivenessSeverity::Ticket)
+        );
+        assert_eq!(
+            (j.retries.count, j.retries.delay),
+            (2, Duration::from_secs(3))
+        );
+        assert_eq!(j.slos[0].judge, crate::journey::slo::Judge::Final);
+        for (extra, judge, want) in [
+            (
+                "liveness: {after: 20s}\n",
+                "",
+                "must be longer than the interval",
+            ),
+            (
+                "liveness: {severity: loud}\n",
+                "",
+                "unknown liveness severity `loud`",
+            ),
+            ("retries: 9\n", "", "`retries: 9` is too many"),
+            (
+                "retry_delay: 1m\n",
+                "",
+                "`retry_delay` must be shorter than the interval",
+            ),
+            ("", ", judge: last", "unknown `judge` value `last`"),
+        ] {
+            let e = load(extra, judge).unwrap_err();
+            let titles: Vec<String> = e.diagnostics().iter().map(|d| d.title.clone()).collect();
+            assert!(
+                titles.iter().any(|t| t.contains(want)),
+                "{extra}{judge}: {titles:?}"
+            );
+        }
+    }
+
     #[test]
     fn config_validation() {
         assert!(RulesConfig::default().validate().is_ok());
@@ -729,7 +817,8 @@ mod tests {
         };
         let text = inhibition_rules(&cfg);
         let am: Am = serde_saphyr::from_str(&text).unwrap();
-        assert_eq!(am.inhibit_rules.len(), 3);
+        assert_eq!(am.inhibit_rules.len(), 4);
+        assert_eq!(am.inhibit_rules[3].equal, ["sloth_service", "namespace"]);
         let first = &am.inhibit_rules[0];
         assert_eq!(
             first.source_matchers,

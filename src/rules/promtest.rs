@@ -1,72 +1,98 @@
-//! `--emit-tests`: promtool unit tests for each SLO, written by the same code
-//! that writes the rules, with every expectation computed by [`super::sim`].
+//! `--emit-tests`: promtool unit tests for each SLO and each journey's
+//! liveness, written by the same code that writes the rules, with every
+//! expectation computed by [`super::sim`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::arith::{BurnTier, humanize_percentage, runs_to_trip};
-use super::build::{SloSpec, liveness_by, single_slo_file, sorted};
-use super::sim::{Firing, Outcome, Scenario, Sim, Timeline};
+use super::arith::{BurnTier, humanize_duration, humanize_percentage, prom_duration, runs_to_trip};
+use super::build::{
+    SloSpec, liveness_after, liveness_by, liveness_rules, prober_rules, single_journey_file, sorted,
+};
+use super::sim::{Firing, Liveness, Outcome, Scenario, Sim, Timeline};
 use super::{
-    Format, LIVENESS_ALERT, MatchOp, Matcher, RulesConfig, model, promql_string, render, yaml,
+    Format, LIVENESS_ALERT, MatchOp, Matcher, PROBER_ALERT, RulesConfig, model, promql_string,
+    render, yaml,
 };
 use crate::journey::Journey;
 
-/// Healthy history before the outage (the 1d window is full when it starts).
-const HISTORY_MIN: u64 = 1440;
-/// When the isolated bad run happens.
-const ISOLATED_MIN: u64 = 720;
 /// How long the outage lasts after the alert under test fired.
-const OUTAGE_TAIL_MIN: u64 = 30;
+const OUTAGE_TAIL_MIN: u64 = 10;
 /// Longest outage searched for a firing alert.
 const MAX_OUTAGE_MIN: u64 = 720;
+/// Longest simulated (and emitted) timeline: a scenario that would need more
+/// is left out, with a comment, so no interval makes the tests run away.
+const MAX_TIMELINE_MIN: u64 = 1_500;
+/// How long the "one bad run" scenarios watch: past the 1h page window.
+const WATCH_MIN: u64 = 70;
+/// When the prober stops in the liveness scenarios.
+const STOP_MIN: u64 = 10;
 
-/// Writes promtool unit tests for every SLO of `journeys`: for each SLO a
-/// `<sloth_id>.rules.yaml` (its two groups and its journey's liveness alert,
-/// exactly as [`super::generate`] writes them) and a `<sloth_id>.test.yaml`
-/// that checks them with `promtool test rules`:
+/// Writes promtool unit tests: for every SLO a `<sloth_id>.rules.yaml` (its
+/// two groups and its journey's liveness group, exactly as
+/// [`super::generate`] writes them) and a `<sloth_id>.test.yaml`; for every
+/// journey without SLOs a `<service>-<journey>-liveness.{rules,test}.yaml`.
 ///
-/// - 24h of healthy runs with one isolated bad run at 12h, then a hard outage
-///   (every run bad) phased so that the bad run that must trip the fastest
-///   enabled tier ends on a whole minute: the alert must not fire one sample
-///   before and must fire at that minute; after recovery it must reset;
-/// - for journeys running more than once a minute, a second outage phased
-///   one run earlier, which must not fire (the "one run before" check);
-/// - a stalled prober raises `JourneyRunsMissing` and no burn alert;
+/// The scenarios start from an empty Prometheus, as a new journey does:
+///
+/// - a new journey whose first run fails, then passes: no alert of any tier
+///   (unless `check` says one bad run pages);
+/// - a Prometheus that starts while the prober has long been running, then
+///   one bad run: no alert;
+/// - a new journey in a hard outage, phased so that the bad run that must
+///   trip the fastest enabled tier ends on a whole minute: not firing one
+///   sample before, firing at that minute, reset after recovery; for
+///   journeys running more than once a minute, the same outage phased one
+///   run earlier must not fire;
+/// - a stuck scheduler (series scraped, no runs) and a dead prober (series
+///   gone) raise `JourneyRunsMissing` and `WayprobeDown` at the stated time
+///   and severity, and no burn alert;
 /// - absent series raise `JourneyRunsMissing`.
 ///
-/// Inputs follow the journey's own interval: counters go up once per run and
-/// are sampled once a minute (several runs per sample below 1m). Expected
-/// firing times come from a float-exact mirror of the rules for Prometheus
-/// 2.x (closed range selection); Prometheus 3 selects ranges left-open.
-/// Returns `(file name, YAML)` pairs, sorted.
+/// Inputs are sampled once a minute, like a 1m scrape; timelines are at
+/// most a day long, so the tests take seconds. Expected firing times come
+/// from a float-exact mirror of the rules for Prometheus 2.x (closed range
+/// selection). Returns `(file name, YAML)` pairs, sorted.
 pub fn emit_tests(journeys: &[Journey], cfg: &RulesConfig) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for (j, slos) in sorted(journeys) {
-        for slo in slos {
-            let spec = SloSpec::new(j, slo, cfg);
-            let rules_name = format!("{}.rules.yaml", spec.id);
+        let mut write = |id: String, slo: Option<&crate::journey::Slo>, test: String| {
+            let rules_name = rules_file_name(&id);
             let mut rules = String::new();
             yaml::write_comment(
                 &mut rules,
                 "",
                 &format!(
-                    "The rule groups of SLO `{}` exactly as `wayprobe rules` writes them\n(plus the liveness alert of journey `{}`), for {}.test.yaml.",
-                    spec.id, j.name, spec.id
+                    "The rule groups of `{id}` exactly as `wayprobe rules` writes them\n(with the liveness group of journey `{}` only), for {id}.test.yaml.",
+                    j.name
                 ),
             );
             rules.push_str(&render(
-                &single_slo_file(j, slo, cfg),
+                &single_journey_file(j, slo, cfg),
                 Format::Prometheus,
                 cfg,
             ));
-            let test = TestFile::build(&spec, &rules_name).render();
             files.push((rules_name, rules));
-            files.push((format!("{}.test.yaml", spec.id), test));
+            files.push((format!("{id}.test.yaml"), test));
+        };
+        if slos.is_empty() {
+            let live = LiveBuilder::new(j, cfg);
+            let id = format!("{}-{}-liveness", cfg.service, j.name);
+            let test = live.test_file(&id, &rules_file_name(&id)).render();
+            write(id, None, test);
+        }
+        for slo in slos {
+            let spec = SloSpec::new(j, slo, cfg);
+            let test = TestFile::build(&spec, &rules_file_name(&spec.id)).render();
+            write(spec.id.clone(), Some(slo), test);
         }
     }
     files.sort();
     files
+}
+
+fn rules_file_name(id: &str) -> String {
+    format!("{id}.rules.yaml")
 }
 
 /// An expected alert (labels without `alertname`).
@@ -80,6 +106,8 @@ struct AlertCheck {
     alertname: String,
     comment: String,
     alerts: Vec<ExpAlert>,
+    /// Matchers that pick this alert's `ALERTS` series (annotation-less fallback).
+    selector: String,
 }
 
 struct ExprCheck {
@@ -105,7 +133,8 @@ struct TestFile {
 }
 
 /// Expands the template forms tests can predict: `{{ $labels.x }}`,
-/// `{{ .Labels.x }}` and `{{ $value | humanizePercentage }}`.
+/// `{{ .Labels.x }}`, `{{ $value | humanizePercentage }}` and
+/// `{{ $value | humanizeDuration }}`.
 fn expand(template: &str, labels: &BTreeMap<String, String>, value: f64) -> Option<String> {
     let mut out = String::new();
     let mut rest = template;
@@ -128,6 +157,10 @@ fn expand(template: &str, labels: &BTreeMap<String, String>, value: f64) -> Opti
             ["$value" | ".Value", "|", "humanizePercentage"]
             | ["humanizePercentage", "$value" | ".Value"] => {
                 out.push_str(&humanize_percentage(value));
+            }
+            ["$value" | ".Value", "|", "humanizeDuration"]
+            | ["humanizeDuration", "$value" | ".Value"] => {
+                out.push_str(&humanize_duration(value));
             }
             _ => return None,
         }
@@ -289,41 +322,29 @@ fn sketch(alt: &str) -> String {
 impl TestFile {
     fn build(spec: &SloSpec<'_>, rules_name: &str) -> Self {
         let b = Builder::new(spec);
-        let mut groups = vec![];
+        let mut groups = vec![b.one_bad_run_group(false), b.one_bad_run_group(true)];
         let (main, before) = b.outage_groups();
         groups.push(main);
         groups.extend(before);
-        groups.push(b.stall_group());
-        groups.push(b.absent_group());
+        groups.extend(b.live_groups());
         let mut header = model::header(&format!("promtool unit tests for SLO `{}`.", spec.id));
         let _ = write!(
             header,
             "\nRun: promtool test rules {id}.test.yaml   (Prometheus 2.x promtool)\n\
              The journey runs every {every}; inputs are its counters sampled once a\n\
-             minute, like a 1m scrape. Expected alerts come from wayprobe's float-exact\n\
-             model of these rules under Prometheus 2.x (closed range selection).",
+             minute, like a 1m scrape, from an empty Prometheus. Expected alerts come\n\
+             from wayprobe's float-exact model of these rules under Prometheus 2.x\n\
+             (closed range selection).",
             id = spec.id,
-            every = super::arith::prom_duration(spec.journey.interval),
+            every = prom_duration(spec.journey.interval),
         );
-        if !b.unmatched.is_empty() {
-            let _ = write!(
-                header,
-                "\nWARNING: no input label value was found for matcher(s) {}; these tests\nwill fail until the input series are edited to match.",
-                b.unmatched.join(", ")
-            );
-        }
-        if !b.annotations_ok {
-            header.push_str(
-                "\nSome annotation templates cannot be predicted here, so alerts are checked\nthrough the ALERTS series (labels only) instead of alert_rule_test.",
-            );
-        }
+        b.live.notes(&mut header);
         Self {
             header,
             rules_name: rules_name.to_string(),
             groups,
         }
     }
-
     fn render(&self) -> String {
         let mut out = String::new();
         yaml::write_comment(&mut out, "", &self.header);
@@ -390,26 +411,38 @@ impl TestFile {
     }
 }
 
-struct Builder<'a> {
-    spec: &'a SloSpec<'a>,
-    sim: Sim<'a>,
+/// Input series and liveness expectations, shared by the SLO tests and the
+/// liveness-only tests of journeys without SLOs.
+struct LiveBuilder<'a> {
+    journey: &'a Journey,
+    cfg: &'a RulesConfig,
     /// Labels every input series carries (besides journey/result/le).
     input_labels: BTreeMap<String, String>,
     unmatched: Vec<String>,
     /// Whether every annotation template can be predicted.
     annotations_ok: bool,
     interval_ms: u64,
-    bad: &'static str,
+    /// `liveness_after` in seconds.
+    after: u64,
 }
 
-impl<'a> Builder<'a> {
-    fn new(spec: &'a SloSpec<'a>) -> Self {
+/// A liveness scenario: its group, timeline, whether the series are absent,
+/// and the minutes at which burn alerts must be silent.
+struct LiveCase {
+    group: Group,
+    tl: Timeline,
+    absent: bool,
+    quiet_at: Vec<u64>,
+}
+
+impl<'a> LiveBuilder<'a> {
+    fn new(journey: &'a Journey, cfg: &'a RulesConfig) -> Self {
         let mut input_labels = BTreeMap::from([
             ("instance".to_string(), "wayprobe-test".to_string()),
             ("location".to_string(), "test".to_string()),
         ]);
         let mut unmatched = Vec::new();
-        for m in &spec.cfg.matchers {
+        for m in &cfg.matchers {
             let current = input_labels.get(&m.name).cloned().unwrap_or_default();
             if m.matches(&current) {
                 continue;
@@ -424,153 +457,211 @@ impl<'a> Builder<'a> {
                 None => unmatched.push(format!("`{m}`")),
             }
         }
+        // Several locations run a journey `locations` times per interval;
+        // the tests feed that rate through one series.
+        let interval_ms = u64::try_from(journey.interval.as_millis())
+            .unwrap_or(u64::MAX)
+            .div_ceil(u64::from(cfg.locations.max(1)))
+            .max(1);
         let mut b = Self {
-            spec,
-            sim: Sim { spec },
+            journey,
+            cfg,
             input_labels,
             unmatched,
             annotations_ok: true,
-            interval_ms: (spec.journey.interval.as_millis() as u64).max(1),
-            bad: if spec.is_latency() { "slow" } else { "failed" },
+            interval_ms,
+            after: liveness_after(journey).as_secs(),
         };
-        b.annotations_ok = BurnTier::ALL.into_iter().all(|t| {
-            b.burn_alert(&Firing {
-                tier: t,
-                value: 0.5,
-            })
-            .is_some()
-        }) && b.missing_alert().is_some();
+        b.annotations_ok = [true, false].into_iter().all(|prober| {
+            b.live_alert(prober, true, 90.0).is_some() && b.live_alert(prober, false, 0.0).is_some()
+        });
         b
     }
 
-    fn series_name(&self, metric: &str, extra: &[(&str, &str)]) -> String {
+    fn after_min(&self) -> u64 {
+        self.after.div_ceil(60)
+    }
+
+    /// Whether the liveness scenarios fit in [`MAX_TIMELINE_MIN`].
+    fn fits(&self) -> bool {
+        STOP_MIN + self.after_min() + 5 <= MAX_TIMELINE_MIN
+    }
+
+    fn notes(&self, header: &mut String) {
+        if !self.unmatched.is_empty() {
+            let _ = write!(
+                header,
+                "\nWARNING: no input label value was found for matcher(s) {}; these tests\nwill fail until the input series are edited to match.",
+                self.unmatched.join(", ")
+            );
+        }
+        if !self.annotations_ok {
+            header.push_str(
+                "\nSome annotation templates cannot be predicted here, so alerts are checked\nthrough the ALERTS series (labels only) instead of alert_rule_test.",
+            );
+        }
+        if !self.fits() {
+            let _ = write!(
+                header,
+                "\nThe liveness alerts fire after {}: too long to simulate here, so their\nscenarios are left out.",
+                prom_duration(std::time::Duration::from_secs(self.after))
+            );
+        }
+    }
+
+    fn series_name(&self, metric: &str, journey: &str, extra: &[(&str, &str)]) -> String {
         let mut l = self.input_labels.clone();
-        l.insert("journey".into(), self.spec.journey.name.clone());
+        l.insert("journey".into(), journey.to_string());
         for (k, v) in extra {
             l.insert((*k).into(), (*v).into());
         }
-        let body: Vec<String> = l
-            .iter()
-            .map(|(k, v)| format!("{k}={}", promql_string(v)))
-            .collect();
-        format!("{metric}{{{}}}", body.join(","))
+        series_text(metric, &l)
     }
 
-    /// The input series of a timeline, as promtool `values` strings.
-    fn input_series(&self, tl: &Timeline) -> Vec<(String, String)> {
+    /// The input series of a timeline, as promtool `values` strings; `le` for
+    /// a latency SLO's histogram.
+    fn input_series(&self, tl: &Timeline, le: Option<&str>) -> Vec<(String, String)> {
+        self.input_series_of(tl, le, "journey_runs_total")
+    }
+
+    /// [`Self::input_series`] with the availability counter named `runs`
+    /// (`journey_first_attempts_total` for SLOs judging first attempts).
+    fn input_series_of(
+        &self,
+        tl: &Timeline,
+        le: Option<&str>,
+        runs: &str,
+    ) -> Vec<(String, String)> {
+        let j = self.journey.name.as_str();
         let zero = vec![0; tl.good.len()];
         let all: Vec<u64> = tl.good.iter().zip(&tl.bad).map(|(g, b)| g + b).collect();
-        if self.spec.is_latency() {
-            let le = self.spec.le.clone().unwrap_or_default();
-            vec![
-                (
-                    self.series_name("journey_runs_total", &[("result", "success")]),
-                    values(&all),
-                ),
-                (
-                    self.series_name("journey_runs_total", &[("result", "failure")]),
-                    values(&zero),
-                ),
-                (
-                    self.series_name("journey_duration_seconds_count", &[("result", "success")]),
-                    values(&all),
-                ),
-                (
+        let v = |vals: &[u64]| values_present(vals, &tl.present);
+        let mut out = Vec::new();
+        match le {
+            Some(le) => {
+                out.push((
+                    self.series_name("journey_runs_total", j, &[("result", "success")]),
+                    v(&all),
+                ));
+                out.push((
+                    self.series_name("journey_runs_total", j, &[("result", "failure")]),
+                    v(&zero),
+                ));
+                out.push((
+                    self.series_name(
+                        "journey_duration_seconds_count",
+                        j,
+                        &[("result", "success")],
+                    ),
+                    v(&all),
+                ));
+                out.push((
                     self.series_name(
                         "journey_duration_seconds_bucket",
-                        &[("result", "success"), ("le", &le)],
+                        j,
+                        &[("result", "success"), ("le", le)],
                     ),
-                    values(&tl.good),
-                ),
-            ]
+                    v(&tl.good),
+                ));
+            }
+            None => {
+                out.push((
+                    self.series_name(runs, j, &[("result", "success")]),
+                    v(&tl.good),
+                ));
+                out.push((
+                    self.series_name(runs, j, &[("result", "failure")]),
+                    v(&tl.bad),
+                ));
+            }
+        }
+        out.push((
+            self.series_name("journey_last_run_timestamp_seconds", j, &[]),
+            v(&tl.ts),
+        ));
+        out
+    }
+
+    /// The expected `JourneyRunsMissing` (or, `prober`, `WayprobeDown`) alert:
+    /// `runs` = the `missing="runs"` one with `$value` = `value`.
+    fn live_alert(&self, prober: bool, runs: bool, value: f64) -> Option<ExpAlert> {
+        let rule = if prober {
+            prober_rules(&[self.journey], self.cfg)
         } else {
-            vec![
-                (
-                    self.series_name("journey_runs_total", &[("result", "success")]),
-                    values(&tl.good),
-                ),
-                (
-                    self.series_name("journey_runs_total", &[("result", "failure")]),
-                    values(&tl.bad),
-                ),
-            ]
-        }
-    }
-
-    fn burn_alert(&self, f: &Firing) -> Option<ExpAlert> {
-        let mut labels = self.spec.base_labels();
-        labels.extend(self.spec.alert_labels(f.tier));
-        let mut annotations = BTreeMap::new();
-        for (k, t) in self.spec.annotations(f.tier) {
-            annotations.insert(k, expand(&t, &labels, f.value)?);
-        }
-        Some(ExpAlert {
-            labels,
-            annotations,
-        })
-    }
-
-    fn missing_alert(&self) -> Option<ExpAlert> {
-        let rule = super::build::liveness_rule(self.spec.journey, self.spec.cfg);
-        let mut labels = self.spec.cfg.identity_labels();
-        labels.insert("journey".into(), self.spec.journey.name.clone());
-        debug_assert_eq!(labels.len(), liveness_by(self.spec.cfg).len());
-        labels.extend(rule.labels);
-        let mut annotations = BTreeMap::new();
-        for (k, t) in rule.annotations {
-            annotations.insert(k, expand(&t, &labels, 0.0)?);
-        }
-        Some(ExpAlert {
-            labels,
-            annotations,
-        })
-    }
-
-    fn check(&self, outcome: &Outcome, minute: u64, liveness: bool, comment: String) -> AlertCheck {
-        let (alertname, alerts) = if liveness {
-            let alerts = if outcome.missing[minute as usize] {
-                vec![
-                    self.missing_alert()
-                        .unwrap_or_else(|| self.labels_only(self.missing_labels())),
-                ]
-            } else {
-                vec![]
-            };
-            (LIVENESS_ALERT.to_string(), alerts)
-        } else {
-            let alerts = outcome.burn[minute as usize]
-                .iter()
-                .map(|f| {
-                    self.burn_alert(f).unwrap_or_else(|| {
-                        let mut l = self.spec.base_labels();
-                        l.extend(self.spec.alert_labels(f.tier));
-                        self.labels_only(l)
-                    })
-                })
-                .collect();
-            (self.spec.slo.alerting.name.clone(), alerts)
+            liveness_rules(self.journey, self.cfg)
         };
-        AlertCheck {
-            minute,
-            alertname,
-            comment,
-            alerts,
+        let rule = &rule[if runs { 0 } else { 1 }];
+        let mut labels = self.cfg.identity_labels();
+        if !prober {
+            labels.insert("journey".into(), self.journey.name.clone());
+            debug_assert_eq!(labels.len(), liveness_by(self.cfg).len());
         }
-    }
-
-    fn missing_labels(&self) -> BTreeMap<String, String> {
-        let rule = super::build::liveness_rule(self.spec.journey, self.spec.cfg);
-        let mut labels = self.spec.cfg.identity_labels();
-        labels.insert("journey".into(), self.spec.journey.name.clone());
-        labels.extend(rule.labels);
-        labels
-    }
-
-    fn labels_only(&self, labels: BTreeMap<String, String>) -> ExpAlert {
-        ExpAlert {
+        labels.extend(rule.labels.clone());
+        let mut annotations = BTreeMap::new();
+        for (k, t) in &rule.annotations {
+            annotations.insert(k.clone(), expand(t, &labels, value)?);
+        }
+        Some(ExpAlert {
             labels,
+            annotations,
+        })
+    }
+
+    /// Checks of both liveness alerts at minute `t`.
+    fn live_checks(&self, live: &Liveness, t: u64, comment: &str) -> Vec<AlertCheck> {
+        [false, true]
+            .into_iter()
+            .map(|prober| {
+                let mut alerts = Vec::new();
+                if let Some(age) = live.runs[t as usize] {
+                    alerts.extend(self.expect(self.live_alert(prober, true, age), || {
+                        self.live_labels(prober, true)
+                    }));
+                }
+                if live.series[t as usize] {
+                    alerts.extend(self.expect(self.live_alert(prober, false, 0.0), || {
+                        self.live_labels(prober, false)
+                    }));
+                }
+                let name = if prober { PROBER_ALERT } else { LIVENESS_ALERT };
+                AlertCheck {
+                    minute: t,
+                    alertname: name.to_string(),
+                    comment: format!("{name}: {comment}"),
+                    alerts,
+                    selector: if prober {
+                        format!("sloth_service={}", promql_string(&self.cfg.service))
+                    } else {
+                        format!("journey={}", promql_string(&self.journey.name))
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn expect(
+        &self,
+        a: Option<ExpAlert>,
+        labels: impl Fn() -> BTreeMap<String, String>,
+    ) -> Option<ExpAlert> {
+        Some(a.unwrap_or_else(|| ExpAlert {
+            labels: labels(),
             annotations: BTreeMap::new(),
+        }))
+    }
+
+    fn live_labels(&self, prober: bool, runs: bool) -> BTreeMap<String, String> {
+        let rule = if prober {
+            prober_rules(&[self.journey], self.cfg)
+        } else {
+            liveness_rules(self.journey, self.cfg)
+        };
+        let mut labels = self.cfg.identity_labels();
+        if !prober {
+            labels.insert("journey".into(), self.journey.name.clone());
         }
+        labels.extend(rule[if runs { 0 } else { 1 }].labels.clone());
+        labels
     }
 
     /// Puts alert checks into the group: as `alert_rule_test`, or through the
@@ -581,20 +672,11 @@ impl<'a> Builder<'a> {
             return;
         }
         for c in checks {
-            let sel = format!(
-                "ALERTS{{alertname={},alertstate=\"firing\",journey={}}}",
+            let expr = format!(
+                "ALERTS{{alertname={},alertstate=\"firing\",{}}}",
                 promql_string(&c.alertname),
-                promql_string(&self.spec.journey.name)
+                c.selector
             );
-            let expr = if c.alertname == LIVENESS_ALERT {
-                sel
-            } else {
-                format!(
-                    "ALERTS{{alertname={},alertstate=\"firing\",sloth_id={}}}",
-                    promql_string(&c.alertname),
-                    promql_string(&self.spec.id)
-                )
-            };
             let samples = c
                 .alerts
                 .iter()
@@ -611,6 +693,225 @@ impl<'a> Builder<'a> {
                 expr,
                 samples,
             });
+        }
+    }
+
+    fn severity(&self) -> String {
+        let l = self.live_labels(false, true);
+        format!("severity {}", l.get("severity").map_or("?", String::as_str))
+    }
+
+    /// The stuck-scheduler, dead-prober and absent-series scenarios.
+    fn cases(&self, le: Option<&str>) -> Vec<LiveCase> {
+        if !self.fits() {
+            return Vec::new();
+        }
+        let after = prom_duration(std::time::Duration::from_secs(self.after));
+        let id = format!("{}-{}", self.cfg.service, self.journey.name);
+        let mut out = Vec::new();
+        // A stuck scheduler: series still scraped, no run finishes.
+        let mut s = Scenario::new(self.interval_ms);
+        s.last_run = Some(s.runs_by(STOP_MIN));
+        let horizon = STOP_MIN + self.after_min() + 3;
+        let tl = s.timeline(horizon);
+        let live = Liveness::run(&tl, self.after, false);
+        if let Some(f) = (1..=horizon).find(|&t| live.runs[t as usize].is_some()) {
+            let last_ts = tl.ts[horizon as usize];
+            let g = Group::new(
+                format!(
+                    "{id}: a stuck scheduler raises {LIVENESS_ALERT} and {PROBER_ALERT} after {after}"
+                ),
+                format!(
+                    "Runs stop after minute {STOP_MIN} (the last one ends at {last_ts}s) while the prober is still\n\
+                     scraped: {LIVENESS_ALERT}{{missing=\"runs\"}} fires once the last run is more than {after}\n\
+                     old, at minute {f}, with its {}.",
+                    self.severity()
+                ),
+                self.input_series(&tl, le),
+            );
+            out.push(self.case(
+                g,
+                tl,
+                live,
+                f,
+                ["not yet", "firing, $value = time since the last run"],
+            ));
+        }
+        // A dead prober: series gone.
+        let mut s = Scenario::new(self.interval_ms);
+        s.dead_from = Some(STOP_MIN);
+        let tl = s.timeline(horizon);
+        let live = Liveness::run(&tl, self.after, false);
+        if let Some(f) = (1..=horizon).find(|&t| live.series[t as usize]) {
+            let g = Group::new(
+                format!(
+                    "{id}: a dead prober raises {LIVENESS_ALERT} and {PROBER_ALERT} after {after}"
+                ),
+                format!(
+                    "The prober dies at minute {STOP_MIN}: its series go stale, every burn-rate ratio is empty,\n\
+                     and the missing=\"series\" alerts fire after `for: {after}`, at minute {f}, with its {}.",
+                    self.severity()
+                ),
+                self.input_series(&tl, le),
+            );
+            out.push(self.case(g, tl, live, f, ["pending", "firing"]));
+        }
+        // Absent series: only another journey reports.
+        let n = self.after_min() + 2;
+        let tl = Timeline {
+            good: vec![0; n as usize + 1],
+            bad: vec![0; n as usize + 1],
+            ts: vec![0; n as usize + 1],
+            present: vec![false; n as usize + 1],
+        };
+        let live = Liveness::run(&tl, self.after, true);
+        if let Some(f) = (0..=n).find(|&t| live.series[t as usize]) {
+            let other = format!("{}-other", self.journey.name);
+            let mut g = Group::new(
+                format!("{id}: absent series raise {LIVENESS_ALERT}"),
+                "Only another journey reports (the journey is not deployed, or the matchers are wrong).".into(),
+                vec![
+                    (
+                        self.series_name("journey_runs_total", &other, &[("result", "success")]),
+                        format!("0+1x{n}"),
+                    ),
+                    (
+                        self.series_name("journey_last_run_timestamp_seconds", &other, &[]),
+                        format!("0+60x{n}"),
+                    ),
+                ],
+            );
+            let mut checks = self.live_checks(&live, f.saturating_sub(1), "pending");
+            let firing = self.live_checks(&live, f, "firing through absent()");
+            checks.push(firing.into_iter().next().expect("journey check"));
+            self.add_checks(&mut g, checks);
+            out.push(LiveCase {
+                group: g,
+                tl,
+                absent: true,
+                quiet_at: vec![],
+            });
+        }
+        out
+    }
+
+    /// A scenario whose liveness alerts fire at minute `f` (not at `f − 1`).
+    fn case(
+        &self,
+        mut g: Group,
+        tl: Timeline,
+        live: Liveness,
+        f: u64,
+        says: [&str; 2],
+    ) -> LiveCase {
+        let mut checks = self.live_checks(&live, f - 1, says[0]);
+        checks.extend(self.live_checks(&live, f, says[1]));
+        self.add_checks(&mut g, checks);
+        LiveCase {
+            group: g,
+            tl,
+            absent: false,
+            quiet_at: vec![f],
+        }
+    }
+
+    /// The liveness-only test file of a journey without SLOs.
+    fn test_file(&self, id: &str, rules_name: &str) -> TestFile {
+        let mut header = model::header(&format!(
+            "promtool unit tests for the liveness alerts of journey `{}` (no SLOs).",
+            self.journey.name
+        ));
+        let _ = write!(
+            header,
+            "\nRun: promtool test rules {id}.test.yaml   (Prometheus 2.x promtool)\nThe journey runs every {}; inputs are sampled once a minute.",
+            prom_duration(self.journey.interval)
+        );
+        self.notes(&mut header);
+        TestFile {
+            header,
+            rules_name: rules_name.to_string(),
+            groups: self.cases(None).into_iter().map(|c| c.group).collect(),
+        }
+    }
+}
+
+impl Group {
+    fn new(name: String, comment: String, series: Vec<(String, String)>) -> Self {
+        Self {
+            name,
+            comment,
+            series,
+            alerts: vec![],
+            exprs: vec![],
+        }
+    }
+}
+
+struct Builder<'a> {
+    spec: &'a SloSpec<'a>,
+    sim: Sim<'a>,
+    live: LiveBuilder<'a>,
+    bad: &'static str,
+}
+
+impl<'a> Builder<'a> {
+    fn new(spec: &'a SloSpec<'a>) -> Self {
+        let mut b = Self {
+            spec,
+            sim: Sim { spec },
+            live: LiveBuilder::new(spec.journey, spec.cfg),
+            bad: if spec.is_latency() { "slow" } else { "failed" },
+        };
+        let burn_ok = BurnTier::ALL.into_iter().all(|t| {
+            b.burn_alert(&Firing {
+                tier: t,
+                value: 0.5,
+            })
+            .is_some()
+        });
+        b.live.annotations_ok &= burn_ok;
+        b
+    }
+
+    fn input_series(&self, tl: &Timeline) -> Vec<(String, String)> {
+        self.live
+            .input_series_of(tl, self.spec.le.as_deref(), self.spec.runs_metric())
+    }
+
+    fn burn_alert(&self, f: &Firing) -> Option<ExpAlert> {
+        let mut labels = self.spec.base_labels();
+        labels.extend(self.spec.alert_labels(f.tier));
+        let mut annotations = BTreeMap::new();
+        for (k, t) in self.spec.annotations(f.tier) {
+            annotations.insert(k, expand(&t, &labels, f.value)?);
+        }
+        Some(ExpAlert {
+            labels,
+            annotations,
+        })
+    }
+
+    /// The burn-rate alerts expected at minute `t`.
+    fn check(&self, outcome: &Outcome, minute: u64, comment: String) -> AlertCheck {
+        let alerts = outcome.burn[minute as usize]
+            .iter()
+            .map(|f| {
+                self.burn_alert(f).unwrap_or_else(|| {
+                    let mut l = self.spec.base_labels();
+                    l.extend(self.spec.alert_labels(f.tier));
+                    ExpAlert {
+                        labels: l,
+                        annotations: BTreeMap::new(),
+                    }
+                })
+            })
+            .collect();
+        AlertCheck {
+            minute,
+            alertname: self.spec.slo.alerting.name.clone(),
+            comment,
+            alerts,
+            selector: format!("sloth_id={}", promql_string(&self.spec.id)),
         }
     }
 
@@ -633,6 +934,82 @@ impl<'a> Builder<'a> {
         })
     }
 
+    /// What `check` says about one bad run.
+    #[cfg(test)]
+    fn single_pages(&self) -> bool {
+        BurnTier::ALL.into_iter().any(|t| {
+            self.spec.tier_enabled(t) && !self.spec.threshold(t).ge_one() && self.estimate(t) <= 1
+        })
+    }
+
+    /// One bad run in a new journey (`restart`: in a Prometheus that starts
+    /// while the prober has long been running), then good runs for 70 minutes.
+    fn one_bad_run_group(&self, restart: bool) -> Group {
+        let bad = self.bad;
+        let mut s = Scenario::new(self.live.interval_ms);
+        if restart {
+            s.base = 5_000;
+        }
+        let k = s.base + 1 + u64::from(restart);
+        s.bad = vec![k..=k];
+        let visible = (0..=MAX_TIMELINE_MIN).find(|&t| s.runs_by(t) >= k);
+        let (what, title) = if restart {
+            (
+                format!(
+                    "Prometheus starts empty at minute 0 while the prober has already made {} runs;\nrun #{k} ({bad}) is the second it sees",
+                    s.base
+                ),
+                format!("{}: a fresh Prometheus, then one {bad} run: ", self.spec.id),
+            )
+        } else {
+            (
+                format!("A new journey: its first run is a {bad} run, every later run is good"),
+                format!(
+                    "{}: a new journey whose first run is a {bad} run: ",
+                    self.spec.id
+                ),
+            )
+        };
+        let Some(v) = visible.filter(|v| v + WATCH_MIN <= MAX_TIMELINE_MIN) else {
+            return Group::new(
+                format!("{title}(interval too long to simulate)"),
+                "The journey runs too rarely for this scenario to fit in the simulated timeline."
+                    .into(),
+                vec![],
+            );
+        };
+        let end = v + WATCH_MIN;
+        let tl = s.timeline(end);
+        let outcome = self.sim.run(&tl, false);
+        let fired = (0..=end).any(|t| Sim::any_burn(&outcome, t));
+        let verdict = if fired {
+            "it pages, as `wayprobe check` warns"
+        } else {
+            "no alert of any tier"
+        };
+        let mut g = Group::new(
+            format!("{title}{verdict}"),
+            format!(
+                "{what} (sampled at minute {v}).\nEvery window counts at least the runs it should hold, so one {bad} run\nweighs what `wayprobe check` says: {verdict}."
+            ),
+            self.input_series(&tl),
+        );
+        let mut minutes: Vec<u64> = (v..=v + 5).collect();
+        minutes.extend((v + 10..=end).step_by(10));
+        minutes.push(end);
+        minutes.dedup();
+        let mut checks: Vec<AlertCheck> = minutes
+            .iter()
+            .map(|&t| self.check(&outcome, t, format!("minute {t}: {}", state(&outcome, t))))
+            .collect();
+        checks.extend(
+            self.live
+                .live_checks(&outcome.live, v, "the journey is running"),
+        );
+        self.live.add_checks(&mut g, checks);
+        g
+    }
+
     /// The fastest enabled tier that can fire.
     fn target(&self) -> Option<BurnTier> {
         BurnTier::ALL
@@ -640,26 +1017,26 @@ impl<'a> Builder<'a> {
             .find(|t| self.spec.tier_enabled(*t) && !self.spec.threshold(*t).ge_one())
     }
 
-    /// A scenario: isolated bad run at 12h, then `j` bad runs phased so that
-    /// the `j`-th ends on a whole minute, the outage going on to `end` (a minute).
-    fn outage(&self, j: u64) -> (Scenario, u64, u64) {
-        let mut s = Scenario::new(self.interval_ms);
-        let iso = s.boundary_at_or_after(s.runs_by(ISOLATED_MIN).max(1));
-        let base = s.runs_by(HISTORY_MIN);
-        let kf = s.boundary_at_or_after(base + j);
+    /// A new journey whose runs are all bad from run `k0`, phased so that the
+    /// `j`-th bad run ends on a whole minute; `None` when that minute is
+    /// beyond the simulated timeline.
+    fn outage(&self, j: u64) -> Option<(Scenario, u64)> {
+        let mut s = Scenario::new(self.live.interval_ms);
+        let kf = s.boundary_at_or_after(j);
         let k0 = kf + 1 - j;
-        s.bad = vec![iso..=iso, k0..=kf];
-        let m = s.minute_of(kf).expect("a boundary run");
-        (s, iso, m)
+        s.bad = vec![k0..=kf];
+        let m = s.minute_of(kf)?;
+        (m + OUTAGE_TAIL_MIN <= MAX_TIMELINE_MIN).then_some((s, m))
     }
 
     fn first_firing_j(&self, tier: BurnTier) -> Option<u64> {
-        let max_j = (MAX_OUTAGE_MIN * 60_000 / self.interval_ms).max(1);
+        let max_j = (MAX_OUTAGE_MIN * 60_000 / self.live.interval_ms).max(1);
         let fires = |j: u64| {
-            let (s, _, m) = self.outage(j);
-            let tl = s.timeline(m);
-            let o = self.sim.run(&tl, false);
-            Sim::fires(&o, m, tier)
+            self.outage(j).is_some_and(|(s, m)| {
+                let tl = s.timeline(m);
+                let o = self.sim.run(&tl, false);
+                Sim::fires(&o, m, tier)
+            })
         };
         // The smallest firing j, galloping from explain's estimate and then
         // bisecting (more bad runs never make an alert stop firing).
@@ -706,11 +1083,18 @@ impl<'a> Builder<'a> {
     fn estimate(&self, tier: BurnTier) -> u64 {
         let thr = self.spec.threshold(tier);
         let i = self.spec.journey.interval;
-        let long = runs_to_trip(thr, tier.long().secs, i, 1);
-        let short = runs_to_trip(thr, tier.short().secs, i, 1);
+        let loc = self.spec.cfg.locations;
+        let long = runs_to_trip(thr, tier.long().secs, i, loc);
+        let short = runs_to_trip(thr, tier.short().secs, i, loc);
         long.max(short)
             .max(u128::from(self.spec.min_bad_runs(tier)))
             .min(u128::from(u64::MAX)) as u64
+    }
+
+    /// The Workbook's bound for a hard outage to trip `tier`, in seconds:
+    /// `(1 − SLO) × factor × long window`.
+    fn workbook_bound(&self, tier: BurnTier) -> f64 {
+        self.spec.threshold(tier).to_f64() * tier.long().secs as f64
     }
 
     fn outage_groups(&self) -> (Group, Option<Group>) {
@@ -722,35 +1106,33 @@ impl<'a> Builder<'a> {
         else {
             return (self.no_alert_group(), None);
         };
-        let (mut s, iso, m) = self.outage(j);
+        let (mut s, m) = self.outage(j).expect("first_firing_j found it");
+        let k0 = *s.bad[0].start();
         let end = m + OUTAGE_TAIL_MIN;
-        let k_end = s.runs_by(end);
-        s.bad[1] = *s.bad[1].start()..=k_end;
-        let horizon = end + 6 * 60;
+        s.bad[0] = k0..=s.runs_by(end);
+        let horizon = (end + tier.short().secs / 60 + 10).min(MAX_TIMELINE_MIN);
         let tl = s.timeline(horizon);
         let o = self.sim.run(&tl, false);
-        let iso_min = s.minute_of(iso).expect("boundary run");
         let reset = (end + 1..=horizon).find(|&t| !Sim::fires(&o, t, tier));
         let last = reset.unwrap_or(end);
         let tl = s.timeline(last);
         let outcome = self.sim.run(&tl, false);
         let thr = spec.threshold(tier);
         let estimate = self.estimate(tier);
-        let k0 = *s.bad[1].start();
-        let start_min = k0 * self.interval_ms / 60_000;
-        let mut g = Group {
-            name: format!(
-                "{}: an isolated {bad} run, then a hard outage: {} fires at {bad} run #{j} (minute {m})",
+        let bound = self.workbook_bound(tier);
+        let start_ms = u128::from(k0 - 1) * u128::from(self.live.interval_ms);
+        let mut g = Group::new(
+            format!(
+                "{}: a new journey in a hard outage: {} fires at {bad} run #{j} (minute {m})",
                 spec.id,
                 tier.name()
             ),
-            comment: format!(
+            format!(
                 "{line}\n{id}: {pct}% over {period}, budget {budget}. {tier} fires when the {long} and {short}\n\
-                 ratios exceed {factor} x {budget} = {thr}. Every run is bad from run #{k0} (about minute\n\
-                 {start_min}) to minute {end}; {bad} run #{j} of the outage ends at minute {m}.\n\
-                 explain's arithmetic: {estimate} {bad} runs{agree}.\n\
-                 The 1d and 3d windows hold only this simulated history, so ticket tiers\n\
-                 react sooner here than in a Prometheus with weeks of data.\n{line}",
+                 ratios exceed {factor} x {budget} = {thr}. A new journey: every run is bad from run #{k0}\n\
+                 (starting at {start}s) to minute {end}; {bad} run #{j} of the outage ends at minute {m}.\n\
+                 explain's arithmetic: {estimate} {bad} runs{agree}. Workbook bound: {thr} x {long} =\n\
+                 {bound}s after the outage starts; minute {m} is {late}s after it.\n{line}",
                 line = "-".repeat(75),
                 id = spec.id,
                 pct = spec.slo.objective.percent(),
@@ -760,38 +1142,23 @@ impl<'a> Builder<'a> {
                 long = tier.long().name,
                 short = tier.short().name,
                 factor = tier.factor(spec.slo.window),
+                start = start_ms / 1000,
                 agree = if estimate == j {
                     " (agrees)"
                 } else {
                     " (the simulation of the sampled inputs differs; it wins)"
                 },
+                bound = super::arith::go_g4(bound),
+                late = (u128::from(m) * 60_000).saturating_sub(start_ms) / 1000,
             ),
-            series: self.input_series(&tl),
-            alerts: vec![],
-            exprs: vec![],
-        };
+            self.input_series(&tl),
+        );
         let state = |t: u64| state(&outcome, t);
         let outage_bad = |t: u64| s.runs_by(t).saturating_sub(k0 - 1);
         let mut checks = vec![
             self.check(
                 &outcome,
-                iso_min,
-                false,
-                format!(
-                    "isolated {bad} run #{iso} at minute {iso_min}: {}",
-                    state(iso_min)
-                ),
-            ),
-            self.check(
-                &outcome,
-                iso_min + 1,
-                false,
-                format!("a minute later: {}", state(iso_min + 1)),
-            ),
-            self.check(
-                &outcome,
                 m - 1,
-                false,
                 format!(
                     "one {} before, {} {bad} runs into the outage: {}",
                     if outage_bad(m - 1) + 1 == j {
@@ -806,21 +1173,13 @@ impl<'a> Builder<'a> {
             self.check(
                 &outcome,
                 m,
-                false,
                 format!("{bad} run #{j} of the outage: {}", state(m)),
-            ),
-            self.check(
-                &outcome,
-                m,
-                true,
-                "the journey is running: no missing-runs alert".into(),
             ),
         ];
         if let Some(r) = reset {
             checks.push(self.check(
                 &outcome,
                 r - 1,
-                false,
                 format!(
                     "all runs good again after minute {end}; {} minutes later: {}",
                     r - 1 - end,
@@ -830,18 +1189,21 @@ impl<'a> Builder<'a> {
             checks.push(self.check(
                 &outcome,
                 r,
-                false,
                 format!("a minute later {} has reset: {}", tier.name(), state(r)),
             ));
         }
-        self.add_checks(&mut g, checks);
+        checks.extend(
+            self.live
+                .live_checks(&outcome.live, m, "the journey is running"),
+        );
+        self.live.add_checks(&mut g, checks);
         g.exprs.extend(self.recorded(
             &format!("slo:sli_error:ratio_rate{}", tier.long().name),
             tier.long().name,
             m,
             self.sim.ratio(&tl, m, tier.long().secs),
             format!(
-                "the {} error ratio when {} fires",
+                "the {} error ratio when {} fires (bad runs over the runs the window should hold)",
                 tier.long().name,
                 tier.name()
             ),
@@ -858,17 +1220,18 @@ impl<'a> Builder<'a> {
             ),
         );
         let period = spec.slo.window;
-        g.exprs.extend(
-            self.recorded(
-                "slo:period_error_budget_remaining:ratio",
-                period.as_str(),
-                end,
-                self.sim
-                    .ratio(&tl, end, u64::from(period.days()) * 86_400)
-                    .map(|v| 1.0 - v / spec.budget.to_f64()),
-                format!("remaining {} error budget when the outage ends (only the simulated history counts)", period.as_str()),
+        g.exprs.extend(self.recorded(
+            "slo:period_error_budget_remaining:ratio",
+            period.as_str(),
+            end,
+            self.sim
+                .ratio(&tl, end, u64::from(period.days()) * 86_400)
+                .map(|v| 1.0 - v / spec.budget.to_f64()),
+            format!(
+                "remaining {} error budget when the outage ends (bad runs over the period's runs)",
+                period.as_str()
             ),
-        );
+        ));
         let before = self.one_run_before_group(tier, j, &s, m);
         (g, before)
     }
@@ -886,39 +1249,35 @@ impl<'a> Builder<'a> {
             return None;
         }
         let bad = self.bad;
-        let (mut s, _, m1) = self.outage(j - 1);
+        let (mut s, m1) = self.outage(j - 1)?;
         let end = m1 + 1;
-        s.bad[1] = *s.bad[1].start()..=s.runs_by(end);
+        let k0 = *s.bad[0].start();
+        s.bad[0] = k0..=s.runs_by(end);
         let tl = s.timeline(end);
         let outcome = self.sim.run(&tl, false);
-        let mut g = Group {
-            name: format!(
+        let mut g = Group::new(
+            format!(
                 "{}: {} does not fire at {bad} run #{} of a hard outage",
                 self.spec.id,
                 tier.name(),
                 j - 1
             ),
-            comment: format!(
+            format!(
                 "The same outage phased one run earlier: {bad} run #{} ends on minute {m1}.",
                 j - 1
             ),
-            series: self.input_series(&tl),
-            alerts: vec![],
-            exprs: vec![],
-        };
-        let k0 = *s.bad[1].start();
+            self.input_series(&tl),
+        );
         let n = |t: u64| s.runs_by(t).saturating_sub(k0 - 1);
         let checks = vec![
             self.check(
                 &outcome,
                 m1,
-                false,
                 format!("{} {bad} runs: {}", n(m1), state(&outcome, m1)),
             ),
             self.check(
                 &outcome,
                 end,
-                false,
                 format!(
                     "a minute later, {} {bad} runs: {}",
                     n(end),
@@ -926,92 +1285,51 @@ impl<'a> Builder<'a> {
                 ),
             ),
         ];
-        self.add_checks(&mut g, checks);
+        self.live.add_checks(&mut g, checks);
         Some(g)
     }
 
     fn no_alert_group(&self) -> Group {
-        let mut s = Scenario::new(self.interval_ms);
-        let base = s.runs_by(HISTORY_MIN);
-        let end = HISTORY_MIN + 120;
-        s.bad = vec![base + 1..=s.runs_by(end)];
+        let mut s = Scenario::new(self.live.interval_ms);
+        let end = 120;
+        s.bad = vec![1..=s.runs_by(end).max(1)];
         let tl = s.timeline(end);
         let outcome = self.sim.run(&tl, false);
-        let mut g = Group {
-            name: format!("{}: no enabled alert tier can fire", self.spec.id),
-            comment: "Every enabled tier has factor x budget >= 1 (or none is enabled): a 2h hard\noutage raises no burn-rate alert. `wayprobe check` warns about this.".into(),
-            series: self.input_series(&tl),
-            alerts: vec![],
-            exprs: vec![],
-        };
-        let checks = [HISTORY_MIN + 60, end]
+        let mut g = Group::new(
+            format!("{}: no enabled alert tier can fire", self.spec.id),
+            "Every enabled tier has factor x budget >= 1 (or none is enabled): a 2h hard\noutage of a new journey raises no burn-rate alert. `wayprobe check` warns about this.".into(),
+            self.input_series(&tl),
+        );
+        let checks = [60, end]
             .into_iter()
-            .map(|t| self.check(&outcome, t, false, format!("minute {t} of the outage")))
+            .map(|t| self.check(&outcome, t, format!("minute {t} of the outage")))
             .collect();
-        self.add_checks(&mut g, checks);
+        self.live.add_checks(&mut g, checks);
         g
     }
 
-    fn stall_group(&self) -> Group {
-        let mut s = Scenario::new(self.interval_ms);
-        let stall = 60;
-        s.last_run = Some(s.runs_by(stall));
-        let live = super::build::liveness_window(self.spec.journey).as_secs() / 60;
-        let horizon = stall + live + 30;
-        let tl = s.timeline(horizon);
-        let outcome = self.sim.run(&tl, false);
-        let fire = (stall + 1..=horizon).find(|&t| outcome.missing[t as usize]);
-        let mut g = Group {
-            name: format!(
-                "{}: a stalled prober raises {LIVENESS_ALERT}, not a burn alert",
-                self.spec.id
-            ),
-            comment: format!(
-                "Runs stop after minute {stall}: counters stay flat, every ratio becomes 0/0 = NaN.\n\
-                 {LIVENESS_ALERT} fires after its {live}m window plus `for: 5m`."
-            ),
-            series: self.input_series(&tl),
-            alerts: vec![],
-            exprs: vec![],
-        };
-        let mut checks = Vec::new();
-        if let Some(f) = fire {
-            checks.push(self.check(&outcome, f - 1, true, "still pending".into()));
-            checks.push(self.check(&outcome, f, true, "firing".into()));
-            checks.push(self.check(
-                &outcome,
-                f,
-                false,
-                "no burn-rate alert: the ratios are NaN".into(),
-            ));
-        }
-        self.add_checks(&mut g, checks);
-        g
-    }
-
-    fn absent_group(&self) -> Group {
-        let tl = Timeline {
-            good: vec![0; 11],
-            bad: vec![0; 11],
-        };
-        let outcome = self.sim.run(&tl, true);
-        let other = format!("{}-other", self.spec.journey.name);
-        let mut name = self.input_labels.clone();
-        name.insert("journey".into(), other);
-        name.insert("result".into(), "success".into());
-        let mut g = Group {
-            name: format!("{}: absent series raise {LIVENESS_ALERT}", self.spec.id),
-            comment: "Only another journey reports (the journey is not deployed, or the matchers are wrong).".into(),
-            series: vec![(series_text("journey_runs_total", &name), "0+1x10".into())],
-            alerts: vec![],
-            exprs: vec![],
-        };
-        let checks = vec![
-            self.check(&outcome, 4, true, "pending".into()),
-            self.check(&outcome, 5, true, "firing through absent()".into()),
-        ];
-        self.add_checks(&mut g, checks);
-        g
+    /// The liveness scenarios, with "no burn-rate alert" checks added.
+    fn live_groups(&self) -> Vec<Group> {
+        self.live
+            .cases(self.spec.le.as_deref())
+            .into_iter()
+            .map(|mut c| {
+                let outcome = self.sim.run(&c.tl, c.absent);
+                let checks = c
+                    .quiet_at
+                    .iter()
+                    .map(|&t| {
+                        self.check(
+                            &outcome,
+                            t,
+                            "no burn-rate alert: no runs, nothing to count".into(),
+                        )
+                    })
+                    .collect();
+                self.live.add_checks(&mut c.group, checks);
+                c.group
+            })
+            .collect()
     }
 }
 
@@ -1035,6 +1353,21 @@ fn series_text(metric: &str, labels: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={}", promql_string(v)))
         .collect();
     format!("{metric}{{{}}}", body.join(","))
+}
+
+/// [`values`] of the minutes a series is scraped, then `stale` once it is
+/// gone (it never comes back in these scenarios); `_` while it has not appeared.
+fn values_present(v: &[u64], present: &[bool]) -> String {
+    let Some(first) = present.iter().position(|p| *p) else {
+        return String::new();
+    };
+    let last = present.iter().rposition(|p| *p).expect("one is present");
+    let mut out: Vec<String> = vec!["_".to_string(); first];
+    out.push(values(&v[first..=last]));
+    if last + 1 < present.len() {
+        out.push("stale".to_string());
+    }
+    out.join(" ")
 }
 
 /// promtool's expanding notation for a cumulative series (`0+1x1440 1440+0x59 ...`).
@@ -1129,13 +1462,51 @@ mod tests {
                     let spec = SloSpec::new(&j, &j.slos[0], &cfg);
                     let b = Builder::new(&spec);
                     let found = b.first_firing_j(BurnTier::PageFast);
-                    assert_eq!(
-                        found,
-                        Some(b.estimate(BurnTier::PageFast)),
-                        "{obj}% every {interval}, {window}, {kind}"
+                    let what = format!("{obj}% every {interval}, {window}, {kind}");
+                    assert_eq!(found, Some(b.estimate(BurnTier::PageFast)), "{what}");
+                    // a new journey's total outage pages within the Workbook
+                    // bound plus one interval and one (1m) sample
+                    let (s, m) = b.outage(found.unwrap()).unwrap();
+                    let start = (*s.bad[0].start() - 1) as f64 * j.interval.as_secs_f64();
+                    let late = m as f64 * 60.0 - start;
+                    let bound =
+                        b.workbook_bound(BurnTier::PageFast) + j.interval.as_secs_f64() + 60.0;
+                    assert!(
+                        late <= bound,
+                        "{what}: pages {late}s after the outage starts, bound {bound}s"
                     );
+                    // one bad run of a new journey, or in a fresh Prometheus,
+                    // alerts exactly when `check` says it does
+                    for restart in [false, true] {
+                        let g = b.one_bad_run_group(restart);
+                        let fired = g.name.ends_with("it pages, as `wayprobe check` warns");
+                        assert_eq!(
+                            fired,
+                            b.single_pages(),
+                            "{what}, restart {restart}: {}",
+                            g.name
+                        );
+                    }
                 }
             }
+        }
+    }
+
+    /// No interval makes `--emit-tests` panic or simulate without bound.
+    #[test]
+    fn huge_intervals_do_not_run_away() {
+        let cfg = RulesConfig::default();
+        for interval in ["100years", "500000000000years", "59999ms", "1h1ms"] {
+            let mut j = crate::rules::test_journey(
+                "j",
+                "1m",
+                "  - {name: availability, objective: 99.5%}\n  - {name: latency, objective: 95%, threshold: 1s}\n",
+            );
+            j.interval = humantime::parse_duration(interval).unwrap();
+            let files = emit_tests(std::slice::from_ref(&j), &cfg);
+            assert_eq!(files.len(), 4, "{interval}");
+            let longest = files.iter().map(|(_, t)| t.len()).max().unwrap();
+            assert!(longest < 2_000_000, "{interval}: {longest} bytes");
         }
     }
 

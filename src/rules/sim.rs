@@ -1,27 +1,33 @@
 //! A minute-by-minute mirror of what Prometheus computes from the generated
 //! rules, used to write the expectations of the emitted promtool tests.
 //!
-//! Inputs are sampled once a minute from counters that start at 0 at minute
-//! 0, every window is a whole number of minutes, and Prometheus 2.x range
-//! selection is closed (`[t − w, t]`). Under these conditions `rate()` and
-//! `increase()` do no extrapolation: `rate = Δcounter × (1 / w)` (Prometheus
-//! multiplies by a factor rather than dividing, which matters in the last bit). The ratios are
-//! computed with the same float operations, in the same order, as the PromQL,
-//! and compared with the threshold literal parsed the same way, so the
-//! predicted firing minute is exactly promtool's.
+//! Inputs are sampled once a minute, every window is a whole number of
+//! minutes, and Prometheus 2.x range selection is closed (`[t − w, t]`).
+//! The rules count runs as `last − min_over_time` over the window (no
+//! extrapolation, see [`super::build::counted`]), so every count is a whole
+//! number and exact in floating point; the floor (runs the window should
+//! hold) is the same `n / d` division Prometheus evaluates, and ratios are
+//! compared with the threshold literal parsed the same way. The predicted
+//! firing minute is therefore exactly promtool's.
 
 use std::ops::RangeInclusive;
 
 use super::arith::BurnTier;
 use super::build::SloSpec;
 
-/// Cumulative good and bad runs at each minute (index = minute).
+/// Samples at each minute (index = minute) of one journey at one location.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Timeline {
-    /// Availability: successful runs; latency: successful runs within the threshold.
+    /// Cumulative good runs. Availability: successful runs; latency:
+    /// successful runs within the threshold.
     pub good: Vec<u64>,
-    /// Availability: failed runs; latency: successful runs slower than the threshold.
+    /// Cumulative bad runs. Availability: failed runs; latency: successful
+    /// runs slower than the threshold.
     pub bad: Vec<u64>,
+    /// `journey_last_run_timestamp_seconds` (whole seconds; 0 = no run yet).
+    pub ts: Vec<u64>,
+    /// Whether the series are scraped at that minute (false: stale or absent).
+    pub present: Vec<bool>,
 }
 
 impl Timeline {
@@ -30,36 +36,51 @@ impl Timeline {
     }
 }
 
-/// Runs every `interval_ms` (run `k` ends at `k × interval_ms`), some bad,
-/// possibly stopping.
+/// Runs every `interval_ms` (run `base + k` ends at `k × interval_ms`), some
+/// bad, possibly stopping, possibly with the prober gone.
 #[derive(Debug, Clone)]
 pub(crate) struct Scenario {
     pub interval_ms: u64,
-    /// 1-based run numbers of bad runs.
+    /// Good runs the counters hold at minute 0 (a Prometheus that starts
+    /// while the prober has been running: it never saw them happen).
+    pub base: u64,
+    /// Run numbers of bad runs (the first run after minute 0 is `base + 1`).
     pub bad: Vec<RangeInclusive<u64>>,
-    /// No run after this one (a stalled prober).
+    /// No run after this one (a stuck scheduler: series still scraped).
     pub last_run: Option<u64>,
+    /// From this minute on the series are gone (prober down): one stale
+    /// marker, then nothing.
+    pub dead_from: Option<u64>,
 }
 
 impl Scenario {
     pub fn new(interval_ms: u64) -> Self {
         Self {
-            interval_ms,
+            interval_ms: interval_ms.max(1),
+            base: 0,
             bad: Vec::new(),
             last_run: None,
+            dead_from: None,
         }
     }
 
     /// Runs finished by the end of minute `t` (inclusive of a run at exactly `t`).
     pub fn runs_by(&self, minute: u64) -> u64 {
-        let n = minute * 60_000 / self.interval_ms;
-        self.last_run.map_or(n, |l| n.min(l))
+        let n = (u128::from(minute) * 60_000 / u128::from(self.interval_ms)) as u64;
+        let n = self.base + n;
+        let n = self.last_run.map_or(n, |l| n.min(l));
+        match self.dead_from {
+            Some(d) if minute >= d => self.runs_by(d.saturating_sub(1)).min(n),
+            _ => n,
+        }
     }
 
     /// The minute at which run `k` ends, if that is a whole minute.
     pub fn minute_of(&self, run: u64) -> Option<u64> {
-        let ms = run * self.interval_ms;
-        ms.is_multiple_of(60_000).then_some(ms / 60_000)
+        let ms = u128::from(run.checked_sub(self.base)?) * u128::from(self.interval_ms);
+        ms.is_multiple_of(60_000)
+            .then(|| u64::try_from(ms / 60_000).ok())
+            .flatten()
     }
 
     /// Runs between two runs that end on a whole minute.
@@ -67,10 +88,11 @@ impl Scenario {
         60_000 / gcd(self.interval_ms, 60_000)
     }
 
-    /// The first run number `≥ k` that ends on a whole minute.
+    /// The first run number `≥ k` that ends on a whole minute (after minute 0).
     pub fn boundary_at_or_after(&self, k: u64) -> u64 {
         let q = self.boundary_period();
-        k.div_ceil(q).max(1) * q
+        let rel = k.saturating_sub(self.base);
+        self.base + rel.div_ceil(q).max(1) * q
     }
 
     fn bad_by(&self, n: u64) -> u64 {
@@ -87,6 +109,15 @@ impl Scenario {
             .sum()
     }
 
+    /// When run `n` (`n > base`) ended, in whole seconds.
+    fn ts_of(&self, n: u64) -> u64 {
+        if n <= self.base {
+            0
+        } else {
+            (u128::from(n - self.base) * u128::from(self.interval_ms) / 1000) as u64
+        }
+    }
+
     /// Samples minutes `0..=minutes`.
     pub fn timeline(&self, minutes: u64) -> Timeline {
         let mut t = Timeline::default();
@@ -95,6 +126,8 @@ impl Scenario {
             let b = self.bad_by(n);
             t.good.push(n - b);
             t.bad.push(b);
+            t.ts.push(self.ts_of(n));
+            t.present.push(self.dead_from.is_none_or(|d| m < d));
         }
         t
     }
@@ -104,6 +137,21 @@ fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
 
+/// What `counted()` gives for one counter over `[t − w, t]`: `None` when the
+/// series has no sample there. For a series gone stale at `t` Prometheus
+/// falls back to `increase()`, which extrapolates; the scenarios that get
+/// there have no change in the window, where both are 0.
+fn counted(vals: &[u64], present: &[bool], t: usize, window_min: u64) -> Option<u64> {
+    let from = t.saturating_sub(window_min as usize);
+    let first = (from..=t).find(|&i| present[i])?;
+    let last = (from..=t).rev().find(|&i| present[i])?;
+    if !present[t] && first == last {
+        return None;
+    }
+    let (first, last) = (vals[first], vals[last]);
+    Some(last - first)
+}
+
 /// A firing burn-rate alert: its tier and `$value` (the long-window ratio).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Firing {
@@ -111,12 +159,46 @@ pub(crate) struct Firing {
     pub value: f64,
 }
 
+/// Liveness alert states minute by minute.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Liveness {
+    /// `missing="runs"` firing, with `$value` (seconds since the last run).
+    pub runs: Vec<Option<f64>>,
+    /// `missing="series"` firing.
+    pub series: Vec<bool>,
+}
+
+impl Liveness {
+    /// Mirrors the journey's (or, with the prober's `after`, the prober's)
+    /// two liveness rules over a timeline.
+    pub fn run(tl: &Timeline, after_secs: u64, absent: bool) -> Self {
+        let mut out = Liveness::default();
+        let mut since: Option<u64> = None;
+        for t in 0..=tl.last_minute() {
+            let i = t as usize;
+            let present = tl.present[i] && !absent;
+            let age = (present && tl.ts[i] > 0)
+                .then(|| (t * 60) as f64 - tl.ts[i] as f64)
+                .filter(|a| *a > after_secs as f64);
+            out.runs.push(age);
+            if present {
+                since = None;
+                out.series.push(false);
+            } else {
+                let s = *since.get_or_insert(t);
+                out.series.push((t - s) * 60 >= after_secs);
+            }
+        }
+        out
+    }
+}
+
 /// Alert states minute by minute.
 pub(crate) struct Outcome {
     /// Burn alerts firing at each minute, in tier order.
     pub burn: Vec<Vec<Firing>>,
-    /// Whether `JourneyRunsMissing` fires at each minute.
-    pub missing: Vec<bool>,
+    /// The journey's liveness alerts.
+    pub live: Liveness,
 }
 
 /// The mirror of one SLO's rules.
@@ -125,43 +207,25 @@ pub(crate) struct Sim<'a> {
 }
 
 impl Sim<'_> {
-    /// The error ratio over `window_secs` at minute `t`; `None` when there is
-    /// no sample or it is NaN.
-    pub fn ratio(&self, tl: &Timeline, t: u64, window_secs: u64) -> Option<f64> {
-        if t == 0 {
-            return None;
-        }
-        let from = t.saturating_sub(window_secs / 60) as usize;
+    /// `(bad, total)` runs counted over `window_secs` at minute `t`, as the
+    /// rules count them; `None` when there is no series.
+    fn counts(&self, tl: &Timeline, t: u64, window_secs: u64) -> Option<(f64, f64)> {
         let t = t as usize;
-        let dg = (tl.good[t] - tl.good[from]) as f64;
-        let db = (tl.bad[t] - tl.bad[from]) as f64;
-        // Prometheus multiplies the delta by `extrapolation factor / range`,
-        // the factor being exactly 1 for these aligned windows.
-        let k = 1.0 / window_secs as f64;
-        let v = if self.spec.is_latency() {
-            // (sum(rate(count)) - sum(rate(bucket))) / sum(rate(count))
-            let rc = (dg + db) * k;
-            let rb = dg * k;
-            (rc - rb) / rc
-        } else {
-            // sum(rate(failure)) / sum(rate(failure) + rate(success))
-            let rf = db * k;
-            let rs = dg * k;
-            rf / (rf + rs)
-        };
-        (!v.is_nan()).then_some(v)
+        let w = window_secs / 60;
+        let g = counted(&tl.good, &tl.present, t, w)?;
+        let b = counted(&tl.bad, &tl.present, t, w)?;
+        // Availability: failures over sum(success + failure).
+        // Latency: count - bucket over count, count = good + bad.
+        Some((b as f64, (g + b) as f64))
     }
 
-    fn bad_increase(&self, tl: &Timeline, t: u64, window_secs: u64) -> f64 {
-        let from = t.saturating_sub(window_secs / 60) as usize;
-        let t = t as usize;
-        if self.spec.is_latency() {
-            let dc = ((tl.good[t] + tl.bad[t]) - (tl.good[from] + tl.bad[from])) as f64;
-            let db = (tl.good[t] - tl.good[from]) as f64;
-            dc - db
-        } else {
-            (tl.bad[t] - tl.bad[from]) as f64
-        }
+    /// The error ratio over `window_secs` at minute `t`; `None` without series.
+    pub fn ratio(&self, tl: &Timeline, t: u64, window_secs: u64) -> Option<f64> {
+        let (bad, total) = self.counts(tl, t, window_secs)?;
+        let (n, d) = self.spec.expected_runs(window_secs);
+        let floor = n as f64 / d as f64;
+        let v = bad / total.max(floor);
+        (!v.is_nan()).then_some(v)
     }
 
     /// The tier's condition at minute `t`: `Some($value)` when it holds.
@@ -173,8 +237,11 @@ impl Sim<'_> {
             return None;
         }
         let min = self.spec.min_bad_runs(tier);
-        if min > 1 && self.bad_increase(tl, t, tier.long().secs) <= f64::from(min) - 0.5 {
-            return None;
+        if min > 1 {
+            let (bad, _) = self.counts(tl, t, tier.long().secs)?;
+            if bad <= f64::from(min) - 0.5 {
+                return None;
+            }
         }
         Some(long)
     }
@@ -187,18 +254,13 @@ impl Sim<'_> {
             .alerting
             .keep_firing_for
             .map_or(0, |d| d.as_millis() as u64);
-        let live_min = super::build::liveness_window(self.spec.journey).as_secs() / 60;
         let tiers: Vec<BurnTier> = BurnTier::ALL
             .into_iter()
             .filter(|t| self.spec.tier_enabled(*t))
             .collect();
         // per tier: (firing, keep-firing since, last value)
         let mut state: Vec<(bool, Option<u64>, f64)> = vec![(false, None, 0.0); tiers.len()];
-        let mut active_since: Option<u64> = None;
-        let mut out = Outcome {
-            burn: Vec::new(),
-            missing: Vec::new(),
-        };
+        let mut burn = Vec::new();
         for t in 0..=tl.last_minute() {
             let mut now = Vec::new();
             for (i, tier) in tiers.iter().enumerate() {
@@ -220,29 +282,22 @@ impl Sim<'_> {
                     });
                 }
             }
-            out.burn.push(now);
-            let cond = absent || {
-                t > 0 && {
-                    let from = t.saturating_sub(live_min) as usize;
-                    let ti = t as usize;
-                    let inc =
-                        (tl.good[ti] - tl.good[from]) as f64 + (tl.bad[ti] - tl.bad[from]) as f64;
-                    inc < 1.0
-                }
-            };
-            if cond {
-                let since = *active_since.get_or_insert(t);
-                out.missing.push(t - since >= 5);
-            } else {
-                active_since = None;
-                out.missing.push(false);
-            }
+            burn.push(now);
         }
-        out
+        let after = super::build::liveness_after(self.spec.journey).as_secs();
+        Outcome {
+            burn,
+            live: Liveness::run(tl, after, absent),
+        }
     }
 
     /// Whether `tier` fires at minute `t`.
     pub fn fires(outcome: &Outcome, t: u64, tier: BurnTier) -> bool {
         outcome.burn[t as usize].iter().any(|f| f.tier == tier)
+    }
+
+    /// Whether any burn-rate alert fires at minute `t`.
+    pub fn any_burn(outcome: &Outcome, t: u64) -> bool {
+        !outcome.burn[t as usize].is_empty()
     }
 }

@@ -300,7 +300,7 @@ fn promtool_catches_a_mutated_threshold_and_a_shifted_minute() {
     std::fs::write(dir.join("control.test.yaml"), &control).unwrap();
 
     // 2. The firing check of the outage moved one minute earlier.
-    let (mut main, _) = only_groups(&test_yaml, "then a hard outage");
+    let (mut main, _) = only_groups(&test_yaml, "a new journey in a hard outage");
     let checks = main["tests"][0]["alert_rule_test"].as_array_mut().unwrap();
     let firing = checks
         .iter_mut()
@@ -338,11 +338,9 @@ fn promtool_catches_a_mutated_threshold_and_a_shifted_minute() {
     eprintln!("shifted firing minute, promtool says:\n{out}");
 }
 
-/// A wider matrix of intervals, objectives and alerting options, each
-/// emitted test file run by promtool. Slow (a few minutes on 2 cores):
-/// `cargo test --test it rules::emitted_tests_hold_for_many_shapes -- --ignored`.
+/// A wider matrix of intervals, objectives and alerting options (and a
+/// journey without SLOs), each emitted test file run by promtool.
 #[test]
-#[ignore = "slow: runs promtool on a dozen emitted test files"]
 fn emitted_tests_hold_for_many_shapes() {
     let Some(promtool) = promtool() else { return };
     let shapes = [
@@ -385,7 +383,7 @@ fn emitted_tests_hold_for_many_shapes() {
             "{name: latency, objective: 99%, threshold: 2s, alerting: {min_bad_runs_to_page: 5, keep_firing_for: 3m}}",
         ),
     ];
-    let sources = shapes
+    let mut sources: Vec<_> = shapes
         .iter()
         .map(|(name, interval, slo)| {
             SourceFile::new(
@@ -396,6 +394,10 @@ fn emitted_tests_hold_for_many_shapes() {
             )
         })
         .collect();
+    sources.push(SourceFile::new(
+        "k-no-slo.yaml",
+        "name: k-no-slo\ninterval: 90s\nliveness: {after: 5m, severity: page}\nsteps:\n  - name: home\n    http: {url: \"https://shop.example.com/\"}\n",
+    ));
     let js = load_sources(sources, &Default::default(), vec![])
         .unwrap_or_else(|e| panic!("{:#?}", e.diagnostics()))
         .journeys;
@@ -417,6 +419,13 @@ fn emitted_tests_hold_for_many_shapes() {
         .map(|(n, _)| n)
         .filter(|n| n.ends_with(".test.yaml"))
         .collect();
+    assert_eq!(tests.len(), shapes.len() + 1);
+    let live = files
+        .iter()
+        .find(|(n, _)| n == "matrix-k-no-slo-liveness.test.yaml")
+        .map(|(_, t)| t)
+        .expect("a liveness test for the journey without SLOs");
+    assert!(live.contains("severity: \"critical\""), "{live}");
     let next = std::sync::atomic::AtomicUsize::new(0);
     let failures = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {

@@ -48,8 +48,23 @@ struct ImgQ {
 }
 
 fn app() -> Router {
+    // Odd requests fail, even ones pass: every retried run passes on its retry.
+    let alternate = Arc::new(std::sync::atomic::AtomicU64::new(0));
     super::hostile::routes()
         .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/alternate",
+            get(move || {
+                let n = alternate.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    if n.is_multiple_of(2) {
+                        (StatusCode::SERVICE_UNAVAILABLE, "odd request: fails")
+                    } else {
+                        (StatusCode::OK, "even request: passes")
+                    }
+                }
+            }),
+        )
         .route(
             "/status/{code}",
             get(|Path(code): Path<u16>| async move {

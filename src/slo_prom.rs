@@ -1,0 +1,154 @@
+//! `serve --prometheus-url`: the SLO numbers the generated recording rules
+//! keep in a real Prometheus (every location, the whole period), read for
+//! the status page and `/api/v1/journeys` beside the in-process view.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Windows read from `slo:sli_error:ratio_rate<w>`.
+const WINDOWS: &str = "5m|30m|1h|6h";
+
+/// Why Prometheus could not be read. Messages never carry the URL (it may
+/// hold credentials) nor response bodies.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    /// `--prometheus-url` is not an http(s) URL.
+    #[error("--prometheus-url must be an http:// or https:// URL")]
+    Url,
+    /// The query failed (connection, timeout, status, bad JSON).
+    #[error("Prometheus query failed: {0}")]
+    Query(&'static str),
+}
+
+/// One SLO as the recording rules in Prometheus see it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct PromSlo {
+    /// `prometheus`: where the numbers come from.
+    pub source: &'static str,
+    /// `slo:sli_error:ratio_rate<w>` per window (`5m` → ratio).
+    pub error_ratio: BTreeMap<String, f64>,
+    /// `slo:period_error_budget_remaining:ratio` (1 = untouched, ≤ 0 = spent).
+    pub budget_remaining: Option<f64>,
+    /// Tiers of the burn-rate alerts firing now (`page-fast`, ...).
+    pub firing: Vec<String>,
+}
+
+/// Reads the recording rules' series from Prometheus' HTTP API.
+#[derive(Debug, Clone)]
+pub struct PromReader {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl PromReader {
+    /// A reader for `url` (e.g. `http://prometheus:9090`).
+    pub fn new(url: &str) -> Result<Self, PromError> {
+        let parsed = url::Url::parse(url).map_err(|_| PromError::Url)?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(PromError::Url);
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|_| PromError::Query("cannot build an HTTP client"))?;
+        Ok(Self {
+            base: url.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+
+    async fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, PromError> {
+        let r = self
+            .client
+            .get(format!("{}/api/v1/query", self.base))
+            .query(&[("query", q)])
+            .send()
+            .await
+            .map_err(|e| {
+                PromError::Query(if e.is_timeout() {
+                    "timed out"
+                } else {
+                    "cannot connect"
+                })
+            })?;
+        if !r.status().is_success() {
+            return Err(PromError::Query("bad HTTP status"));
+        }
+        let v: serde_json::Value = r
+            .json()
+            .await
+            .map_err(|_| PromError::Query("not a Prometheus API response"))?;
+        v["data"]["result"]
+            .as_array()
+            .cloned()
+            .ok_or(PromError::Query("not a Prometheus API response"))
+    }
+
+    /// Every SLO's numbers, keyed by `sloth_slo` (`<journey>-<slo>`).
+    pub async fn read(&self) -> Result<BTreeMap<String, PromSlo>, PromError> {
+        let series = self
+            .query(&format!(
+                "{{__name__=~\"slo:sli_error:ratio_rate({WINDOWS})|slo:period_error_budget_remaining:ratio\",sloth_slo!=\"\"}}"
+            ))
+            .await?;
+        let alerts = self
+            .query("ALERTS{alertstate=\"firing\",slo_alert_tier!=\"\",sloth_slo!=\"\"}")
+            .await?;
+        let mut out: BTreeMap<String, PromSlo> = BTreeMap::new();
+        let label = |v: &serde_json::Value, k: &str| v["metric"][k].as_str().map(str::to_string);
+        for s in &series {
+            let (Some(slo), Some(name)) = (label(s, "sloth_slo"), label(s, "__name__")) else {
+                continue;
+            };
+            let Some(value) = s["value"][1].as_str().and_then(|x| x.parse::<f64>().ok()) else {
+                continue;
+            };
+            let e = out.entry(slo).or_insert_with(|| PromSlo {
+                source: "prometheus",
+                ..Default::default()
+            });
+            if name == "slo:period_error_budget_remaining:ratio" {
+                e.budget_remaining = Some(value);
+            } else if let Some(w) = label(s, "sloth_window") {
+                e.error_ratio.insert(w, value);
+            }
+        }
+        for a in &alerts {
+            if let (Some(slo), Some(tier)) = (label(a, "sloth_slo"), label(a, "slo_alert_tier")) {
+                let e = out.entry(slo).or_insert_with(|| PromSlo {
+                    source: "prometheus",
+                    ..Default::default()
+                });
+                if !e.firing.contains(&tier) {
+                    e.firing.push(tier);
+                }
+            }
+        }
+        for e in out.values_mut() {
+            e.firing.sort();
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_checked_and_errors_never_show_them() {
+        assert!(PromReader::new("http://prometheus:9090/").is_ok());
+        assert!(matches!(
+            PromReader::new("ftp://prometheus"),
+            Err(PromError::Url)
+        ));
+        assert!(matches!(
+            PromReader::new("prometheus:9090"),
+            Err(PromError::Url)
+        ));
+        let e = PromError::Query("cannot connect").to_string();
+        assert!(!e.contains("http"), "{e}");
+    }
+}
