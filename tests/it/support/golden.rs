@@ -1,5 +1,7 @@
 //! Golden files: compare output with a file under `tests/golden/`, or rewrite
-//! it when `UPDATE_GOLDEN=1` is set (then review the diff).
+//! it when exactly `UPDATE_GOLDEN=1` is set (then review the diff). Any other
+//! value compares; under CI (`CI` truthy, as `.ci/run` sets it) a set
+//! `UPDATE_GOLDEN` fails the test, so CI can never pass by rewriting.
 
 use std::path::PathBuf;
 
@@ -13,7 +15,13 @@ pub fn path(name: &str) -> PathBuf {
 /// Asserts that `actual` equals the golden file `name`.
 pub fn assert_golden(name: &str, actual: &str) {
     let p = path(name);
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+    let update = std::env::var_os("UPDATE_GOLDEN");
+    if update.is_some() && super::truthy("CI") {
+        panic!(
+            "UPDATE_GOLDEN is set under CI: golden files are refreshed locally and reviewed as diffs"
+        );
+    }
+    if update.is_some_and(|v| v == "1") {
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, actual).unwrap();
         return;
