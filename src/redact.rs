@@ -168,6 +168,18 @@ mod tests {
     }
 
     #[test]
+    fn empty_secrets_are_not_needles() {
+        let mut r = Redactor::default();
+        assert!(r.is_empty());
+        r.add("");
+        assert!(r.is_empty());
+        assert_eq!(r.apply("abc"), "abc");
+        r.add("b");
+        assert!(!r.is_empty());
+        assert_eq!(r.apply("abc"), "a***c");
+    }
+
+    #[test]
     fn masks_the_whole_value_whatever_its_characters() {
         let r = Redactor::default();
         let b64 = "c2VjcmV0LWtleS0xMjM0NQ==";

@@ -408,3 +408,32 @@ async fn verbose_output_hides_sensitive_header_values_whole() {
         assert!(stdout.contains(shown), "`{shown}` missing:\n{stdout}");
     }
 }
+
+/// Template functions, `{# #}` comments and `{% %}` blocks go through the
+/// engine; an undefined name is a `template` failure that names it.
+#[tokio::test]
+async fn templates_render_functions_comments_and_blocks() {
+    let t = Target::start().await;
+    let url = format!(
+        "{}/inspect?ts={{{{ timestamp() }}}}&ms={{{{ timestamp_ms() }}}}&id={{{{ uuid() }}}}&c=a{{# gone #}}b&b={{% if three == '3' %}}yes{{% endif %}}",
+        t.base
+    );
+    let r = verdict(
+        &url,
+        "",
+        r#"jsonpath: {"$.query": {matches: "^ts=1[0-9]{9}&ms=1[0-9]{12}&id=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}&c=ab&b=yes$"}}"#,
+    )
+    .await;
+    assert_eq!(r, Ok(()));
+    let yaml = format!(
+        "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: s\n    http: {{url: \"{}/ok?x={{{{ env.WAYPROBE_SURELY_UNSET }}}}\"}}\n",
+        t.base
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, Reason::Template);
+    assert_eq!(
+        f.message,
+        "url: undefined variable: `env.WAYPROBE_SURELY_UNSET` is undefined"
+    );
+}

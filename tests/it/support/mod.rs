@@ -83,15 +83,7 @@ pub fn tool(name: &str) -> bool {
         .lock()
         .unwrap()
         .entry(name.to_string())
-        .or_insert_with(|| {
-            std::process::Command::new(name)
-                .arg("--version")
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
+        .or_insert_with(|| runs(name.as_ref()));
     if !runs {
         if tools_required() {
             panic!(
@@ -104,6 +96,36 @@ pub fn tool(name: &str) -> bool {
         ));
     }
     runs
+}
+
+/// Whether `program --version` starts and exits 0.
+fn runs(program: &std::ffi::OsStr) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_tool_is_present_only_when_it_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::http::tempdir();
+    let script = |name: &str, body: &str, mode: u32| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let ok = script("ok", "#!/bin/sh\nexit 0\n", 0o755);
+    let not_executable = script("plain", "#!/bin/sh\nexit 0\n", 0o644);
+    let broken = script("broken", "#!/bin/sh\nexit 127\n", 0o755);
+    assert!(runs(ok.as_os_str()));
+    assert!(!runs(not_executable.as_os_str()));
+    assert!(!runs(broken.as_os_str()));
+    assert!(!runs(dir.join("absent").as_os_str()));
 }
 
 /// Records that the current test skips its checks: a line on stderr, and one
