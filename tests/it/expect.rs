@@ -437,3 +437,66 @@ async fn templates_render_functions_comments_and_blocks() {
         "url: undefined variable: `env.WAYPROBE_SURELY_UNSET` is undefined"
     );
 }
+
+/// The first failure of a one-step journey whose step is `step` (YAML lines
+/// of the step after its name, indented by 4).
+async fn first_failure(step: &str) -> wayprobe::outcome::Failure {
+    let yaml = format!("name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: s\n{step}");
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    o.failure().expect("the step fails").clone()
+}
+
+/// A failed body check shows the actual body inline only up to 60
+/// characters (quotes included); longer ones are in the excerpt only. A
+/// response without a body has no excerpt.
+#[tokio::test]
+async fn failure_text_shows_short_bodies_inline_and_empty_ones_not_at_all() {
+    let t = Target::start().await;
+    // `/echo` answers 500 with `you sent: {body} with ` (16 characters + body).
+    let echo = |body: &str| {
+        format!(
+            "    http: {{method: POST, url: \"{}/echo\", raw: \"{body}\"}}\n    expect: {{status: 500, body: {{equals: nope}}}}\n",
+            t.base
+        )
+    };
+    let b42 = "x".repeat(42);
+    let f = first_failure(&echo(&b42)).await;
+    assert_eq!(
+        f.actual.as_deref(),
+        Some(format!("`you sent: {b42} with `").as_str()),
+        "58 characters of body, 60 with quotes: inline"
+    );
+    let b43 = "x".repeat(43);
+    let f = first_failure(&echo(&b43)).await;
+    assert_eq!(f.actual.as_deref(), Some("a body that does not"));
+    assert_eq!(
+        f.excerpt.as_deref(),
+        Some(format!("you sent: {b43} with ").as_str())
+    );
+    // A 302 without a body: the status failure has no excerpt.
+    let f = first_failure(&format!(
+        "    http: {{url: \"{}/redirect-loop\", follow_redirects: false}}\n    expect: {{status: 200}}\n",
+        t.base
+    ))
+    .await;
+    assert_eq!(f.reason, Reason::Status);
+    assert_eq!(f.excerpt, None);
+}
+
+/// `duration: {under: D}` holds for a quick answer and fails for a slower one.
+#[tokio::test]
+async fn duration_under_holds_and_fails() {
+    let t = Target::start().await;
+    assert_eq!(
+        verdict(&t.base, "/ok", "duration: {under: 10s}").await,
+        Ok(())
+    );
+    // The server sleeps 300 ms: the response cannot come in under 100 ms.
+    let f = first_failure(&format!(
+        "    http: {{url: \"{}/slow?ms=300\"}}\n    expect: {{duration: {{under: 100ms}}}}\n",
+        t.base
+    ))
+    .await;
+    assert_eq!(f.reason, Reason::Assertion);
+    assert_eq!(f.expected.as_deref(), Some("under 100ms"));
+}
