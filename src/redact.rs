@@ -205,6 +205,10 @@ mod tests {
             format!("{name39}=***")
         );
         assert_eq!(r.header("Cookie", &format!("{name39}n=v")), MASK);
+        // Not a cookie name: empty, or with a space or separator in it.
+        for v in ["=v", "my key=v", "a;b=v", "a\tb=v", "k=", "k=="] {
+            assert_eq!(r.header("Cookie", v), MASK, "{v:?}");
+        }
     }
 
     #[test]

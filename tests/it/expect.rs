@@ -500,3 +500,25 @@ async fn duration_under_holds_and_fails() {
     assert_eq!(f.reason, Reason::Assertion);
     assert_eq!(f.expected.as_deref(), Some("under 100ms"));
 }
+
+/// A capture that finds nothing shows the body it searched, if any.
+#[tokio::test]
+async fn a_failed_capture_shows_the_body_it_searched() {
+    let t = Target::start().await;
+    let f = first_failure(&format!(
+        "    http: {{url: \"{}/ok\"}}\n    capture: {{id: {{regex: \"id=(\\\\d+)\"}}}}\n",
+        t.base
+    ))
+    .await;
+    assert_eq!(f.reason, Reason::Capture);
+    assert_eq!(f.message, "capture `id`: /id=(\\d+)/ matched nothing");
+    assert_eq!(f.excerpt.as_deref(), Some("ok"));
+    let f = first_failure(&format!(
+        "    http: {{url: \"{}/redirect-loop\", follow_redirects: false}}\n    capture: {{id: {{header: x-id}}}}\n",
+        t.base
+    ))
+    .await;
+    assert_eq!(f.reason, Reason::Capture);
+    assert_eq!(f.message, "capture `id`: no `x-id` header");
+    assert_eq!(f.excerpt, None);
+}
