@@ -140,6 +140,11 @@ async fn jsonpath_comparisons_hold_at_their_boundary() {
             ),
             (r#"jsonpath: {"$.count": {gt: 2.5}}"#, None),
             (r#"jsonpath: {"$.price": {gt: 12, lt: 13}}"#, None),
+            // Whole numbers print as such, however large.
+            (
+                r#"jsonpath: {"$.count": {gt: 1e19}}"#,
+                Some(("a number > 10000000000000000000", "3")),
+            ),
             // Not a number, or no value at all: never in range.
             (
                 r#"jsonpath: {"$.status": {lt: 3}}"#,
