@@ -527,3 +527,25 @@ async fn a_failed_capture_shows_the_body_it_searched() {
     assert_eq!(f.message, "capture `id`: no `x-id` header");
     assert_eq!(f.excerpt, None);
 }
+
+/// A failure's body excerpt: up to 240 characters, an ellipsis only when
+/// cut, control characters shown as spaces but newlines kept.
+#[tokio::test]
+async fn body_excerpts_are_bounded_and_printable() {
+    let t = Target::start().await;
+    // `/echo` answers 500 with `you sent: {body} with ` (16 characters + body).
+    let excerpt_of = |pad: usize| {
+        let step = format!(
+            "    http: {{method: POST, url: \"{}/echo\", raw: \"a\\tb\\nc\\u0007{}\"}}\n    expect: {{status: 200}}\n",
+            t.base,
+            "x".repeat(pad)
+        );
+        async move { first_failure(&step).await.excerpt.unwrap() }
+    };
+    // 16 + 6 + 218 = 240 characters: whole, no ellipsis (the bell is a space).
+    let e = excerpt_of(218).await;
+    assert_eq!(e, format!("you sent: a b\nc {} with ", "x".repeat(218)));
+    // One more: cut at 240 (the last space goes), with an ellipsis.
+    let e = excerpt_of(219).await;
+    assert_eq!(e, format!("you sent: a b\nc {} with…", "x".repeat(219)));
+}
