@@ -130,24 +130,30 @@ impl Redactor {
     }
 
     /// A header value for display: masked by value, then by name.
+    ///
+    /// A sensitive header's value is hidden whole; only a structural prefix
+    /// that is not secret stays readable: a known authentication scheme
+    /// (`Bearer ***`) or a cookie name (`session=***`). Anything else, such
+    /// as a bare API key, shows as `***` whatever its characters.
     pub fn header(&self, name: &str, value: &str) -> String {
-        let value = self.apply(value);
-        if is_sensitive_header(name) {
-            // Keep the cookie/scheme name, hide the value: `session=***`.
-            match value.split_once(['=', ' ']) {
-                Some((head, _)) if !head.is_empty() && head.len() < 40 => {
-                    let sep = if value.as_bytes()[head.len()] == b'=' {
-                        "="
-                    } else {
-                        " "
-                    };
-                    format!("{head}{sep}{MASK}")
-                }
-                _ => MASK.to_string(),
-            }
-        } else {
-            value
+        let name = name.to_ascii_lowercase();
+        if !is_sensitive_header(&name) {
+            return self.apply(value);
         }
+        let kept = match name.as_str() {
+            "authorization" | "proxy-authorization" => value
+                .split_once(' ')
+                .map(|(scheme, _)| scheme)
+                .filter(|s| AUTH_SCHEMES.iter().any(|k| k.eq_ignore_ascii_case(s)))
+                .map(|s| format!("{s} ")),
+            "cookie" | "set-cookie" => value
+                .split_once('=')
+                .filter(|(n, rest)| is_cookie_name(n) && !rest.trim_start_matches('=').is_empty())
+                .map(|(n, _)| format!("{n}=")),
+            // x-api-key, x-auth-token: the whole value is the secret.
+            _ => None,
+        };
+        format!("{}{MASK}", kept.unwrap_or_default())
     }
 }
 
@@ -200,6 +206,39 @@ fn base64_forms(secret: &[u8]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Authentication schemes shown in front of a masked credential: the IANA
+/// HTTP Authentication Scheme Registry plus common unregistered ones. An
+/// unknown first word may be part of the secret, so it is masked too.
+const AUTH_SCHEMES: &[&str] = &[
+    "Basic",
+    "Bearer",
+    "Concealed",
+    "Digest",
+    "DPoP",
+    "GNAP",
+    "HOBA",
+    "Mutual",
+    "Negotiate",
+    "NTLM",
+    "OAuth",
+    "PrivateToken",
+    "SCRAM-SHA-1",
+    "SCRAM-SHA-256",
+    "vapid",
+    "AWS4-HMAC-SHA256",
+    "Token",
+];
+
+/// Whether `n` reads as a cookie name rather than a secret cut at an `=`:
+/// a non-empty RFC 6265 token under 40 characters (a longer one is more
+/// likely a credential than a name).
+fn is_cookie_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() < 40
+        && n.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 /// The first `max` characters of `text` (on a char boundary), with an
@@ -267,6 +306,50 @@ mod tests {
         assert_eq!(r.header("Authorization", "Bearer abc"), "Bearer ***");
         assert_eq!(r.header("set-cookie", "session=abc; Path=/"), "session=***");
         assert_eq!(r.header("content-type", "text/html"), "text/html");
+    }
+
+    #[test]
+    fn empty_secrets_are_not_needles() {
+        let mut r = Redactor::default();
+        assert!(r.is_empty());
+        r.add("");
+        assert!(r.is_empty());
+        assert_eq!(r.apply("abc"), "abc");
+        r.add("b");
+        assert!(!r.is_empty());
+        assert_eq!(r.apply("abc"), "a***c");
+    }
+
+    #[test]
+    fn masks_the_whole_value_whatever_its_characters() {
+        let r = Redactor::default();
+        let b64 = "c2VjcmV0LWtleS0xMjM0NQ==";
+        for h in [
+            "Authorization",
+            "X-Api-Key",
+            "x-auth-token",
+            "Cookie",
+            "Set-Cookie",
+        ] {
+            assert_eq!(r.header(h, b64), MASK, "{h}");
+            assert_eq!(r.header(h, "abc def"), MASK, "{h}: unknown scheme");
+        }
+        assert_eq!(r.header("X-Api-Key", "session=abc"), MASK);
+        assert_eq!(
+            r.header("Proxy-Authorization", "basic dXNlcjpwYXNz"),
+            "basic ***"
+        );
+        assert_eq!(r.header("Cookie", "a=1; b=2"), "a=***");
+        let name39 = "n".repeat(39);
+        assert_eq!(
+            r.header("Cookie", &format!("{name39}=v")),
+            format!("{name39}=***")
+        );
+        assert_eq!(r.header("Cookie", &format!("{name39}n=v")), MASK);
+        // Not a cookie name: empty, or with a space or separator in it.
+        for v in ["=v", "my key=v", "a;b=v", "a\tb=v", "k=", "k=="] {
+            assert_eq!(r.header("Cookie", v), MASK, "{v:?}");
+        }
     }
 
     #[test]

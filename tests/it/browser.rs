@@ -9,7 +9,7 @@ use wayprobe::browser::{Browser, BrowserConfig};
 use wayprobe::outcome::{Reason, RunResult};
 use wayprobe::run::Runner;
 
-use crate::support::{journey, root, target::Target, tool};
+use crate::support::{eventually, journey, root, target::Target, tool};
 
 /// Browser tests share two cores: one at a time keeps timings meaningful.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -47,6 +47,19 @@ fn rig(chromedriver: &str) -> Rig {
         runner,
         browser,
         artifacts,
+    }
+}
+
+/// Waits (up to 10 s) until no process of group `pgid` is left, else fails.
+async fn all_exited(pgid: i32, when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !group_members(pgid).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "{when}: {:?}",
+            group_members(pgid)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -106,8 +119,7 @@ async fn browser_and_mixed_journeys_pass_against_the_demo_shop() {
     assert!(r.browser.is_up());
     let pgid = r.browser.driver_pgid().await.unwrap();
     r.browser.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(group_members(pgid).is_empty(), "{:?}", group_members(pgid));
+    all_exited(pgid, "after shutdown").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,21 +198,29 @@ async fn killing_chromedriver_fails_that_run_and_the_next_run_recovers() {
     let Some((_serial, t, r)) = setup().await else {
         return;
     };
-    let j = Arc::new(journey(
-        &format!(
-            "name: victim\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: wait\n    browser:\n      - goto: \"{}/late?ms=4000\"\n      - wait_for: {{selector: \"#late\", timeout: 10s}}\n",
-            t.base
-        ),
-        &[],
-    ));
+    let waits = |name: &str, ms: u64| {
+        journey(
+            &format!(
+                "name: {name}\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: wait\n    browser:\n      - goto: \"{}/late?ms={ms}\"\n      - wait_for: {{selector: \"#late\", timeout: 20s}}\n",
+                t.base
+            ),
+            &[],
+        )
+    };
+    let j = waits("healthy", 100);
+    // The victim's element never appears: its run can only end by the kill.
+    let victim = Arc::new(waits("victim", 600_000));
     // Warm up so the driver exists, then kill it while a run waits.
     let o = r.runner.run(&j).await;
     assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
     let old = r.browser.driver_pgid().await.unwrap();
     let runner = r.runner.clone();
-    let jj = j.clone();
-    let run = tokio::spawn(async move { runner.run(&jj).await });
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let run = tokio::spawn(async move { runner.run(&victim).await });
+    // Chromium has the page: the run is now waiting for the element.
+    eventually(20, "Chromium to load the victim's page", || async {
+        (t.hits("/late?ms=600000") > 0).then_some(())
+    })
+    .await;
     assert!(
         std::process::Command::new("kill")
             .args(["-KILL", &old.to_string()])
@@ -236,12 +256,7 @@ async fn killing_chromedriver_fails_that_run_and_the_next_run_recovers() {
         group_members(old)
     );
     r.browser.shutdown().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        group_members(new).is_empty(),
-        "left behind: {:?}",
-        group_members(new)
-    );
+    all_exited(new, "left behind after shutdown").await;
 }
 
 #[tokio::test]

@@ -116,3 +116,38 @@ async fn example_journeys_pass_against_the_demo_shop() {
         );
     }
 }
+
+/// An HTTP-only build (`--no-default-features`; ./scripts/test runs this test
+/// in one) loads a journey with a browser step and records that step as a
+/// `browser_session` failure after the HTTP step ran: no crash, no hang.
+#[cfg(not(feature = "browser"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_only_build_fails_a_browser_step_with_browser_session() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    let f = dir.join("mixed.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "steps:\n  - name: home\n    http: {{url: \"{}/ok\"}}\n  - name: look\n    browser:\n      - goto: \"{}/form\"\n",
+            t.base, t.base
+        ),
+    )
+    .unwrap();
+    let json = dir.join("report.json");
+    let out = bin()
+        .arg("run")
+        .arg(&f)
+        .arg("--report-json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("no browser support"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let steps = &report["journeys"][0]["steps"];
+    assert_eq!(steps[0]["status"], "passed", "{report}");
+    assert_eq!(steps[1]["status"], "failed", "{report}");
+    assert_eq!(steps[1]["failure"]["reason"], "browser_session", "{report}");
+}

@@ -1,8 +1,10 @@
 //! The one integration-test binary. Each module covers one capability.
 
+#[cfg(feature = "browser")]
 mod browser;
 mod check;
 mod cli;
+mod expect;
 mod hostile;
 mod http;
 mod rules;

@@ -78,21 +78,10 @@ fn config() -> RulesConfig {
     cfg
 }
 
-/// `promtool`, or `None` (with a skip message) when it is not installed;
-/// under CI a missing promtool fails the test.
+/// `promtool`, or `None` when it does not run (the test skips, or fails
+/// under `WAYPROBE_REQUIRE_TOOLS`, like every tool-dependent test).
 fn promtool() -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("promtool"))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if std::env::var_os("CI").is_some() {
-            panic!("promtool is required under CI (apt-get install prometheus)");
-        }
-        eprintln!("skipped: promtool not found on PATH");
-    }
-    found
+    crate::support::tool("promtool").then(|| PathBuf::from("promtool"))
 }
 
 /// A fresh directory under the target dir.

@@ -203,13 +203,13 @@ impl Running {
         get(&format!("{}/metrics", self.base)).await.1
     }
 
-    pub(crate) async fn wait_for_runs(&self, journey: &str, n: u32) {
+    pub(crate) async fn wait_for_runs(&self, journey: &str, n: u64) {
         let needle = format!(
             "journey_runs_total{{journey=\"{journey}\",location=\"test\",result=\"success\"}} "
         );
         eventually(20, &format!("{n} runs of {journey}"), || async {
             let m = self.metrics().await;
-            let v: u32 = m
+            let v: u64 = m
                 .lines()
                 .find(|l| l.starts_with(&needle))?
                 .rsplit(' ')
@@ -241,7 +241,8 @@ pub(crate) fn quick(name: &str, path: &str) -> String {
 async fn endpoints_status_page_and_reload() {
     let t = Target::start().await;
     let dir = crate::http::tempdir();
-    std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    // `ok` alone requests `/ok?from=ok`: the target counts its runs too.
+    std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok?from=ok")).unwrap();
     std::fs::write(dir.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
     // Only POST /-/reload reloads here, so each reload's summary is exact.
     let s = Running::start(&dir, &t, Duration::ZERO).await;
@@ -300,10 +301,16 @@ async fn endpoints_status_page_and_reload() {
     assert_eq!(code, 200, "{msg}");
     assert!(msg.contains("1 added"), "{msg}");
     s.wait_for_runs("new", 1).await;
-    let ok_before = count(&before, "ok");
+    // Counters kept: every run of `ok` the target served is counted, but for
+    // the one that may be in flight. A counter reset at the reload would have
+    // lost the runs before it (at least 2), even if it has counted as many since.
+    assert!(count(&before, "ok") >= 2);
+    let served = t.hits("/ok?from=ok");
+    let m = s.metrics().await;
+    let recorded = count(&m, "ok") + count_result(&m, "ok", "failure");
     assert!(
-        count(&s.metrics().await, "ok") >= ok_before,
-        "counters kept"
+        recorded + 1 >= served,
+        "counters kept: {recorded} runs of `ok` counted, {served} served"
     );
 
     // An invalid reload changes nothing and says why, with file:line:col.
@@ -351,9 +358,14 @@ async fn endpoints_status_page_and_reload() {
     s.stop().await;
 }
 
-fn count(metrics: &str, journey: &str) -> u32 {
+fn count(metrics: &str, journey: &str) -> u64 {
+    count_result(metrics, journey, "success")
+}
+
+/// `journey_runs_total` of `journey` with `result` (0 when absent).
+fn count_result(metrics: &str, journey: &str, result: &str) -> u64 {
     let needle = format!(
-        "journey_runs_total{{journey=\"{journey}\",location=\"test\",result=\"success\"}} "
+        "journey_runs_total{{journey=\"{journey}\",location=\"test\",result=\"{result}\"}} "
     );
     metrics
         .lines()
@@ -548,7 +560,7 @@ async fn sighup_reloads() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let names = || async {
+    let names = |port: u16| async move {
         let body = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/journeys"))
             .await
             .ok()?
@@ -565,13 +577,34 @@ async fn sighup_reloads() {
         )
     };
     eventually(20, "serve to list `one`", || async {
-        names().await.filter(|n| n == &["one"])
+        names(port).await.filter(|n| n == &["one"])
+    })
+    .await;
+    // A second serve over the same files with the default watch interval:
+    // once it has noticed `two.yaml`, a watching serve would have too.
+    let control_port = free_port();
+    let _control = KillOnDrop(
+        bin()
+            .args(["serve", "--listen"])
+            .arg(format!("127.0.0.1:{control_port}"))
+            .arg("--journeys")
+            .arg(&dir)
+            .args(["--var", &format!("base_url={}", t.base)])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    eventually(20, "the control serve to list `one`", || async {
+        names(control_port).await.filter(|n| n == &["one"])
+    })
+    .await;
+    std::fs::write(dir.join("two.yaml"), quick("two", "/ok")).unwrap();
+    eventually(30, "the watching control serve to load `two`", || async {
+        names(control_port).await.filter(|n| n.len() == 2)
     })
     .await;
     // File watching is off: only the signal can make it reload.
-    std::fs::write(dir.join("two.yaml"), quick("two", "/ok")).unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(names().await.unwrap(), ["one"]);
+    assert_eq!(names(port).await.unwrap(), ["one"]);
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -581,7 +614,7 @@ async fn sighup_reloads() {
             .success()
     );
     eventually(10, "SIGHUP to load `two`", || async {
-        names().await.filter(|n| n.len() == 2)
+        names(port).await.filter(|n| n.len() == 2)
     })
     .await;
     let _ = std::process::Command::new("kill")
@@ -591,4 +624,14 @@ async fn sighup_reloads() {
         .await
         .unwrap();
     assert_eq!(status.code(), Some(0));
+}
+
+/// A child process killed when the test ends, even by a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -60,21 +60,95 @@ pub fn normalize_timings(s: &str) -> String {
     re.replace_all(s, "<T>").to_string()
 }
 
-/// Whether an external tool is on PATH. Missing: the test skips with a
-/// message, unless `WAYPROBE_REQUIRE_TOOLS=1` (CI), where it fails.
+/// Whether `WAYPROBE_REQUIRE_TOOLS` is set to a truthy value (anything but
+/// empty, `0`, `false`, `no` or `off`, in any case). CI sets it (`.ci/run`):
+/// then a missing tool fails the test instead of skipping it.
+pub fn tools_required() -> bool {
+    truthy("WAYPROBE_REQUIRE_TOOLS")
+}
+
+/// Whether the environment variable `name` is set to a truthy value.
+pub fn truthy(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| {
+        let v = v.trim().to_ascii_lowercase();
+        !matches!(v.as_str(), "" | "0" | "false" | "no" | "off")
+    })
+}
+
+/// Whether an external tool runs: present only when `NAME --version` starts
+/// and exits 0 (a file of that name is not enough). Missing: the test skips
+/// (see [`skip`]), unless [`tools_required`], where it fails.
 pub fn tool(name: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("WAYPROBE_REQUIRE_TOOLS").is_some_and(|v| v == "1") {
+    static SEEN: std::sync::Mutex<BTreeMap<String, bool>> = std::sync::Mutex::new(BTreeMap::new());
+    let runs = *SEEN
+        .lock()
+        .unwrap()
+        .entry(name.to_string())
+        .or_insert_with(|| runs(name.as_ref()));
+    if !runs {
+        if tools_required() {
             panic!(
-                "`{name}` is required (WAYPROBE_REQUIRE_TOOLS=1) but not installed; run ./scripts/test"
+                "`{name}` is required (WAYPROBE_REQUIRE_TOOLS is set) but `{name} --version` \
+                 does not run; ./scripts/test installs it"
             );
         }
-        eprintln!("skipping: `{name}` is not installed (./scripts/test installs it)");
+        skip(&format!(
+            "`{name} --version` does not run (./scripts/test installs it)"
+        ));
     }
-    found
+    runs
+}
+
+/// Whether `program --version` starts and exits 0.
+fn runs(program: &std::ffi::OsStr) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn a_tool_is_present_only_when_it_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = crate::http::tempdir();
+    let script = |name: &str, body: &str, mode: u32| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    };
+    let ok = script("ok", "#!/bin/sh\nexit 0\n", 0o755);
+    let not_executable = script("plain", "#!/bin/sh\nexit 0\n", 0o644);
+    let broken = script("broken", "#!/bin/sh\nexit 127\n", 0o755);
+    assert!(runs(ok.as_os_str()));
+    assert!(!runs(not_executable.as_os_str()));
+    assert!(!runs(broken.as_os_str()));
+    assert!(!runs(dir.join("absent").as_os_str()));
+}
+
+/// Records that the current test skips its checks: a line on stderr, and one
+/// line `SKIPPED <test>: <why>` in the file named by `WAYPROBE_SKIP_LOG`
+/// (set by ./scripts/test, whose closing summary counts and lists them).
+pub fn skip(why: &str) {
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("<unnamed test>")
+        .to_string();
+    eprintln!("skipping {test}: {why}");
+    if let Some(log) = std::env::var_os("WAYPROBE_SKIP_LOG").filter(|v| !v.is_empty()) {
+        use std::io::Write;
+        // One write per line: tests in parallel threads append whole lines.
+        let line = format!("SKIPPED {test}: {why}\n");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .unwrap_or_else(|e| panic!("cannot append to WAYPROBE_SKIP_LOG {log:?}: {e}"));
+    }
 }
 
 /// A free TCP port on loopback.
@@ -199,6 +273,18 @@ impl Prometheus {
     /// What Prometheus logged (for failure messages).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The JSON answer of `GET /api/v1/{path}?{params}`; panics when there is none.
+    pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+        let url = format!("{}/api/v1/{path}", self.url);
+        let r = reqwest::Client::new().get(&url).query(params).send().await;
+        let body = r
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: {e}: {body}"))
     }
 
     /// The result vector of an instant query (`None` if the query failed).

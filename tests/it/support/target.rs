@@ -26,8 +26,12 @@ pub struct Target {
     pub tls: String,
     /// The PEM of the CA that signed the TLS server's certificate.
     pub ca_pem: String,
+    hits: Hits,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Requests served by the HTTP server, by path and query (`/late?ms=5`).
+type Hits = Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>;
 
 impl Drop for Target {
     fn drop(&mut self) {
@@ -90,8 +94,18 @@ fn app() -> Router {
             get(|| async {
                 axum::Json(serde_json::json!({
                     "status": "confirmed", "count": 3, "items": [{"id": "a"}, {"id": "b"}, {"id": "c"}],
-                    "price": 12.5, "ok": true, "none": null
+                    "price": 12.5, "ok": true, "none": null,
+                    "tags": ["green", "oolong"], "sizes": [250, 500]
                 }))
+            }),
+        )
+        .route(
+            "/cookie-attrs",
+            get(|| async {
+                (
+                    [(header::SET_COOKIE, "pref=dark; Path=/; Domain=localhost; SameSite=Lax")],
+                    "set",
+                )
             }),
         )
         .route(
@@ -222,12 +236,35 @@ fn tls_config() -> (Arc<tokio_rustls::rustls::ServerConfig>, String) {
 }
 
 impl Target {
+    /// How many requests for `path_and_query` (e.g. `/late?ms=5`) the HTTP
+    /// server has received; counted when a request arrives, before its handler.
+    pub fn hits(&self, path_and_query: &str) -> u64 {
+        self.hits
+            .lock()
+            .unwrap()
+            .get(path_and_query)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Starts all the servers.
     pub async fn start() -> Target {
         let mut tasks = Vec::new();
         let (l, base) = bind().await;
+        let hits = Hits::default();
+        let counter = hits.clone();
+        let app = app().layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let key = req
+                    .uri()
+                    .path_and_query()
+                    .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
+                *counter.lock().unwrap().entry(key).or_default() += 1;
+                next.run(req)
+            },
+        ));
         tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(l, app()).await;
+            let _ = axum::serve(l, app).await;
         }));
 
         let (l, hang) = bind().await;
@@ -278,6 +315,7 @@ impl Target {
             reset,
             tls,
             ca_pem,
+            hits,
             tasks,
         }
     }
