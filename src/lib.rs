@@ -30,6 +30,7 @@
 //! - [`metrics`]: one long-lived registry; [`status`]: what the status page
 //!   and API show, and the one place a finished run is logged and counted.
 //! - [`server`]: the HTTP endpoints; [`serve`]: wiring and live reload.
+//! - [`init`]: a reaping init when wayprobe is a container's PID 1.
 //! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
 //!   [`demo`]: the built-in demo shop.
 //!
@@ -58,6 +59,7 @@ pub mod capture;
 pub mod cli;
 pub mod demo;
 pub mod diag;
+pub mod init;
 pub mod journey;
 pub mod metrics;
 pub mod outcome;

@@ -148,8 +148,10 @@ pub async fn serve_with(
     reload_tx: mpsc::Sender<ReloadRequest>,
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
 ) -> Result<(), ServeError> {
-    let journeys: Vec<Arc<Journey>> = cfg.source.load()?.into_iter().map(Arc::new).collect();
+    let loaded = cfg.source.load()?;
     let metrics = Arc::new(Metrics::new(&cfg.location));
+    metrics.set_rules_fingerprint(&loaded);
+    let journeys: Vec<Arc<Journey>> = loaded.into_iter().map(Arc::new).collect();
     let status = Arc::new(StatusStore::new(&cfg.location));
     let recorder = Recorder {
         status: status.clone(),
@@ -248,6 +250,7 @@ fn reload(
 ) -> Result<String, String> {
     match source.load() {
         Ok(js) => {
+            metrics.set_rules_fingerprint(&js);
             let js: Vec<Arc<Journey>> = js.into_iter().map(Arc::new).collect();
             status.set_journeys(&js);
             let a = scheduler.apply(&js);

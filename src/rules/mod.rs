@@ -36,6 +36,7 @@
 mod arith;
 mod build;
 mod explain;
+pub mod fingerprint;
 mod model;
 mod promtest;
 mod sim;
@@ -439,6 +440,9 @@ pub enum Format {
     Prometheus,
     /// A prometheus-operator `PrometheusRule` object.
     PrometheusOperator,
+    /// A values file for the Helm chart (`prometheusRule:` with the groups
+    /// and their fingerprint), passed to `helm install -f`.
+    HelmValues,
 }
 
 impl FromStr for Format {
@@ -447,6 +451,7 @@ impl FromStr for Format {
         match s {
             "prometheus" => Ok(Format::Prometheus),
             "prometheus-operator" => Ok(Format::PrometheusOperator),
+            "helm-values" => Ok(Format::HelmValues),
             other => Err(RulesError::Format(other.to_string())),
         }
     }
@@ -457,6 +462,7 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Prometheus => "prometheus",
             Format::PrometheusOperator => "prometheus-operator",
+            Format::HelmValues => "helm-values",
         })
     }
 }
@@ -484,7 +490,9 @@ pub enum RulesError {
         value: String,
     },
     /// Unknown `--format`.
-    #[error("unknown rules format `{0}`: expected `prometheus` or `prometheus-operator`")]
+    #[error(
+        "unknown rules format `{0}`: expected `prometheus`, `prometheus-operator` or `helm-values`"
+    )]
     Format(String),
     /// Invalid Kubernetes metadata for the `PrometheusRule` object.
     #[error("invalid PrometheusRule {what} `{value}`")]
@@ -552,7 +560,9 @@ pub fn validate(journeys: &[Journey], cfg: &RulesConfig) -> Result<(), RulesErro
 /// Builds the rule file for every SLO of `journeys` (see the module docs).
 /// Deterministic: journeys and SLOs are sorted by name. Call [`validate`] first.
 pub fn generate(journeys: &[Journey], cfg: &RulesConfig) -> RuleFile {
-    build::generate(journeys, cfg)
+    let mut file = build::generate(journeys, cfg);
+    fingerprint::append_group(&mut file, journeys, cfg);
+    file
 }
 
 /// Alertmanager `inhibit_rules` (YAML) for the generated alerts: a firing

@@ -3,7 +3,9 @@
 mod browser;
 mod check;
 mod cli;
+mod drift;
 mod http;
+mod pid1;
 mod rules;
 mod scheduler;
 mod serve;
