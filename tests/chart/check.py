@@ -437,6 +437,18 @@ def main():
           f"appVersion {chart['appVersion']} is not the crate version {crate_version}")
     check(chart["apiVersion"] == "v2", "Chart.yaml", "apiVersion must be v2")
 
+    # The users' Containerfile and the offline test image hold the same packages, user and entry point.
+    with open(os.path.join(ROOT, "Containerfile")) as f:
+        cf = f.read()
+    with open(os.path.join(ROOT, "scripts", "build-image")) as f:
+        bi = f.read()
+    pkgs = re.search(r'^packages="([^"]+)"', bi, re.M).group(1).split()
+    cf_pkgs = re.search(r"--no-install-recommends\s*\\?\s*([a-z0-9. \-\\\n]+?)\s*&&", cf).group(1).replace("\\", " ").split()
+    check(sorted(pkgs) == sorted(cf_pkgs), "Containerfile", f"packages {cf_pkgs} differ from scripts/build-image's {pkgs}")
+    check("USER 65534:65534" in cf and "USER=65534:65534" in bi, "Containerfile", "not running as 65534 in both images")
+    check('ENTRYPOINT ["/usr/local/bin/wayprobe"]' in cf and 'ENTRYPOINT=["/usr/local/bin/wayprobe"]' in bi,
+          "Containerfile", "entry points differ")
+
     crds = load_crds()
     check({("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")} <= set(crds),
           "crds", f"missing CRD schemas: {sorted(crds)}")
