@@ -42,6 +42,16 @@ async fn serve_exposes_the_fingerprint_the_rules_carry() {
         values.contains(&format!("  fingerprint: \"{fp}\"\n")),
         "{values}"
     );
+    // What the chart consumes, reviewed as a diff.
+    let chart_values = rules_for(&[
+        "--format",
+        "helm-values",
+        "--label",
+        "release=kube-prometheus-stack",
+        "--namespace",
+        "monitoring",
+    ]);
+    crate::support::golden::assert_golden("rules/helm-values.yaml", &chart_values);
 
     let port = free_port();
     let mut serve = bin()

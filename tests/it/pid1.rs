@@ -113,6 +113,13 @@ impl Pid1 {
     }
 }
 
+/// The host pid of the namespace's PID 1 (the child of `unshare`).
+fn ns_init(unshare: u32) -> Option<u32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+    children.split_whitespace().next()?.parse().ok()
+}
+
 /// Counts processes in state Z below `root` (by parent links in /proc).
 fn zombies_under(root: u32) -> usize {
     let mut children: HashMap<u32, Vec<(u32, char)>> = HashMap::new();
@@ -204,5 +211,52 @@ async fn as_pid1_fifty_browser_runs_leave_no_zombie() {
         init.zombies().await,
         0,
         "zombies after 50 browser runs as PID 1"
+    );
+}
+
+#[tokio::test]
+async fn as_pid1_sigterm_reaches_serve_and_its_exit_code_comes_back() {
+    if !(tool("unshare") && pid_namespaces()) {
+        return;
+    }
+    let dir = crate::http::tempdir();
+    std::fs::write(
+        dir.join("quick.yaml"),
+        "name: quick\ninterval: 1s\ntimeout: 500ms\nsteps:\n  - name: s\n    http: {url: \"{{ base_url }}/\"}\n",
+    )
+    .unwrap();
+    let mut p = Pid1::start(&dir, "http://127.0.0.1:1", true);
+    let ready = p.metrics.replace("/metrics", "/-/ready");
+    crate::support::eventually(30, "serve ready", || async {
+        let r = reqwest::get(&ready).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let init = ns_init(p.unshare.id()).expect("the namespace's init");
+    // The init's own process is wayprobe too, one level above the prober.
+    let comm = std::fs::read_to_string(format!("/proc/{init}/comm")).unwrap();
+    assert_eq!(comm.trim(), "wayprobe");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = p.unshare.wait();
+        (s, p)
+    })
+    .await
+    .unwrap()
+    .0
+    .unwrap();
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
+    assert!(
+        log.contains("shutting down"),
+        "SIGTERM was not forwarded:\n{log}"
+    );
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "serve's exit code through the init:\n{log}"
     );
 }
