@@ -20,7 +20,9 @@
 //!
 //! and one group `slo-liveness-<service>` with a `JourneyRunsMissing` alert
 //! per journey, because every burn-rate ratio is `0/0 = NaN` (never firing)
-//! when runs stop arriving.
+//! when runs stop arriving; last, the group of the drift alert
+//! ([`fingerprint`]), which fires when a prober runs other journeys than
+//! these rules were generated from.
 //!
 //! The rules read the metric contract of `wayprobe serve`:
 //! `journey_runs_total{journey,location,result}` (result `success|failure`,
