@@ -244,6 +244,7 @@ def check_deployment(where, dep, values):
     if mode == "sidecar":
         check(side is not None, where, "sidecar mode without a chromedriver container")
         check(urls == ["--webdriver-url=http://127.0.0.1:4444"], where, f"sidecar webdriver url: {urls}")
+        check(spec.get("shareProcessNamespace") is True, where, "sidecar mode must share the process namespace (reaping)")
     elif mode == "remote":
         check(urls == ["--webdriver-url=" + values["browser"]["remoteUrl"]], where, f"remote webdriver url: {urls}")
     else:

@@ -13,7 +13,8 @@
       the host's loopback: under the restricted security context the HTTP and
       browser journeys pass, no zombie is left, and the pod really runs as
       65534 with a read-only root, no capabilities, no_new_privs and seccomp.
-      Then the same container args, as uid 65534, against a journeys
+      The same with chromedriver as a sidecar (`browser.mode: sidecar`).
+      Then the builtin pod's container args, as uid 65534, against a journeys
       directory projected the way the kubelet writes ConfigMap volumes: an
       updated ConfigMap is picked up without a restart (podman's ConfigMap
       volumes are plain copies that never update).
@@ -255,7 +256,7 @@ def project(d, files):
             os.unlink(p)
 
 
-def pod(args):
+def pod(args, mode="builtin"):
     failures = []
 
     def expect(cond, what):
@@ -285,6 +286,11 @@ def pod(args):
             "extraEnv": [{"name": "SHOP_PASSWORD", "value": "wonderland"}],
             "browser": {"maxSessions": 1, "memoryPerSessionMiB": 900},
         }
+        if mode == "sidecar":
+            driver_port = free_port() + 4
+            values["browser"].update({"mode": "sidecar", "sidecar": {
+                "image": {"pullPolicy": "Never"}, "port": driver_port,
+                "command": ["chromedriver", f"--port={driver_port}", "--allowed-ips=127.0.0.1"]}})
         docs = [d for _, d in check.render(values, check.KUBE_VERSIONS[-1])]
         keep = [d for d in docs if d["kind"] in ("Deployment", "ConfigMap")
                 and not d["metadata"].get("annotations", {}).get("helm.sh/hook")
@@ -325,17 +331,32 @@ def pod(args):
         m = http(base + "/metrics")[1]
         expect(metric_sum(m, "wayprobe_webdriver_up") is None and "wayprobe_webdriver_up 1" in m, "wayprobe_webdriver_up 1")
 
-        pid = int(subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", name],
-                                 capture_output=True, text=True, check=True).stdout.strip())
-        # The container's PID 1 is wayprobe's reaping init; the prober, chromedriver
-        # and Chromium run below it, all as nobody, none a zombie.
-        procs_in = [(pid, "S")] + host_descendants(pid)
+        pod_name = subprocess.run(["podman", "inspect", "--format", "{{.Pod}}", name],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        members = json.loads(subprocess.run(["podman", "pod", "inspect", pod_name], capture_output=True,
+                                            text=True, check=True).stdout)
+        members = members[0] if isinstance(members, list) else members
+        pids = {}
+        for c in members["Containers"]:
+            pids[c["Name"]] = int(subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", c["Name"]],
+                                                 capture_output=True, text=True, check=True).stdout.strip())
+        pid = pids[name]
+        # builtin: the container's PID 1 is wayprobe's reaping init, with the prober,
+        # chromedriver and Chromium below it. sidecar: one process namespace, whose
+        # init (the infra container's) reaps what chromedriver leaves. None a zombie.
+        def pod_procs():
+            out = []
+            for p in pids.values():
+                out += [(p, "S")] + host_descendants(p)
+            return out
         # A helper that exited a moment ago may not be reaped yet: count what stays.
-        zombies = {p for p, s in procs_in if s == "Z"}
+        zombies = {p for p, s in pod_procs() if s == "Z"}
         for _ in range(3):
             time.sleep(0.5)
-            zombies &= {p for p, s in host_descendants(pid) if s == "Z"}
-        expect(not zombies, f"zombie processes in the pod after 10 browser runs: {sorted(zombies)}")
+            zombies &= {p for p, s in pod_procs() if s == "Z"}
+        expect(not zombies, f"{mode}: zombie processes in the pod after 10 browser runs: {sorted(zombies)}")
+        procs_in = [(p, s) for n, root in pids.items() if "infra" not in n
+                    for p, s in [(root, "S")] + host_descendants(root)]
         uids = {tuple(status_field(p, "Uid") or []) for p, _ in procs_in if os.path.exists(f"/proc/{p}")}
         expect(uids == {("65534",) * 4}, f"processes not all uid 65534: {uids}")
         expect(status_field(pid, "CapEff") == ["0000000000000000"], "capabilities left")
@@ -347,10 +368,12 @@ def pod(args):
         expect(tmpw.returncode == 0, "/tmp not writable")
         chromium = [p for p, _ in procs_in if os.path.exists(f"/proc/{p}/comm") and "chrom" in open(f"/proc/{p}/comm").read()]
         expect(chromium, "chromedriver/Chromium never ran in the pod")
-
-        # ConfigMap update, kubelet-style, with the pod's own container args as uid 65534.
-        reload_failures = configmap_reload(args, ctr, keep, shop_port, tmp)
-        failures.extend(reload_failures)
+        if mode == "sidecar":
+            args_ = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            expect(f"--webdriver-url=http://127.0.0.1:{driver_port}" in args_, "sidecar: --webdriver-url")
+        else:
+            # ConfigMap update, kubelet-style, with the pod's own container args as uid 65534.
+            failures.extend(configmap_reload(args, ctr, keep, shop_port, tmp))
     finally:
         if played:
             subprocess.run(["podman", "kube", "down", yaml_path], capture_output=True)
@@ -358,9 +381,10 @@ def pod(args):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
-        print(f"pod: {len(failures)} failure(s)")
+        print(f"pod ({mode}): {len(failures)} failure(s)")
         return 1
-    print("pod: HTTP and browser journeys pass under the restricted context, no zombie, ConfigMap updates reload")
+    print(f"pod ({mode}): HTTP and browser journeys pass under the restricted context, no zombie"
+          + ("" if mode == "sidecar" else ", ConfigMap updates reload"))
     return 0
 
 
@@ -421,7 +445,9 @@ def main():
     ap.add_argument("--image", default="localhost/wayprobe:ci")
     args = ap.parse_args()
     args.wayprobe = os.path.abspath(args.wayprobe)
-    return dashboard(args) if args.what == "dashboard" else pod(args)
+    if args.what == "dashboard":
+        return dashboard(args)
+    return pod(args, "builtin") or pod(args, "sidecar")
 
 
 if __name__ == "__main__":
