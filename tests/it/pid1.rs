@@ -70,30 +70,40 @@ impl Pid1 {
         }
     }
 
-    /// Passed runs of the test journeys.
-    async fn passed(&self) -> Option<u64> {
+    /// (passed, finished) runs of the test journeys.
+    async fn runs(&self) -> Option<(u64, u64)> {
         let r = reqwest::get(&self.metrics).await.ok()?;
         let m = r.text().await.ok()?;
-        let mut ok = 0;
-        for l in m.lines().filter(|l| {
-            l.starts_with("journey_runs_total{journey=\"pid1-") && l.contains("result=\"success\"")
-        }) {
-            ok += l.rsplit(' ').next()?.parse::<u64>().ok()?;
+        let (mut ok, mut all) = (0, 0);
+        for l in m
+            .lines()
+            .filter(|l| l.starts_with("journey_runs_total{journey=\"pid1-"))
+        {
+            let n: u64 = l.rsplit(' ').next()?.parse().ok()?;
+            all += n;
+            if l.contains("result=\"success\"") {
+                ok += n;
+            }
         }
-        Some(ok)
+        Some((ok, all))
     }
 
-    /// Waits for `n` passed runs (failed ones, e.g. timeouts on a loaded
-    /// machine, spawn browsers too, but do not count).
-    async fn wait_for_runs(&self, n: u64, dir: &std::path::Path) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30 + n * 4);
+    /// Waits for `n` finished browser runs, at least `passed` of them passed.
+    /// Every run starts a Chromium, also one that times out on a loaded
+    /// machine, so all of them count towards the zombie bar.
+    async fn wait_for_runs(&self, n: u64, passed: u64, dir: &std::path::Path) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60 + n * 5);
         loop {
-            if self.passed().await.is_some_and(|ok| ok >= n) {
+            if self
+                .runs()
+                .await
+                .is_some_and(|(ok, all)| all >= n && ok >= passed)
+            {
                 return;
             }
             if std::time::Instant::now() > deadline {
                 panic!(
-                    "fewer than {n} browser runs passed; serve log:\n{}",
+                    "fewer than {n} browser runs ({passed} passed) finished; serve log:\n{}",
                     std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
                 );
             }
@@ -199,14 +209,14 @@ async fn as_pid1_fifty_browser_runs_leave_no_zombie() {
     // count below can fail.
     let bare_dir = journeys();
     let bare = Pid1::start(&bare_dir, &base, false);
-    bare.wait_for_runs(3, &bare_dir).await;
+    bare.wait_for_runs(3, 1, &bare_dir).await;
     let leaked = bare.zombies().await;
     drop(bare);
     assert!(leaked > 0, "a bare PID 1 leaves zombies after browser runs");
 
     let dir = journeys();
     let init = Pid1::start(&dir, &base, true);
-    init.wait_for_runs(50, &dir).await;
+    init.wait_for_runs(50, 10, &dir).await;
     assert_eq!(
         init.zombies().await,
         0,
