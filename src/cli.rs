@@ -216,7 +216,8 @@ pub struct RulesArgs {
     /// Which journeys.
     #[command(flatten)]
     pub load: LoadArgs,
-    /// `prometheus` (a rule file) or `prometheus-operator` (a PrometheusRule).
+    /// `prometheus` (a rule file), `prometheus-operator` (a PrometheusRule) or
+    /// `helm-values` (the `prometheusRule` values of charts/wayprobe).
     #[arg(long, default_value = "prometheus")]
     pub format: String,
     /// The `sloth_service` label and `sloth_id` prefix.

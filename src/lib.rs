@@ -34,6 +34,7 @@
 //!   and API show, and the one place a finished run is logged and counted.
 //! - [`server`]: the HTTP endpoints and their limits; [`web`]: TLS, basic
 //!   auth and headers from `--web.config.file`; [`serve`]: wiring and live reload.
+//! - [`init`]: a reaping init when wayprobe is a container's PID 1.
 //! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
 //!   [`demo`]: the built-in demo shop.
 //!
@@ -64,6 +65,7 @@ pub use step::{capture, expect as assertion};
 pub mod cli;
 pub mod demo;
 pub mod diag;
+pub mod init;
 pub mod journey;
 pub mod metrics;
 pub mod outcome;

@@ -427,6 +427,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     /// `wayprobe_webdriver_up`.
     pub webdriver_up: Gauge,
+    /// `wayprobe_slo_rules_fingerprint` (see [`crate::rules::fingerprint`]).
+    pub slo_rules_fingerprint: Gauge,
 }
 
 impl Metrics {
@@ -484,6 +486,12 @@ impl Metrics {
             "Whether a WebDriver endpoint answers (1) or not (0)",
             webdriver_up.clone(),
         );
+        let slo_rules_fingerprint = Gauge::default();
+        registry.register(
+            crate::rules::fingerprint::METRIC,
+            "Fingerprint of the SLO rules the loaded journeys imply; the rules made by `wayprobe rules` alert when theirs differs",
+            slo_rules_fingerprint.clone(),
+        );
         Self {
             registry,
             journeys,
@@ -493,6 +501,7 @@ impl Metrics {
             lag,
             in_flight,
             webdriver_up,
+            slo_rules_fingerprint,
         }
     }
 
@@ -525,6 +534,13 @@ impl Metrics {
     /// The current series of a journey.
     pub fn series(&self, journey: &str) -> Option<Arc<JourneySeries>> {
         self.journeys.read().get(journey).cloned()
+    }
+
+    /// Sets `wayprobe_slo_rules_fingerprint` from the journeys just loaded.
+    pub fn set_rules_fingerprint(&self, journeys: &[Journey]) {
+        // Below 2^48 (see crate::rules::fingerprint), so it fits an i64.
+        let fp = crate::rules::fingerprint::fingerprint(journeys);
+        self.slo_rules_fingerprint.set(fp as i64);
     }
 
     /// Marks a (re)load as successful or not.

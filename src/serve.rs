@@ -164,12 +164,14 @@ pub async fn serve_with(
     reload_tx: mpsc::Sender<ReloadRequest>,
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
 ) -> Result<(), ServeError> {
-    let journeys: Vec<Arc<Journey>> = cfg.source.load()?.into_iter().map(Arc::new).collect();
+    let loaded = cfg.source.load()?;
     let web = Arc::new(SharedWeb::new(match &cfg.web_config_file {
         Some(p) => WebConfig::load(p)?,
         None => WebConfig::default(),
     }));
     let metrics = Arc::new(Metrics::new(&cfg.location));
+    metrics.set_rules_fingerprint(&loaded);
+    let journeys: Vec<Arc<Journey>> = loaded.into_iter().map(Arc::new).collect();
     let status = Arc::new(StatusStore::new(&cfg.location));
     let recorder = Recorder {
         status: status.clone(),
@@ -369,6 +371,7 @@ async fn reload(
             if let Some(w) = new_web {
                 web.replace(w);
             }
+            metrics.set_rules_fingerprint(&js);
             let js: Vec<Arc<Journey>> = js.into_iter().map(Arc::new).collect();
             status.set_journeys(&js);
             let a = scheduler.apply(&js);

@@ -20,7 +20,9 @@
 //!
 //! and one group `slo-liveness-<service>` with a `JourneyRunsMissing` alert
 //! per journey, because every burn-rate ratio is `0/0 = NaN` (never firing)
-//! when runs stop arriving.
+//! when runs stop arriving; last, the group of the drift alert
+//! ([`fingerprint`]), which fires when a prober runs other journeys than
+//! these rules were generated from.
 //!
 //! The rules read the metric contract of `wayprobe serve`:
 //! `journey_runs_total{journey,location,result}` (result `success|failure`,
@@ -36,6 +38,7 @@
 mod arith;
 mod build;
 mod explain;
+pub mod fingerprint;
 mod model;
 mod promtest;
 mod sim;
@@ -454,6 +457,9 @@ pub enum Format {
     Prometheus,
     /// A prometheus-operator `PrometheusRule` object.
     PrometheusOperator,
+    /// A values file for the Helm chart (`prometheusRule:` with the groups
+    /// and their fingerprint), passed to `helm install -f`.
+    HelmValues,
 }
 
 impl FromStr for Format {
@@ -462,6 +468,7 @@ impl FromStr for Format {
         match s {
             "prometheus" => Ok(Format::Prometheus),
             "prometheus-operator" => Ok(Format::PrometheusOperator),
+            "helm-values" => Ok(Format::HelmValues),
             other => Err(RulesError::Format(other.to_string())),
         }
     }
@@ -472,6 +479,7 @@ impl fmt::Display for Format {
         f.write_str(match self {
             Format::Prometheus => "prometheus",
             Format::PrometheusOperator => "prometheus-operator",
+            Format::HelmValues => "helm-values",
         })
     }
 }
@@ -502,7 +510,9 @@ pub enum RulesError {
     #[error("invalid number of locations {0}: between 1 and 10000")]
     Locations(u32),
     /// Unknown `--format`.
-    #[error("unknown rules format `{0}`: expected `prometheus` or `prometheus-operator`")]
+    #[error(
+        "unknown rules format `{0}`: expected `prometheus`, `prometheus-operator` or `helm-values`"
+    )]
     Format(String),
     /// Invalid Kubernetes metadata for the `PrometheusRule` object.
     #[error("invalid PrometheusRule {what} `{value}`")]
@@ -570,7 +580,9 @@ pub fn validate(journeys: &[Journey], cfg: &RulesConfig) -> Result<(), RulesErro
 /// Builds the rule file for every SLO of `journeys` (see the module docs).
 /// Deterministic: journeys and SLOs are sorted by name. Call [`validate`] first.
 pub fn generate(journeys: &[Journey], cfg: &RulesConfig) -> RuleFile {
-    build::generate(journeys, cfg)
+    let mut file = build::generate(journeys, cfg);
+    fingerprint::append_group(&mut file, journeys, cfg);
+    file
 }
 
 /// Alertmanager `inhibit_rules` (YAML) for the generated alerts: a firing

@@ -174,6 +174,34 @@ pub fn render(file: &RuleFile, format: Format, cfg: &RulesConfig) -> String {
             let _ = writeln!(out, "spec:");
             write_groups(&mut out, "  ", file);
         }
+        Format::HelmValues => {
+            yaml::write_comment(
+                &mut out,
+                "",
+                &header(&format!(
+                    "Helm values: SLO burn-rate alerts for wayprobe journeys ({} rules).",
+                    file.rule_count()
+                )),
+            );
+            yaml::write_comment(
+                &mut out,
+                "",
+                "For charts/wayprobe, next to your own values:\n\
+                 helm upgrade --install wayprobe charts/wayprobe -f my-values.yaml -f THIS-FILE\n\
+                 The chart's PrometheusRule holds these groups unchanged; generate them\n\
+                 from the same journeys the chart runs.",
+            );
+            let _ = writeln!(out, "prometheusRule:");
+            let _ = writeln!(out, "  enabled: true");
+            if let Some(ns) = &cfg.operator.namespace {
+                let _ = writeln!(out, "  namespace: {}", yaml::name(ns));
+            }
+            yaml::write_map(&mut out, "  ", "labels", &cfg.operator.labels);
+            if let Some(fp) = super::fingerprint::of_file(file) {
+                let _ = writeln!(out, "  fingerprint: {}", yaml::dq(fp));
+            }
+            write_groups(&mut out, "  ", file);
+        }
     }
     out
 }

@@ -12,7 +12,7 @@ use wayprobe::run::Runner;
 use crate::support::{eventually, journey, root, target::Target, tool};
 
 /// Browser tests share two cores: one at a time keeps timings meaningful.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn available() -> bool {
     tool("chromedriver") && tool("chromium")

@@ -4,9 +4,11 @@
 mod browser;
 mod check;
 mod cli;
+mod drift;
 mod expect;
 mod hostile;
 mod http;
+mod pid1;
 mod rules;
 mod scheduler;
 mod serve;
