@@ -103,7 +103,17 @@ impl CpuMark {
     }
 }
 
-/// RSS of `pid` and its descendants, in bytes.
-pub fn tree_rss(pid: u32) -> u64 {
-    tree(pid).into_iter().filter_map(rss_bytes).sum()
+/// Proportional set size of `pid` in bytes (`smaps_rollup` Pss): shared
+/// pages split between the processes sharing them, so a tree's sum does not
+/// count Chromium's shared libraries once per process as RSS would.
+pub fn pss_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("Pss:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Memory of `pid` and its descendants (PSS), in bytes.
+pub fn tree_mem(pid: u32) -> u64 {
+    tree(pid).into_iter().filter_map(pss_bytes).sum()
 }
