@@ -1098,7 +1098,7 @@ pub fn table(rs: &[Value], delay_ms: u64) -> String {
     row("rate2000", "RSS MB", "rss_mb", None);
     row(
         "maxrate",
-        "highest steps/s held (lag p99 ≤ 5 ms, none skipped)",
+        "highest steps/s held (lag p99 ≤ 5 ms, none skipped; 0: not even the first rung)",
         "max_rate_held",
         Some(("≥ 10,000", Box::new(|x| x >= 10_000.0))),
     );
