@@ -12,20 +12,23 @@
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::journey::Journey;
 use crate::outcome::{JourneyOutcome, Reason, RunResult, StepStatus};
+
+mod atomic;
+use atomic::{AtomicHistogram, ReasonCounters};
 
 /// Buckets of `journey_duration_seconds`, before the SLO thresholds are added.
 pub const JOURNEY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
@@ -101,24 +104,28 @@ pub fn journey_buckets(j: &Journey) -> Vec<f64> {
     b
 }
 
+/// [`STEP_BUCKETS`], shared by every step histogram.
+fn step_bounds() -> Arc<[f64]> {
+    static B: std::sync::LazyLock<Arc<[f64]>> =
+        std::sync::LazyLock::new(|| Arc::from(STEP_BUCKETS));
+    B.clone()
+}
+
 /// Series of one step.
 #[derive(Debug)]
 pub struct StepSeries {
     name: String,
-    duration: Histogram,
-    /// One counter per reason; only reasons that occurred are exposed.
-    failures: Vec<(Counter, AtomicBool)>,
+    duration: AtomicHistogram,
+    /// One counter per reason; only reasons that occurred (non-zero) are exposed.
+    failures: ReasonCounters,
 }
 
 impl StepSeries {
     fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            duration: Histogram::new(STEP_BUCKETS.iter().copied()),
-            failures: Reason::ALL
-                .iter()
-                .map(|_| (Counter::default(), AtomicBool::new(false)))
-                .collect(),
+            duration: AtomicHistogram::new(step_bounds()),
+            failures: ReasonCounters::new(Reason::ALL.len()),
         }
     }
 
@@ -126,11 +133,7 @@ impl StepSeries {
         Self {
             name: self.name.clone(),
             duration: self.duration.clone(),
-            failures: self
-                .failures
-                .iter()
-                .map(|(c, t)| (c.clone(), AtomicBool::new(t.load(Ordering::Relaxed))))
-                .collect(),
+            failures: self.failures.clone(),
         }
     }
 }
@@ -140,10 +143,10 @@ impl StepSeries {
 pub struct JourneySeries {
     name: String,
     labels: Vec<(String, String)>,
-    buckets: Vec<f64>,
+    buckets: Arc<[f64]>,
     runs: [Counter; 2],
     first: [Counter; 2],
-    duration: [Histogram; 2],
+    duration: [AtomicHistogram; 2],
     steps: Vec<StepSeries>,
     last_run: F64Gauge,
     last_success: Gauge,
@@ -161,7 +164,7 @@ const RESULTS: [&str; 2] = ["success", "failure"];
 
 impl JourneySeries {
     fn new(j: &Journey) -> Self {
-        let buckets = journey_buckets(j);
+        let buckets: Arc<[f64]> = journey_buckets(j).into();
         Self {
             name: j.name.clone(),
             labels: j
@@ -172,8 +175,8 @@ impl JourneySeries {
             runs: Default::default(),
             first: Default::default(),
             duration: [
-                Histogram::new(buckets.iter().copied()),
-                Histogram::new(buckets.iter().copied()),
+                AtomicHistogram::new(buckets.clone()),
+                AtomicHistogram::new(buckets.clone()),
             ],
             buckets,
             steps: j.steps.iter().map(|s| StepSeries::new(&s.name)).collect(),
@@ -215,9 +218,7 @@ impl JourneySeries {
             series.duration.observe(step.duration.as_secs_f64());
             if let Some(f) = &step.failure {
                 let idx = Reason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0);
-                let (c, touched) = &series.failures[idx];
-                c.inc();
-                touched.store(true, Ordering::Relaxed);
+                series.failures.inc(idx);
             }
         }
         let ts = o
@@ -339,15 +340,16 @@ impl Collector for JourneyMetrics {
                 for s in journeys.values() {
                     for st in &s.steps {
                         // Only reasons that occurred: steps x reasons would be too many series.
-                        for (reason, (c, touched)) in Reason::ALL.iter().zip(&st.failures) {
-                            if touched.load(Ordering::Relaxed) {
+                        for (reason, n) in Reason::ALL.iter().zip(st.failures.values()) {
+                            if n > 0 {
                                 let labels = [
                                     ("journey", s.name.as_str()),
                                     ("location", loc),
                                     ("step", st.name.as_str()),
                                     ("reason", reason.as_str()),
                                 ];
-                                c.encode(f.encode_family(&labels.as_slice())?)?;
+                                ConstCounter::new(n)
+                                    .encode(f.encode_family(&labels.as_slice())?)?;
                             }
                         }
                     }
@@ -565,7 +567,7 @@ impl Metrics {
 }
 
 fn same_shape(j: &Journey, s: &JourneySeries) -> bool {
-    s.buckets == journey_buckets(j)
+    *s.buckets == *journey_buckets(j)
         && s.steps.len() == j.steps.len()
         && s.steps.iter().zip(&j.steps).all(|(a, b)| a.name == b.name)
         && s.labels.len() == j.labels.len()
