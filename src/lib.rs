@@ -26,6 +26,7 @@
 //! - [`outcome`]: step and run results, and the bounded failure [`outcome::Reason`].
 //! - [`redact`]: keeping secret values out of every output.
 //! - [`tls`]: one TLS configuration shared by every run's fresh client.
+//! - [`trace`]: W3C trace context: one trace per run, one span per step.
 //!
 //! Serving:
 //! - [`scheduler`]: owns time (interval, phase, jitter, timeout, skips,
@@ -77,4 +78,5 @@ pub mod status;
 pub mod step;
 pub mod template;
 pub mod tls;
+pub mod trace;
 pub mod web;

@@ -51,6 +51,8 @@ fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome 
         started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         duration: total,
         steps,
+        trace_id: None,
+        trace_url: None,
     }
 }
 
@@ -244,7 +246,14 @@ async fn endpoints_status_page_and_reload() {
     std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
     std::fs::write(dir.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
     // Only POST /-/reload reloads here, so each reload's summary is exact.
-    let s = Running::start(&dir, &t, Duration::ZERO).await;
+    let s = Running::start_with(&dir, &t, Duration::ZERO, |c| {
+        c.server.enable_lifecycle = true;
+        c.probe = std::sync::Arc::new(Runner::new(RunOptions {
+            trace_url_template: Some("https://tempo.example/trace/{trace_id}".into()),
+            ..Default::default()
+        }));
+    })
+    .await;
 
     assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
     assert_eq!(get(&format!("{}/-/ready", s.base)).await.0, 200);
@@ -281,6 +290,12 @@ async fn endpoints_status_page_and_reload() {
     assert_eq!(broken["last"]["result"], "failure");
     assert_eq!(broken["last"]["steps"][0]["failure"]["reason"], "status");
     assert_eq!(broken["recent_failures"][0]["reason"], "status");
+    // ...and names the failed run's trace, linked.
+    let trace_id = broken["last"]["trace_id"].as_str().unwrap().to_string();
+    assert_eq!(trace_id.len(), 32);
+    let link = format!("https://tempo.example/trace/{trace_id}");
+    assert_eq!(broken["last"]["trace_url"], link.as_str());
+    assert_eq!(broken["recent_failures"][0]["trace_id"], trace_id.as_str());
 
     // The status page lists every journey with its state and the failure.
     let (code, page) = get(&format!("{}/", s.base)).await;
@@ -291,6 +306,10 @@ async fn endpoints_status_page_and_reload() {
         "{page}"
     );
     assert!(page.contains("step <b>get</b> failed (status)"), "{page}");
+    assert!(
+        page.contains("<a href=\"https://tempo.example/trace/"),
+        "{page}"
+    );
     assert!(page.contains("http-equiv=refresh"));
 
     // A valid reload: a new journey appears, the old keep their counters.
