@@ -50,7 +50,8 @@
 //!    assertions and takes captures on the blocking pool; a browser step
 //!    drives the run's WebDriver session.
 //! 5. The `JourneyOutcome` goes to `status::Recorder::record`, which logs one
-//!    line, updates the journey's series (atomics only) and the status store.
+//!    line, updates the journey's series (atomics, and a short lock per
+//!    exemplar-carrying series) and the status store.
 //! 6. `GET /metrics` encodes the registry; Prometheus evaluates the rules
 //!    `wayprobe rules` generated from the same journeys.
 
