@@ -201,6 +201,17 @@ impl Runner {
             }
         };
 
+        // The default `propagate_to`: every origin the steps' URLs name, as
+        // far as they render before the run (a URL built from a capture
+        // joins when its step runs).
+        for s in &journey.steps {
+            if let crate::journey::StepKind::Http(h) = &s.kind
+                && let Ok(u) = h.url.render(&ctx.scope)
+                && let Ok(u) = url::Url::parse(&u)
+            {
+                ctx.trace.called(&u);
+            }
+        }
         let mut ex = crate::step::Executors {
             #[cfg(feature = "browser")]
             browser: crate::step::browser::RunBrowser::new(self.browser.clone()),

@@ -61,8 +61,8 @@ pub struct RunTrace {
     /// The span of the step being run (16 hex digits), set by `step::run`.
     pub step_span: String,
     settings: TraceSettings,
-    /// Origins (`scheme://host:port`) the run's steps were written to call;
-    /// the default `propagate_to`.
+    /// Origins (`scheme://host:port`) the run's steps call (their URLs,
+    /// before redirects); the default `propagate_to`.
     called: BTreeSet<String>,
 }
 
@@ -83,8 +83,8 @@ impl RunTrace {
         self.step_span.clone()
     }
 
-    /// Notes the origin a step was written to call (its first URL, before
-    /// redirects), which the default propagation rule trusts.
+    /// Notes an origin a step calls (its URL, before redirects), which the
+    /// default propagation rule trusts.
     pub fn called(&mut self, url: &url::Url) {
         self.called.insert(url.origin().ascii_serialization());
     }

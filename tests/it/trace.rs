@@ -115,6 +115,19 @@ async fn each_step_sends_its_span_to_the_journeys_origins_only() {
         o.steps[1].span_id.as_deref().unwrap()
     );
 
+    // A redirect to an origin a later step calls is the journey's own.
+    let later = journey(
+        &yaml(
+            "",
+            &[format!("{ip}/start?to={lh}/later"), format!("{lh}/d")],
+        ),
+        &[],
+    );
+    let lo = run(&later, &[]).await;
+    assert_eq!(lo.result, RunResult::Success, "{lo:#?}");
+    assert_eq!(got(&seen, "/later").0, Some(parent(&lo, 0)));
+    assert_eq!(got(&seen, "/d").0, Some(parent(&lo, 1)));
+
     // Another run is another trace.
     seen.lock().unwrap().clear();
     let again = run(&j, &[]).await;
