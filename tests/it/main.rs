@@ -15,3 +15,4 @@ mod serve;
 mod serve_safety;
 mod slo;
 mod support;
+mod trace;
