@@ -113,6 +113,9 @@ pub struct ServeArgs {
     /// Browser options.
     #[command(flatten)]
     pub browser: BrowserArgs,
+    /// Trace links.
+    #[command(flatten)]
+    pub trace: TraceArgs,
 }
 
 /// The `--web.*` flags of `serve`, named as Prometheus and its exporters name them.
@@ -208,6 +211,32 @@ pub struct RunArgs {
     /// Browser options.
     #[command(flatten)]
     pub browser: BrowserArgs,
+    /// Trace links.
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+/// Where a run's W3C trace id leads.
+#[derive(Debug, Args, Clone)]
+pub struct TraceArgs {
+    /// Link each failed run's trace, e.g.
+    /// `https://tempo.example/trace/{trace_id}` (`{trace_id}` is replaced by
+    /// the run's 32-hex-digit trace id).
+    #[arg(long, env = "WAYPROBE_TRACE_URL_TEMPLATE", value_name = "URL", value_parser = parse_trace_url_template)]
+    pub trace_url_template: Option<String>,
+}
+
+fn parse_trace_url_template(s: &str) -> Result<String, String> {
+    if !s.contains("{trace_id}") {
+        return Err(
+            "the template must contain `{trace_id}`, e.g. `https://tempo.example/trace/{trace_id}`"
+                .into(),
+        );
+    }
+    match url::Url::parse(&crate::trace::trace_url(s, &"0".repeat(32))) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(s.to_string()),
+        _ => Err("not an http(s) URL, e.g. `https://tempo.example/trace/{trace_id}`".into()),
+    }
 }
 
 /// `wayprobe rules`.
@@ -596,6 +625,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     let runner = args.browser.runner(
         RunOptions {
             verbose: args.verbose,
+            trace_url_template: args.trace.trace_url_template.clone(),
             ..Default::default()
         },
         default_browser_sessions(),
@@ -790,7 +820,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let browser_sessions = args
         .max_browser_sessions
         .unwrap_or_else(default_browser_sessions);
-    let runner = args.browser.runner(RunOptions::default(), browser_sessions);
+    let runner = args.browser.runner(
+        RunOptions {
+            trace_url_template: args.trace.trace_url_template.clone(),
+            ..Default::default()
+        },
+        browser_sessions,
+    );
     let mut cfg = crate::serve::ServeConfig::new(
         crate::serve::Source::Paths {
             paths: args.journeys,

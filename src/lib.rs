@@ -26,6 +26,7 @@
 //! - [`outcome`]: step and run results, and the bounded failure [`outcome::Reason`].
 //! - [`redact`]: keeping secret values out of every output.
 //! - [`tls`]: one TLS configuration shared by every run's fresh client.
+//! - [`trace`]: W3C trace context: one trace per run, one span per step.
 //!
 //! Serving:
 //! - [`scheduler`]: owns time (interval, phase, jitter, timeout, skips,
@@ -50,7 +51,8 @@
 //!    assertions and takes captures on the blocking pool; a browser step
 //!    drives the run's WebDriver session.
 //! 5. The `JourneyOutcome` goes to `status::Recorder::record`, which logs one
-//!    line, updates the journey's series (atomics only) and the status store.
+//!    line, updates the journey's series (atomics, and a short lock per
+//!    exemplar-carrying series) and the status store.
 //! 6. `GET /metrics` encodes the registry; Prometheus evaluates the rules
 //!    `wayprobe rules` generated from the same journeys.
 
@@ -82,4 +84,5 @@ pub mod status;
 pub mod step;
 pub mod template;
 pub mod tls;
+pub mod trace;
 pub mod web;

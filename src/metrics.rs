@@ -5,7 +5,12 @@
 //! buckets (every latency-SLO threshold is a bucket boundary) and because a
 //! reload must remove exactly the series of journeys and steps that
 //! disappeared. Recording a run touches only atomics through an
-//! `Arc<JourneySeries>` the scheduler task holds: no lookups, no locks.
+//! `Arc<JourneySeries>` the scheduler task holds: no lookups, no shared
+//! locks (the series with exemplars take their own short write lock).
+//!
+//! The step-duration histogram and the failed-runs counter carry the run's
+//! trace id as an OpenMetrics exemplar (`# {trace_id="..."}`), so a graph
+//! leads to the run's trace; the classic text format drops them.
 //!
 //! Labels are bounded: `journey`, `location`, `step`, `result`, `reason`.
 //! User labels appear only on `journey_info`.
@@ -20,6 +25,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -83,13 +89,27 @@ pub fn to_prometheus_text(om: &str) -> String {
         if line == "# EOF" || line.starts_with("# UNIT ") {
             continue;
         }
-        out.push_str(line);
+        out.push_str(without_exemplar(line));
         out.push('\n');
     }
     out
 }
 
+/// A sample line without its OpenMetrics exemplar (the classic text format
+/// has none). Exemplars here only ever hold `trace_id`, so the marker cannot
+/// be mistaken for text inside a label value.
+fn without_exemplar(line: &str) -> &str {
+    match line.rfind(" # {trace_id=\"") {
+        Some(i) if !line.starts_with('#') => &line[..i],
+        _ => line,
+    }
+}
+
 type F64Gauge = Gauge<f64, AtomicU64>;
+
+/// An exemplar's labels: only `trace_id` (32 hex digits, well under the
+/// OpenMetrics limit of 128 characters).
+type TraceLabel = Vec<(&'static str, String)>;
 
 /// Bucket boundaries of a journey's duration histogram: defaults plus its
 /// latency-SLO thresholds, sorted and de-duplicated.
@@ -115,7 +135,9 @@ fn step_bounds() -> Arc<[f64]> {
 #[derive(Debug)]
 pub struct StepSeries {
     name: String,
-    duration: AtomicHistogram,
+    /// With the run's trace id as exemplar (prometheus-client's, the only
+    /// histogram that can carry one).
+    duration: HistogramWithExemplars<TraceLabel>,
     /// One counter per reason; only reasons that occurred (non-zero) are exposed.
     failures: ReasonCounters,
 }
@@ -124,7 +146,7 @@ impl StepSeries {
     fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            duration: AtomicHistogram::new(step_bounds()),
+            duration: HistogramWithExemplars::new(step_bounds().iter().copied()),
             failures: ReasonCounters::new(Reason::ALL.len()),
         }
     }
@@ -144,7 +166,8 @@ pub struct JourneySeries {
     name: String,
     labels: Vec<(String, String)>,
     buckets: Arc<[f64]>,
-    runs: [Counter; 2],
+    runs_ok: Counter,
+    runs_failed: CounterWithExemplar<TraceLabel>,
     first: [Counter; 2],
     duration: [AtomicHistogram; 2],
     steps: Vec<StepSeries>,
@@ -172,7 +195,8 @@ impl JourneySeries {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            runs: Default::default(),
+            runs_ok: Counter::default(),
+            runs_failed: CounterWithExemplar::default(),
             first: Default::default(),
             duration: [
                 AtomicHistogram::new(buckets.clone()),
@@ -190,7 +214,8 @@ impl JourneySeries {
     /// runs, gauges, and the histograms of steps that still exist.
     fn reuse(j: &Journey, old: &JourneySeries) -> Self {
         let mut new = Self::new(j);
-        new.runs = old.runs.clone();
+        new.runs_ok = old.runs_ok.clone();
+        new.runs_failed = old.runs_failed.clone();
         new.first = old.first.clone();
         new.last_run = old.last_run.clone();
         new.last_success = old.last_success.clone();
@@ -209,13 +234,24 @@ impl JourneySeries {
     /// Records a finished run.
     pub fn record(&self, o: &JourneyOutcome) {
         let i = result_index(o.result);
-        self.runs[i].inc();
+        let ended = o.started_at.checked_add(o.duration);
+        let exemplar = || o.trace_id.clone().map(|t| vec![("trace_id", t)]);
+        match o.result {
+            RunResult::Success => {
+                self.runs_ok.inc();
+            }
+            RunResult::Failure => {
+                self.runs_failed.inc_by(1, exemplar(), ended);
+            }
+        }
         self.duration[i].observe(o.duration.as_secs_f64());
         for (series, step) in self.steps.iter().zip(&o.steps) {
             if step.status == StepStatus::Skipped {
                 continue;
             }
-            series.duration.observe(step.duration.as_secs_f64());
+            series
+                .duration
+                .observe(step.duration.as_secs_f64(), exemplar(), ended);
             if let Some(f) = &step.failure {
                 let idx = Reason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0);
                 series.failures.inc(idx);
@@ -296,7 +332,11 @@ impl Collector for JourneyMetrics {
             "journey_runs",
             "Finished journey runs by result.",
             MetricType::Counter,
-            |f| per_result(f, &|s, i| &s.runs[i]),
+            |f| {
+                per_result(f, &|s, i| {
+                    if i == 0 { &s.runs_ok } else { &s.runs_failed }
+                })
+            },
         )?;
         family(
             &mut encoder,

@@ -237,6 +237,10 @@ pub struct StepOutcome {
     /// Action and navigation timings (browser steps).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timings: Vec<Timing>,
+    /// The step's span id (16 hex digits), the parent id in the `traceparent`
+    /// of its requests; none for a step that did not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span_id: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -261,6 +265,7 @@ impl StepOutcome {
             failure: None,
             exchanges: Vec::new(),
             timings: Vec::new(),
+            span_id: None,
         }
     }
 }
@@ -300,6 +305,13 @@ pub struct JourneyOutcome {
     pub duration: Duration,
     /// Every step, in order (skipped ones included).
     pub steps: Vec<StepOutcome>,
+    /// The run's W3C trace id (32 hex digits); none when the backstop
+    /// stopped the run before it reported one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The trace in a tracing UI, from `--trace-url-template`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -106,6 +106,11 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             }
         }
     }
+    if o.result == RunResult::Failure
+        && let Some(t) = o.trace_url.as_ref().or(o.trace_id.as_ref())
+    {
+        let _ = writeln!(out, "  {} {t}", p.dim("trace:"));
+    }
     out
 }
 
@@ -198,6 +203,22 @@ pub fn junit(journeys: &[&Journey], outcomes: &[JourneyOutcome]) -> String {
             humantime::format_rfc3339_seconds(o.started_at),
             xml(&j.source.path.display().to_string())
         );
+        if o.result == RunResult::Failure
+            && let Some(id) = &o.trace_id
+        {
+            // Properties as the JUnit schema has them, for CI tools that show them.
+            let _ = writeln!(
+                out,
+                "    <properties>\n      <property name=\"trace_id\" value=\"{id}\"/>{}\n    </properties>",
+                o.trace_url
+                    .as_deref()
+                    .map(|u| format!(
+                        "\n      <property name=\"trace_url\" value=\"{}\"/>",
+                        xml(u)
+                    ))
+                    .unwrap_or_default()
+            );
+        }
         for s in &o.steps {
             let _ = write!(
                 out,
@@ -220,6 +241,9 @@ pub fn junit(journeys: &[&Journey], outcomes: &[JourneyOutcome]) -> String {
                     }
                     if let Some(x) = &f.excerpt {
                         let _ = write!(body, "\nresponse body: {x}");
+                    }
+                    if let Some(t) = o.trace_url.as_ref().or(o.trace_id.as_ref()) {
+                        let _ = write!(body, "\ntrace: {t}");
                     }
                     let _ = writeln!(
                         out,

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub env_overrides: BTreeMap<String, String>,
     /// Where browser failure artifacts are written.
     pub artifacts_dir: Option<PathBuf>,
+    /// `--trace-url-template`: a URL with `{trace_id}`, linked from reports.
+    pub trace_url_template: Option<String>,
 }
 
 /// Runs journeys. Cheap to clone; holds only shared configuration.
@@ -140,6 +142,13 @@ impl Runner {
         // Validation bounds the timeout; saturate anyway so no journey can panic here.
         let deadline = start.checked_add(journey.timeout).unwrap_or(start);
         let mut steps = Vec::with_capacity(journey.steps.len());
+        let trace = crate::trace::RunTrace::new(&journey.trace);
+        let trace_id = Some(trace.trace_id.clone());
+        let trace_url = self
+            .opts
+            .trace_url_template
+            .as_deref()
+            .map(|t| crate::trace::trace_url(t, &trace.trace_id));
 
         let setup = self.resolve_secrets(journey).and_then(|secrets| {
             let jar = Arc::new(CookieStoreMutex::new(cookie_store::CookieStore::default()));
@@ -161,6 +170,7 @@ impl Runner {
                 verbose: self.opts.verbose,
                 phases,
                 journey: journey.name.clone(),
+                trace,
                 deadline,
             })
         });
@@ -185,10 +195,23 @@ impl Runner {
                     started_at,
                     duration: start.elapsed(),
                     steps,
+                    trace_id,
+                    trace_url,
                 };
             }
         };
 
+        // The default `propagate_to`: every origin the steps' URLs name, as
+        // far as they render before the run (a URL built from a capture
+        // joins when its step runs).
+        for s in &journey.steps {
+            if let crate::journey::StepKind::Http(h) = &s.kind
+                && let Ok(u) = h.url.render(&ctx.scope)
+                && let Ok(u) = url::Url::parse(&u)
+            {
+                ctx.trace.called(&u);
+            }
+        }
         let mut ex = crate::step::Executors {
             #[cfg(feature = "browser")]
             browser: crate::step::browser::RunBrowser::new(self.browser.clone()),
@@ -216,6 +239,8 @@ impl Runner {
             started_at,
             duration: start.elapsed(),
             steps,
+            trace_id,
+            trace_url,
         }
     }
 
@@ -263,5 +288,7 @@ pub fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOu
         started_at: started,
         duration: after,
         steps,
+        trace_id: None,
+        trace_url: None,
     }
 }

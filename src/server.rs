@@ -969,6 +969,15 @@ fn render_status_page(
                     .as_deref()
                     .map(|x| format!("\nresponse: <code>{}</code>", esc(x)))
                     .unwrap_or_default();
+                match (&f.trace_url, &f.trace_id) {
+                    (Some(u), _) => {
+                        let _ = write!(links, "<br><a href=\"{}\">trace</a>", esc(u));
+                    }
+                    (None, Some(id)) => {
+                        let _ = write!(links, "<br>trace <code>{}</code>", esc(id));
+                    }
+                    _ => {}
+                }
                 let _ = write!(
                     h,
                     "<td><div class=why>{} — step <b>{}</b> failed ({}):\n{}{excerpt}</div>{links}</td></tr>",

@@ -355,6 +355,8 @@ mod tests {
             started_at: at,
             duration: Duration::from_millis(ms),
             steps: vec![],
+            trace_id: None,
+            trace_url: None,
         }
     }
 

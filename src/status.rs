@@ -32,6 +32,12 @@ pub struct FailureRecord {
     /// Saved artifacts (browser screenshots), as paths.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
+    /// The run's W3C trace id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The trace in a tracing UI (`--trace-url-template`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_url: Option<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -171,6 +177,8 @@ impl StatusStore {
                 excerpt: f
                     .and_then(|f| f.excerpt.as_deref().map(|x| crate::redact::excerpt(x, 160))),
                 artifacts: f.map(|f| f.artifacts.clone()).unwrap_or_default(),
+                trace_id: o.trace_id.clone(),
+                trace_url: o.trace_url.clone(),
             });
             st.failures.truncate(FAILURE_HISTORY);
         }
@@ -290,6 +298,8 @@ mod tests {
                 failure: (!ok).then(|| Failure::new(Reason::Status, "boom")),
                 ..StepOutcome::skipped("s", "http")
             }],
+            trace_id: None,
+            trace_url: None,
         }
     }
 

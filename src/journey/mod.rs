@@ -51,6 +51,8 @@ pub struct Journey {
     pub secrets: BTreeMap<String, SecretSource>,
     /// TLS settings for every HTTP step.
     pub tls: TlsSettings,
+    /// W3C trace context propagation (`trace:`).
+    pub trace: TraceSettings,
     /// The steps, run in order.
     pub steps: Vec<Step>,
     /// Service level objectives declared next to the journey.
@@ -150,6 +152,28 @@ impl Default for TlsSettings {
         Self {
             verify: true,
             ca_file: None,
+        }
+    }
+}
+
+/// Where a journey's requests carry W3C trace context (`trace:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceSettings {
+    /// Send `traceparent` at all (`trace: false` turns it off).
+    pub enabled: bool,
+    /// Origins (`scheme://host:port`, as `url::Origin` serializes them) that
+    /// get the headers; `None` means the origins the steps' URLs name.
+    pub propagate_to: Option<Vec<String>>,
+    /// A `tracestate` value sent with every `traceparent`, already validated.
+    pub tracestate: Option<String>,
+}
+
+impl Default for TraceSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            propagate_to: None,
+            tracestate: None,
         }
     }
 }

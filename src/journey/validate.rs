@@ -28,6 +28,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "vars",
     "secrets",
     "tls",
+    "trace",
     "steps",
     "slos",
     "liveness",
@@ -708,6 +709,7 @@ pub(super) fn journey(
         .get("tls")
         .map(|n| tls(v, n, &base_dir))
         .unwrap_or_default();
+    let trace = f.get("trace").map(|n| trace(v, n)).unwrap_or_default();
 
     let mut names = Names {
         vars: vars.keys().cloned().collect(),
@@ -837,6 +839,7 @@ pub(super) fn journey(
             vars,
             secrets,
             tls,
+            trace,
             steps,
             slos,
             liveness,
@@ -894,6 +897,72 @@ fn tls(v: &mut Validator<'_>, n: &SNode, base: &Path) -> TlsSettings {
         t.ca_file = Some(path);
     }
     t
+}
+
+/// `trace: false`, `trace: true`, or `trace: {propagate_to: [origins], tracestate: "k=v"}`.
+fn trace(v: &mut Validator<'_>, n: &SNode) -> TraceSettings {
+    let mut t = TraceSettings::default();
+    if let Node::Bool(b) = &n.node {
+        t.enabled = *b;
+        return t;
+    }
+    let Some(f) = v.map(n, "`trace`", &["propagate_to", "tracestate"]) else {
+        return t;
+    };
+    if let Some(n) = f.get("propagate_to") {
+        match &n.node {
+            Node::Seq(items) => {
+                let mut origins = Vec::new();
+                for item in items {
+                    if let Some(o) = v
+                        .string(item, "an origin")
+                        .and_then(|s| origin(v, item, &s))
+                    {
+                        origins.push(o);
+                    }
+                }
+                t.propagate_to = Some(origins);
+            }
+            _ => v.type_error(n, "`propagate_to`", "a list of origins"),
+        }
+    }
+    if let Some(n) = f.get("tracestate")
+        && let Some(s) = v.string(n, "`tracestate`")
+    {
+        if crate::trace::valid_tracestate(&s) {
+            t.tracestate = Some(s);
+        } else {
+            v.error(n.span, "`tracestate` is not a valid W3C tracestate")
+                .label = Some(
+                "write comma-separated `key=value` members, keys in lower case, e.g. `shop=probe`"
+                    .into(),
+            );
+        }
+    }
+    t
+}
+
+/// An origin as `url::Origin` serializes it (`https://host[:port]`), from a
+/// URL that is nothing more than an origin.
+fn origin(v: &mut Validator<'_>, n: &SNode, s: &str) -> Option<String> {
+    let url = url::Url::parse(s).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.host().is_some()
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.path() == "/"
+            && u.query().is_none()
+            && u.fragment().is_none()
+    });
+    match url {
+        Some(u) => Some(u.origin().ascii_serialization()),
+        None => {
+            v.error(n.span, format!("`{s}` is not an origin")).label = Some(
+                "write scheme, host and optional port only, e.g. `https://shop.example.com`".into(),
+            );
+            None
+        }
+    }
 }
 
 fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Option<Step> {

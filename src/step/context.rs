@@ -28,6 +28,8 @@ pub struct StepCtx {
     pub phases: crate::step::timing::Phases,
     /// The journey being run.
     pub journey: String,
+    /// The run's trace and the current step's span.
+    pub trace: crate::trace::RunTrace,
     /// When the current step must have finished: `min(run deadline, step
     /// start + step timeout)`, computed once by [`crate::step::run`].
     pub deadline: Instant,

@@ -449,6 +449,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         }
         url.query_pairs_mut().extend_pairs(pairs);
     }
+    ctx.trace.called(&url);
     let mut headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
     for (k, v) in &http.headers {
         let value = match render(v, &ctx.scope, "header") {
@@ -490,6 +491,16 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         let mut rb = ctx.client.request(method.clone(), url.clone());
         for (k, v) in &headers {
             rb = rb.header(k, v);
+        }
+        // Per hop: a redirect to an origin the journey does not list gets none.
+        // A `traceparent` the step writes itself is left alone.
+        if !headers.iter().any(|(k, _)| k == "traceparent")
+            && let Some((tp, ts)) = ctx.trace.headers_for(&url)
+        {
+            rb = rb.header("traceparent", tp);
+            if let Some(ts) = ts {
+                rb = rb.header("tracestate", ts);
+            }
         }
         if send_body {
             rb = match body.apply(rb) {

@@ -56,11 +56,13 @@ pub async fn run(
     let step_limit = step.timeout.unwrap_or(journey_timeout);
     let own = t0.checked_add(step_limit).unwrap_or(run_deadline);
     ctx.deadline = own.min(run_deadline);
+    let span_id = Some(ctx.trace.start_step());
     let res = tokio::time::timeout_at(ctx.deadline.into(), execute(step, ctx, ex)).await;
     let duration = t0.elapsed();
     match res {
         Ok(mut o) => {
             o.duration = duration;
+            o.span_id = span_id;
             o
         }
         Err(_) => {
@@ -79,6 +81,7 @@ pub async fn run(
                 status: StepStatus::Failed,
                 duration,
                 failure: Some(Failure::new(Reason::Timeout, msg).at(step.span)),
+                span_id,
                 ..StepOutcome::skipped(&step.name, step.kind_name())
             }
         }
@@ -109,6 +112,7 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> Step
                 failure: r.failure,
                 exchanges: r.exchanges,
                 timings: r.timings,
+                span_id: None,
             }
         }
         #[cfg(feature = "browser")]

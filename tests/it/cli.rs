@@ -17,11 +17,25 @@ async fn run_prints_each_step_and_points_at_the_failing_assertion() {
         .arg(&junit)
         .arg("--report-json")
         .arg(&json)
+        .args([
+            "--trace-url-template",
+            "https://tempo.example/trace/{trace_id}",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert_golden("run/checkout-broken.out", &normalize_timings(&stdout));
+    // The failed run's trace, linked; the same id in every report.
+    let id_re = regex::Regex::new(r"[0-9a-f]{32}").unwrap();
+    let trace_id = id_re
+        .find(&stdout)
+        .expect("a trace id")
+        .as_str()
+        .to_string();
+    assert_golden(
+        "run/checkout-broken.out",
+        &id_re.replace_all(&normalize_timings(&stdout), "<TRACE_ID>"),
+    );
 
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(report["failed"], 1);
@@ -30,7 +44,18 @@ async fn run_prints_each_step_and_points_at_the_failing_assertion() {
         "status"
     );
     assert_eq!(report["journeys"][0]["steps"][2]["status"], "skipped");
+    assert_eq!(report["journeys"][0]["trace_id"], trace_id.as_str());
+    assert_eq!(
+        report["journeys"][0]["trace_url"],
+        format!("https://tempo.example/trace/{trace_id}").as_str()
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains(&format!(
+            "<property name=\"trace_id\" value=\"{trace_id}\"/>"
+        )),
+        "{xml}"
+    );
     assert!(
         xml.contains(
             "<testsuite name=\"checkout-broken\" tests=\"3\" failures=\"1\" skipped=\"1\""

@@ -16,3 +16,4 @@ mod serve;
 mod serve_safety;
 mod slo;
 mod support;
+mod trace;

@@ -56,6 +56,8 @@ impl Probe for SleepProbe {
                         ..StepOutcome::skipped(&s.name, "http")
                     })
                     .collect(),
+                trace_id: None,
+                trace_url: None,
             }
         })
     }

@@ -19,6 +19,9 @@ use crate::support::{
 const SHOP: &str = "name: shop\ninterval: 30s\ntimeout: 10s\nlabels: {team: web}\nsteps:\n  - name: home\n    http: {url: \"http://127.0.0.1:9/\"}\n  - name: buy\n    http: {url: \"http://127.0.0.1:9/buy\"}\nslos:\n  - {name: latency, objective: 95%, threshold: 750ms}\n  - {name: slow-latency, objective: 99%, threshold: 2s}\n";
 const API: &str = "name: api\ninterval: 1m\nsteps:\n  - name: ping\n    http: {url: \"http://127.0.0.1:9/ping\"}\n";
 
+/// The trace id of every run [`outcome`] makes: the exemplars' label.
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
 fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome {
     let mut failed = false;
     let steps: Vec<StepOutcome> = steps
@@ -51,6 +54,8 @@ fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome 
         started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         duration: total,
         steps,
+        trace_id: Some(TRACE_ID.into()),
+        trace_url: None,
     }
 }
 
@@ -245,7 +250,14 @@ async fn endpoints_status_page_and_reload() {
     std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok?from=ok")).unwrap();
     std::fs::write(dir.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
     // Only POST /-/reload reloads here, so each reload's summary is exact.
-    let s = Running::start(&dir, &t, Duration::ZERO).await;
+    let s = Running::start_with(&dir, &t, Duration::ZERO, |c| {
+        c.server.enable_lifecycle = true;
+        c.probe = std::sync::Arc::new(Runner::new(RunOptions {
+            trace_url_template: Some("https://tempo.example/trace/{trace_id}".into()),
+            ..Default::default()
+        }));
+    })
+    .await;
 
     assert_eq!(get(&format!("{}/-/healthy", s.base)).await.0, 200);
     assert_eq!(get(&format!("{}/-/ready", s.base)).await.0, 200);
@@ -267,7 +279,16 @@ async fn endpoints_status_page_and_reload() {
             .unwrap()
             .starts_with("application/openmetrics-text")
     );
-    assert!(r.text().await.unwrap().ends_with("# EOF\n"));
+    let om = r.text().await.unwrap();
+    assert!(om.ends_with("# EOF\n"));
+    // ...with the failed runs' trace ids as exemplars, which the classic
+    // format, having none, leaves out.
+    assert!(om.contains(" # {trace_id=\""), "{om}");
+    let (_, text) = get(&format!("{}/metrics", s.base)).await;
+    assert!(
+        text.contains("journey_runs_total") && !text.contains(" # {"),
+        "{text}"
+    );
 
     // The JSON API explains the failure, with per-step results.
     let api: serde_json::Value =
@@ -282,6 +303,12 @@ async fn endpoints_status_page_and_reload() {
     assert_eq!(broken["last"]["result"], "failure");
     assert_eq!(broken["last"]["steps"][0]["failure"]["reason"], "status");
     assert_eq!(broken["recent_failures"][0]["reason"], "status");
+    // ...and names the failed run's trace, linked.
+    let trace_id = broken["last"]["trace_id"].as_str().unwrap().to_string();
+    assert_eq!(trace_id.len(), 32);
+    let link = format!("https://tempo.example/trace/{trace_id}");
+    assert_eq!(broken["last"]["trace_url"], link.as_str());
+    assert_eq!(broken["recent_failures"][0]["trace_id"], trace_id.as_str());
 
     // The status page lists every journey with its state and the failure.
     let (code, page) = get(&format!("{}/", s.base)).await;
@@ -292,6 +319,10 @@ async fn endpoints_status_page_and_reload() {
         "{page}"
     );
     assert!(page.contains("step <b>get</b> failed (status)"), "{page}");
+    assert!(
+        page.contains("<a href=\"https://tempo.example/trace/"),
+        "{page}"
+    );
     assert!(page.contains("http-equiv=refresh"));
 
     // A valid reload: a new journey appears, the old keep their counters.
@@ -412,15 +443,17 @@ async fn a_real_prometheus_scrapes_serve() {
     let journeys = dir.join("journeys");
     std::fs::create_dir(&journeys).unwrap();
     std::fs::write(journeys.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    std::fs::write(journeys.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
     let s = Running::start(&journeys, &t, Duration::ZERO).await;
     let target = s.base.trim_start_matches("http://").to_string();
-    let prom = crate::support::Prometheus::start(
+    let prom = crate::support::Prometheus::start_with(
         &dir,
         &format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['{target}']}}]\n"),
+        &["--enable-feature=exemplar-storage"],
     )
     .await;
     let v = eventually(60, "Prometheus to have journey_runs_total", || async {
-        prom.query(r#"journey_runs_total{job="wayprobe",result="success"}"#)
+        prom.query(r#"journey_runs_total{job="wayprobe",result="success"} > 0"#)
             .await?
             .first()
             .cloned()
@@ -431,6 +464,46 @@ async fn a_real_prometheus_scrapes_serve() {
     // The scrape was OpenMetrics-negotiated and healthy.
     let up = prom.query("up").await.unwrap();
     assert_eq!(up[0]["value"][1], "1", "{up:?}\n{}", prom.log());
+
+    // Exemplars: the step-duration histogram leads to the trace of a run
+    // serve recorded (one of the failures it still lists).
+    let api: serde_json::Value =
+        serde_json::from_str(&get(&format!("{}/api/v1/journeys", s.base)).await.1).unwrap();
+    let recorded: Vec<String> = api["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["name"] == "broken")
+        .flat_map(|j| j["recent_failures"].as_array().unwrap().clone())
+        .map(|f| f["trace_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!recorded.is_empty(), "{api}");
+    let found = eventually(60, "an exemplar with a recorded trace id", || async {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let url = format!(
+            "{}/api/v1/query_exemplars?query={}&start={}&end={}",
+            prom.url,
+            url::form_urlencoded::byte_serialize(
+                br#"journey_step_duration_seconds_bucket{journey="broken"}"#
+            )
+            .collect::<String>(),
+            now - 600,
+            now + 60
+        );
+        let v: serde_json::Value =
+            serde_json::from_str(&reqwest::get(&url).await.ok()?.text().await.ok()?).ok()?;
+        v["data"]
+            .as_array()?
+            .iter()
+            .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+            .map(|e| e["labels"]["trace_id"].as_str().unwrap_or("").to_string())
+            .find(|t| recorded.contains(t))
+    })
+    .await;
+    assert_eq!(found.len(), 32);
     s.stop().await;
 }
 

@@ -231,6 +231,12 @@ impl Prometheus {
     /// Starts `prometheus` with `config` (YAML) in `dir` and waits until it is
     /// ready. Retries on a new port if another process took the chosen one.
     pub async fn start(dir: &std::path::Path, config: &str) -> Prometheus {
+        Self::start_with(dir, config, &[]).await
+    }
+
+    /// Like [`Prometheus::start`], with extra command-line flags
+    /// (`--enable-feature=exemplar-storage`).
+    pub async fn start_with(dir: &std::path::Path, config: &str, flags: &[&str]) -> Prometheus {
         let cfg = dir.join("prometheus.yml");
         std::fs::write(&cfg, config).unwrap();
         let mut last_log = String::new();
@@ -244,6 +250,7 @@ impl Prometheus {
                     dir.join(format!("data-{attempt}")).display()
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .args(flags)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()

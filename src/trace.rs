@@ -1,0 +1,227 @@
+//! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): each run is
+//! one trace, each step one span, and every HTTP request a step sends to one
+//! of the journey's origins carries a `traceparent` naming that step's span,
+//! so the target's backend joins the run's trace.
+
+use std::collections::BTreeSet;
+
+use reqwest::header::HeaderValue;
+
+use crate::journey::TraceSettings;
+
+/// Fills `buf` with random bytes, never all zero (an all-zero id is invalid).
+fn random_id<const N: usize>() -> [u8; N] {
+    use aws_lc_rs::rand::SecureRandom;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let mut buf = [0u8; N];
+    loop {
+        // The system RNG only fails when the OS has no entropy source at all;
+        // a time-derived id keeps ids unique enough to find a run then.
+        if rng.fill(&mut buf).is_err() {
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+                .to_le_bytes();
+            for (b, t) in buf.iter_mut().zip(t.iter().cycle()) {
+                *b = *t;
+            }
+        }
+        if buf.iter().any(|b| *b != 0) {
+            return buf;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// A run's trace id: 32 lower-case hex digits, as in `traceparent`.
+pub fn new_trace_id() -> String {
+    hex(&random_id::<16>())
+}
+
+/// A span id: 16 lower-case hex digits, as in `traceparent`.
+pub fn new_span_id() -> String {
+    hex(&random_id::<8>())
+}
+
+/// The trace state of one run: its id, the current step's span and the
+/// journey's propagation rule.
+#[derive(Debug, Clone)]
+pub struct RunTrace {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// The span of the step being run (16 hex digits), set by `step::run`.
+    pub step_span: String,
+    settings: TraceSettings,
+    /// Origins (`scheme://host:port`) the run's steps call (their URLs,
+    /// before redirects); the default `propagate_to`.
+    called: BTreeSet<String>,
+}
+
+impl RunTrace {
+    /// A new trace for one run of a journey with these settings.
+    pub fn new(settings: &TraceSettings) -> Self {
+        Self {
+            trace_id: new_trace_id(),
+            step_span: new_span_id(),
+            settings: settings.clone(),
+            called: BTreeSet::new(),
+        }
+    }
+
+    /// Starts a new step span and returns its id.
+    pub fn start_step(&mut self) -> String {
+        self.step_span = new_span_id();
+        self.step_span.clone()
+    }
+
+    /// Notes an origin a step calls (its URL, before redirects), which the
+    /// default propagation rule trusts.
+    pub fn called(&mut self, url: &url::Url) {
+        self.called.insert(url.origin().ascii_serialization());
+    }
+
+    /// The `traceparent` and `tracestate` values for a request to `url`, or
+    /// `None` when tracing is off or the origin is not one the journey
+    /// propagates to (third parties never see the run's ids).
+    pub fn headers_for(&self, url: &url::Url) -> Option<(HeaderValue, Option<HeaderValue>)> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let origin = url.origin().ascii_serialization();
+        let allowed = match &self.settings.propagate_to {
+            Some(list) => list.contains(&origin),
+            None => self.called.contains(&origin),
+        };
+        if !allowed {
+            return None;
+        }
+        // Sampled: wayprobe records every run; a backend may keep its side.
+        let tp = format!("00-{}-{}-01", self.trace_id, self.step_span);
+        let tp = HeaderValue::from_str(&tp).ok()?;
+        let ts = self
+            .settings
+            .tracestate
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok());
+        Some((tp, ts))
+    }
+}
+
+/// Whether `s` is a valid W3C `tracestate` value: 1 to 32 comma-separated
+/// `key=value` members, keys and values as the specification restricts them.
+pub fn valid_tracestate(s: &str) -> bool {
+    let members: Vec<&str> = s.split(',').map(str::trim).collect();
+    if members.is_empty() || members.len() > 32 {
+        return false;
+    }
+    let mut keys = BTreeSet::new();
+    members.iter().all(|m| {
+        let Some((k, v)) = m.split_once('=') else {
+            return false;
+        };
+        let key_ok = {
+            let (tenant, system) = match k.split_once('@') {
+                Some((t, s)) => (Some(t), s),
+                None => (None, k),
+            };
+            let part = |p: &str, max: usize, first_digit: bool| {
+                !p.is_empty()
+                    && p.len() <= max
+                    && p.chars().next().is_some_and(|c| {
+                        c.is_ascii_lowercase() || (first_digit && c.is_ascii_digit())
+                    })
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-*/".contains(c))
+            };
+            match tenant {
+                Some(t) => part(t, 241, true) && part(system, 14, false),
+                None => part(system, 256, false),
+            }
+        };
+        let value_ok = !v.is_empty()
+            && v.len() <= 256
+            && !v.ends_with(' ')
+            && v.chars()
+                .all(|c| (' '..='~').contains(&c) && c != ',' && c != '=');
+        key_ok && value_ok && keys.insert(k)
+    })
+}
+
+/// Renders `--trace-url-template` for a trace id (`{trace_id}` replaced).
+pub fn trace_url(template: &str, trace_id: &str) -> String {
+    template.replace("{trace_id}", trace_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(propagate_to: Option<Vec<&str>>) -> TraceSettings {
+        TraceSettings {
+            enabled: true,
+            propagate_to: propagate_to.map(|l| l.into_iter().map(String::from).collect()),
+            tracestate: Some("shop=probe".into()),
+        }
+    }
+
+    #[test]
+    fn ids_are_hex_of_the_w3c_length_and_differ() {
+        let (a, b) = (new_trace_id(), new_trace_id());
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+        assert_eq!(new_span_id().len(), 16);
+    }
+
+    #[test]
+    fn headers_go_only_to_listed_or_called_origins() {
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let mut t = RunTrace::new(&settings(None));
+        assert!(t.headers_for(&u("https://shop.example/")).is_none());
+        t.called(&u("https://shop.example/cart"));
+        let span = t.start_step();
+        let (tp, ts) = t.headers_for(&u("https://shop.example:443/pay")).unwrap();
+        assert_eq!(tp, format!("00-{}-{span}-01", t.trace_id).as_str());
+        assert_eq!(ts.unwrap(), "shop=probe");
+        assert!(t.headers_for(&u("http://shop.example/")).is_none());
+        assert!(t.headers_for(&u("https://cdn.example/")).is_none());
+
+        let t = RunTrace::new(&settings(Some(vec!["https://api.example"])));
+        assert!(t.headers_for(&u("https://api.example/x")).is_some());
+        assert!(t.headers_for(&u("https://shop.example/")).is_none());
+
+        let off = RunTrace::new(&TraceSettings {
+            enabled: false,
+            ..settings(None)
+        });
+        assert!(off.headers_for(&u("https://api.example/")).is_none());
+    }
+
+    #[test]
+    fn tracestate_follows_the_w3c_grammar() {
+        for ok in [
+            "shop=probe",
+            "a=1,b@tenant-sys=x y",
+            "t61rcwkgmz@fw=00f067aa0ba902b7",
+        ] {
+            assert!(valid_tracestate(ok), "{ok}");
+        }
+        for bad in [
+            "", "Shop=1", "a", "a=", "a=1,a=2", "a=b,c", "a=x,", "a=\u{e9}",
+        ] {
+            assert!(!valid_tracestate(bad), "{bad}");
+        }
+    }
+}
