@@ -549,3 +549,15 @@ async fn body_excerpts_are_bounded_and_printable() {
     let e = excerpt_of(219).await;
     assert_eq!(e, format!("you sent: a b\nc {} with…", "x".repeat(219)));
 }
+
+/// A JSONPath capture gives strings raw and other values as JSON text.
+#[tokio::test]
+async fn jsonpath_captures_carry_their_text_to_the_next_step() {
+    let t = Target::start().await;
+    let yaml = format!(
+        "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: read\n    http: {{url: \"{b}/json\"}}\n    capture:\n      n: {{jsonpath: \"$.count\"}}\n      s: {{jsonpath: \"$.status\"}}\n      ok: {{jsonpath: \"$.ok\"}}\n  - name: use\n    http: {{url: \"{b}/inspect?n={{{{ n }}}}&s={{{{ s }}}}&ok={{{{ ok }}}}\"}}\n    expect:\n      jsonpath: {{\"$.query\": \"n=3&s=confirmed&ok=true\"}}\n",
+        b = t.base
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+}
