@@ -495,10 +495,10 @@ pub enum CaptureSource {
     Url,
     /// Browser: an element's text or attribute.
     Element {
-        /// CSS selector.
-        selector: String,
-        /// Attribute to read instead of the text.
-        attr: Option<String>,
+        /// CSS selector (a template).
+        selector: Template,
+        /// Attribute to read instead of the text (a template).
+        attr: Option<Template>,
     },
 }
 
@@ -524,13 +524,13 @@ pub struct BrowserAction {
 #[derive(Debug, Clone)]
 pub enum WaitCondition {
     /// An element matching the selector exists.
-    Present(String),
+    Present(Template),
     /// An element matching the selector is displayed.
-    Visible(String),
+    Visible(Template),
     /// The element's text contains this.
     Text {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Text to find.
         text: Template,
     },
@@ -544,25 +544,25 @@ pub enum ActionKind {
     /// Navigate to a URL.
     Goto(Template),
     /// Click the element.
-    Click(String),
+    Click(Template),
     /// Type into an input (clears it first).
     Fill {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Text to type.
         value: Template,
     },
     /// Choose an option of a `<select>` by value.
     Select {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Option value.
         value: Template,
     },
     /// Press a key (Enter, Tab, Escape, ...) in the focused element or the selector.
     Press {
         /// Optional target selector.
-        selector: Option<String>,
+        selector: Option<Template>,
         /// Key name.
         key: String,
     },
@@ -581,28 +581,28 @@ pub enum ActionKind {
 pub enum BrowserExpect {
     /// The element's text satisfies the predicate.
     Text {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Predicate on the text.
         pred: Predicate,
     },
     /// The element is visible.
-    Visible(String),
+    Visible(Template),
     /// No element matches.
-    Absent(String),
+    Absent(Template),
     /// This many elements match.
     Count {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Expected count.
         count: u64,
     },
     /// An attribute of the element.
     Attribute {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Attribute name.
-        name: String,
+        name: Template,
         /// Predicate on its value.
         pred: Predicate,
     },

@@ -420,8 +420,20 @@ impl<'a> Validator<'a> {
 
     pub(super) fn css(&mut self, n: &SNode) -> Option<(String, Arc<scraper::Selector>)> {
         let s = self.string(n, "a CSS selector")?;
-        match scraper::Selector::parse(&s) {
-            Ok(sel) => Some((s, Arc::new(sel))),
+        let sel = self.css_text(n.span, &s, &s)?;
+        Some((s, sel))
+    }
+
+    /// Parses `probe` as CSS, blaming `shown` (the selector as written) at `span`.
+    pub(super) fn css_text(
+        &mut self,
+        span: Span,
+        shown: &str,
+        probe: &str,
+    ) -> Option<Arc<scraper::Selector>> {
+        let s = shown;
+        match scraper::Selector::parse(probe) {
+            Ok(sel) => Some(Arc::new(sel)),
             Err(e) => {
                 // scraper's messages can be multi-line internals; keep the first useful line.
                 let detail = e.to_string();
@@ -431,7 +443,7 @@ impl<'a> Validator<'a> {
                     .find(|l| !l.is_empty() && !l.starts_with("Unexpected error occurred"))
                     .unwrap_or("syntax error")
                     .to_string();
-                self.error(n.span, format!("invalid CSS selector `{s}`"))
+                self.error(span, format!("invalid CSS selector `{s}`"))
                     .label = Some(format!(
                     "{detail}; e.g. `input[name=csrf_token]`, `#cart .item`"
                 ));

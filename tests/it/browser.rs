@@ -523,3 +523,41 @@ steps:
     }
     r.browser.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_and_attributes_are_templates_rendered_per_run() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    // Vars and a capture of this very step go into selectors and attribute names.
+    let j = journey(
+        &format!(
+            "name: templated\ninterval: 1m\ntimeout: 30s\nvars:\n  el: late\n  word: finally\n  attr: id\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=0\"\n      - expect: {{selector: \"#{{{{ el }}}}\", equals: \"{{{{ word }}}}\"}}\n      - capture:\n          which: {{selector: \"div > p[id={{{{ el }}}}]\", attr: \"{{{{ attr }}}}\"}}\n      - click: \"#box #{{{{ which }}}}\"\n      - expect: {{selector: \"#{{{{ which }}}}\", attr: \"{{{{ attr }}}}\", equals: late}}\n",
+            t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    let b = &o.steps[0];
+    // Timings name the rendered selector, not the template.
+    assert!(
+        b.timings.iter().any(|t| t.name == "click #box #late"),
+        "{:?}",
+        b.timings
+    );
+
+    // A selector that cannot be rendered fails as a template, at its action.
+    let j = journey(
+        &format!(
+            "name: unset\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=0\"\n      - click: \"#{{{{ env.WAYPROBE_SURELY_UNSET_VAR }}}}\"\n",
+            t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, Reason::Template, "{f:#?}");
+    assert_eq!(f.location.as_deref(), Some("8:9"));
+    r.browser.shutdown().await;
+}
