@@ -254,6 +254,23 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
     })
 }
 
+/// Gives every action that waits for the page and has no `timeout` of its
+/// own the journey's wait. A page load (`goto`) and a screenshot keep what
+/// is left of the step.
+pub(super) fn default_waits(steps: &mut [Step], wait: std::time::Duration) {
+    for s in steps {
+        if let StepKind::Browser(b) = &mut s.kind {
+            for a in &mut b.actions {
+                if a.timeout.is_none()
+                    && !matches!(a.kind, ActionKind::Goto(_) | ActionKind::Screenshot(_))
+                {
+                    a.timeout = Some(wait);
+                }
+            }
+        }
+    }
+}
+
 fn need<'n>(
     v: &mut Validator<'_>,
     f: &super::validate::Fields<'n>,

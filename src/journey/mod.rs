@@ -27,6 +27,11 @@ pub use slo::Slo;
 
 /// Default cap on a response body that is read into memory.
 pub const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
+/// How long a browser action waits for the page (an element to appear, an
+/// `expect` to hold) unless the action or the journey (`action_timeout`)
+/// says otherwise; as Playwright's `expect`, short, so a broken page fails
+/// fast instead of holding a browser for the rest of the run.
+pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on redirects followed by one HTTP step.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
@@ -514,7 +519,10 @@ pub struct BrowserStep {
 pub struct BrowserAction {
     /// Where the action is written.
     pub span: Span,
-    /// How long the action may take (defaults from the step).
+    /// How long the action may wait: as written, else the journey's
+    /// `action_timeout` ([`DEFAULT_ACTION_TIMEOUT`]); `None` only for `goto`
+    /// and `screenshot`, which may take what is left of the step. Always
+    /// capped by the step's deadline.
     pub timeout: Option<Duration>,
     /// What to do.
     pub kind: ActionKind,

@@ -23,6 +23,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "description",
     "interval",
     "timeout",
+    "action_timeout",
     "jitter",
     "labels",
     "vars",
@@ -628,6 +629,10 @@ pub(super) fn journey(
         }
         None => Duration::from_secs(30).min(interval.mul_f64(0.8)),
     };
+    let action_timeout = f
+        .get("action_timeout")
+        .and_then(|n| v.duration_max(n, "action_timeout", MAX_TIMEOUT))
+        .unwrap_or(super::DEFAULT_ACTION_TIMEOUT);
     let jitter = f
         .get("jitter")
         .and_then(|n| v.duration_max(n, "jitter", MAX_INTERVAL))
@@ -780,6 +785,8 @@ pub(super) fn journey(
             _ => v.type_error(n, "`steps`", "a list of steps"),
         },
     }
+
+    super::browser::default_waits(&mut steps, action_timeout);
 
     let mut slos = Vec::new();
     if let Some(n) = f.get("slos") {

@@ -561,3 +561,50 @@ async fn selectors_and_attributes_are_templates_rendered_per_run() {
     assert_eq!(f.location.as_deref(), Some("8:9"));
     r.browser.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_wait_briefly_by_default_and_say_what_they_awaited() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    // `#late` comes after a minute; the run has 30 s but each action only its wait.
+    let run = |extra: &str, action: &str| {
+        journey(
+            &format!(
+                "name: waits\ninterval: 1m\ntimeout: 30s\n{extra}steps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=60000\"\n      - {action}\n",
+                t.base
+            ),
+            &[],
+        )
+    };
+    let cases = [
+        // The default wait.
+        (
+            "",
+            "click: \"#late\"",
+            Reason::BrowserElement,
+            "no element matches `#late` after waiting 5s",
+        ),
+        // The journey's wait.
+        (
+            "action_timeout: 1s\n",
+            "expect: {selector: \"#box\", contains: finally}",
+            Reason::Assertion,
+            "text of `#box`: expected to contain `finally`, got `` (waited 1s)",
+        ),
+        // The action's own wait beats the journey's.
+        (
+            "action_timeout: 1s\n",
+            "wait_for: {selector: \"#late\", visible: true, timeout: 2s}",
+            Reason::BrowserElement,
+            "`#late` did not become visible in 2s",
+        ),
+    ];
+    for (extra, action, reason, want) in cases {
+        let o = r.runner.run(&run(extra, action)).await;
+        let f = o.failure().expect("fails");
+        assert_eq!(f.reason, reason, "{action}: {f:#?}");
+        assert!(f.message.contains(want), "{action}: {}", f.message);
+    }
+    r.browser.shutdown().await;
+}

@@ -37,13 +37,19 @@ where
             Ok(Ok(())) => return Ok(()),
             Ok(Err(f)) => f,
             Err(_) => match observed.take() {
-                Some(f) => return Err(f),
-                None => Failure::new(Reason::Timeout, "the browser did not answer in time"),
+                Some(f) => return Err(waited(f, limit)),
+                None => Failure::new(
+                    Reason::Timeout,
+                    format!("the browser did not answer in {}", human(limit)),
+                ),
             },
         };
         // A dead session will not get better by waiting.
-        if last.reason == Reason::BrowserSession || Instant::now() >= deadline {
+        if last.reason == Reason::BrowserSession {
             return Err(last);
+        }
+        if Instant::now() >= deadline {
+            return Err(waited(last, limit));
         }
         observed = Some(last);
         tokio::time::sleep(
@@ -51,6 +57,18 @@ where
         )
         .await;
     }
+}
+
+/// A duration as messages print it (`5s`, `1s 500ms`).
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(round(d))
+}
+
+/// Says how long the page was given: the last state seen is what it showed
+/// after that wait.
+fn waited(mut f: Failure, limit: Duration) -> Failure {
+    f.message = format!("{} (waited {})", f.message, human(limit));
+    f
 }
 
 fn pred_ok(p: &Predicate, actual: Option<&str>, ctx: &StepCtx, what: &str) -> Result<(), Failure> {
@@ -82,10 +100,7 @@ async fn find(
         Ok(Ok(e)) => Ok(e),
         Ok(Err(CmdError::WaitTimeout)) | Err(_) => Err(Failure::new(
             Reason::BrowserElement,
-            format!(
-                "no element matches `{sel}` after {}",
-                humantime::format_duration(round(limit))
-            ),
+            format!("no element matches `{sel}` after waiting {}", human(limit)),
         )),
         Ok(Err(e)) => Err(Failure::new(
             classify(&e),
@@ -246,9 +261,9 @@ pub(super) async fn run_action(
                 WaitCondition::Present(_) => find(c, &sel, t).await.map(|_| ()),
                 WaitCondition::Visible(_) => {
                     let s = sel.clone();
-                    poll(t, || visible(c, &s))
-                        .await
-                        .map_err(|f| retitle(f, &format!("`{s}` did not become visible")))
+                    poll(t, || visible(c, &s)).await.map_err(|f| {
+                        retitle(f, &format!("`{s}` did not become visible in {}", human(t)))
+                    })
                 }
                 WaitCondition::Text { text, .. } => match render(text, ctx) {
                     Err(f) => Err(f),
