@@ -332,17 +332,25 @@ fn text_pred(v: &mut Validator<'_>, val: &SNode, names: &Names) -> Option<Predic
         node: Node::Map(vec![((*k).clone(), (*pv).clone())]),
         span: pv.span,
     };
-    predicates(v, &wrapped, "a text assertion", TEXT_PREDICATES, names)
-        .into_iter()
-        .next()
-        .map(|(_, p)| p)
+    let preds = predicates(v, &wrapped, "a text assertion", TEXT_PREDICATES, names);
+    only_one(v, preds)
 }
 
 fn first_pred(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Predicate> {
-    predicates(v, n, "a browser assertion", TEXT_PREDICATES, names)
-        .into_iter()
-        .next()
-        .map(|(_, p)| p)
+    let preds = predicates(v, n, "a browser assertion", TEXT_PREDICATES, names);
+    only_one(v, preds)
+}
+
+/// A browser `expect` waits for one condition; a second would be dropped.
+fn only_one(v: &mut Validator<'_>, preds: Vec<(Span, Predicate)>) -> Option<Predicate> {
+    let mut it = preds.into_iter();
+    let first = it.next().map(|(_, p)| p);
+    if let Some((span, _)) = it.next() {
+        v.error(span, "a browser `expect` checks one value").label =
+            Some("write one `expect` per value".into());
+        return None;
+    }
+    first
 }
 
 fn browser_captures(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Vec<Capture>> {

@@ -257,6 +257,8 @@ pub enum Check {
         /// What must hold.
         pred: CookiePredicate,
     },
+    /// The final URL, after redirects.
+    Url(Predicate),
     /// The body as text.
     Body(Predicate),
     /// A JSONPath query on the body.

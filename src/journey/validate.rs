@@ -64,7 +64,16 @@ const MAX_REDIRECTS: u64 = 50;
 const MAX_BODY: u64 = 1024 * 1024 * 1024;
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const EXPECT_KEYS: &[&str] = &[
-    "status", "headers", "cookies", "body", "jsonpath", "duration",
+    "status", "url", "headers", "cookies", "body", "jsonpath", "duration",
+];
+/// Predicates on the final URL of an HTTP step.
+const URL_PREDICATES: &[&str] = &[
+    "equals",
+    "not_equals",
+    "contains",
+    "not_contains",
+    "starts_with",
+    "matches",
 ];
 pub(super) const TEXT_PREDICATES: &[&str] = &[
     "equals",
@@ -1250,6 +1259,24 @@ pub(super) fn predicates(
     };
     let mut out = Vec::new();
     for (k, val) in f.entries() {
+        // `contains: [a, b]` is one assertion per item, each failing on its own.
+        if let ("contains" | "not_contains", Node::Seq(items)) = (k.name.as_str(), &val.node) {
+            if items.is_empty() {
+                v.error(val.span, format!("`{}` lists nothing", k.name))
+                    .label = Some("give one value or a list of values".into());
+            }
+            for item in items {
+                if let Some(e) = expected(v, item, names) {
+                    let p = if k.name == "contains" {
+                        Predicate::Contains(e)
+                    } else {
+                        Predicate::NotContains(e)
+                    };
+                    out.push((item.span, p));
+                }
+            }
+            continue;
+        }
         let p = match k.name.as_str() {
             "equals" => expected(v, val, names).map(Predicate::Equals),
             "not_equals" => expected(v, val, names).map(Predicate::NotEquals),
@@ -1363,6 +1390,14 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                             },
                         });
                     }
+                }
+            }
+            "url" => {
+                for (span, pred) in predicates(v, val, "a URL assertion", URL_PREDICATES, names) {
+                    out.push(Assertion {
+                        span,
+                        check: Check::Url(pred),
+                    });
                 }
             }
             "body" => {
