@@ -66,15 +66,6 @@ const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPT
 const EXPECT_KEYS: &[&str] = &[
     "status", "url", "headers", "cookies", "body", "jsonpath", "duration",
 ];
-/// Predicates on the final URL of an HTTP step.
-const URL_PREDICATES: &[&str] = &[
-    "equals",
-    "not_equals",
-    "contains",
-    "not_contains",
-    "starts_with",
-    "matches",
-];
 pub(super) const TEXT_PREDICATES: &[&str] = &[
     "equals",
     "not_equals",
@@ -84,7 +75,8 @@ pub(super) const TEXT_PREDICATES: &[&str] = &[
     "matches",
     "exists",
 ];
-const BODY_PREDICATES: &[&str] = &[
+/// Predicates on a text that is always there (a body, a final URL).
+const TEXT_ONLY_PREDICATES: &[&str] = &[
     "equals",
     "not_equals",
     "contains",
@@ -1393,7 +1385,9 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                 }
             }
             "url" => {
-                for (span, pred) in predicates(v, val, "a URL assertion", URL_PREDICATES, names) {
+                for (span, pred) in
+                    predicates(v, val, "a URL assertion", TEXT_ONLY_PREDICATES, names)
+                {
                     out.push(Assertion {
                         span,
                         check: Check::Url(pred),
@@ -1406,7 +1400,9 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                         Some("e.g. `body: {contains: \"Log in\"}`".into());
                     continue;
                 }
-                for (span, pred) in predicates(v, val, "a body assertion", BODY_PREDICATES, names) {
+                for (span, pred) in
+                    predicates(v, val, "a body assertion", TEXT_ONLY_PREDICATES, names)
+                {
                     out.push(Assertion {
                         span,
                         check: Check::Body(pred),
