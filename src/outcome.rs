@@ -207,6 +207,16 @@ pub struct Timing {
     pub ms: f64,
 }
 
+/// A value a step captured into a variable, as outputs show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Captured {
+    /// The variable's name.
+    pub name: String,
+    /// The value, redacted: masked whole when the capture has `redact: true`,
+    /// and wherever a secret's value appears in it.
+    pub value: String,
+}
+
 /// The result of one step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepOutcome {
@@ -237,6 +247,9 @@ pub struct StepOutcome {
     /// Action and navigation timings (browser steps).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timings: Vec<Timing>,
+    /// Values captured by this step, in the order they were taken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub captures: Vec<Captured>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -261,6 +274,7 @@ impl StepOutcome {
             failure: None,
             exchanges: Vec::new(),
             timings: Vec::new(),
+            captures: Vec::new(),
         }
     }
 }

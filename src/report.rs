@@ -73,6 +73,9 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             s.name
         );
         let _ = writeln!(out, "{}", line.trim_end());
+        for c in &s.captures {
+            let _ = writeln!(out, "      {} {} = {}", p.dim("⤷"), c.name, c.value);
+        }
         if verbose {
             for x in &s.exchanges {
                 let _ = writeln!(out, "      > {}", x.request);

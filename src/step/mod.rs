@@ -109,6 +109,7 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> Step
                 failure: r.failure,
                 exchanges: r.exchanges,
                 timings: r.timings,
+                captures: r.captures,
             }
         }
         #[cfg(feature = "browser")]

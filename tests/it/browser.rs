@@ -540,6 +540,14 @@ async fn selectors_and_attributes_are_templates_rendered_per_run() {
     let o = r.runner.run(&j).await;
     assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
     let b = &o.steps[0];
+    // The capture is in the outcome, for `run`'s output and reports.
+    assert_eq!(
+        b.captures
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("which", "late")]
+    );
     // Timings name the rendered selector, not the template.
     assert!(
         b.timings.iter().any(|t| t.name == "click #box #late"),

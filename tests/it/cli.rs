@@ -30,6 +30,16 @@ async fn run_prints_each_step_and_points_at_the_failing_assertion() {
         "status"
     );
     assert_eq!(report["journeys"][0]["steps"][2]["status"], "skipped");
+    // Captures are shown, a `redact: true` one masked everywhere.
+    let caps = &report["journeys"][0]["steps"][0]["captures"];
+    assert_eq!(caps[0], serde_json::json!({"name": "word", "value": "o"}));
+    assert_eq!(caps[1]["name"], "kind");
+    assert_ne!(caps[1]["value"], "");
+    let raw = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        !raw.contains("text/plain") && !stdout.contains("text/plain"),
+        "{raw}"
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(
         xml.contains(

@@ -347,7 +347,7 @@ pub(super) async fn run_action(
                     )),
                 };
                 match v {
-                    Ok(v) => ctx.set_capture(cap, v),
+                    Ok(v) => out.captures.push(ctx.set_capture(cap, v)),
                     Err(mut f) => {
                         if f.reason == Reason::BrowserElement {
                             f.reason = Reason::Capture;
