@@ -201,9 +201,41 @@ pub struct RunArgs {
     /// Show request and response headers (secrets masked).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Run at most N journeys at a time (1 = one after another); default: all at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Run only journeys whose name matches this glob (`checkout*`); repeatable.
+    #[arg(long = "journey", value_name = "GLOB")]
+    pub journeys: Vec<String>,
     /// Browser options.
     #[command(flatten)]
     pub browser: BrowserArgs,
+}
+
+/// Keeps the journeys whose name matches one of `patterns` (all when none);
+/// a bad pattern, or a pattern matching nothing, is the user's error.
+fn select_journeys(journeys: Vec<Journey>, patterns: &[String]) -> Result<Vec<Journey>, String> {
+    if patterns.is_empty() {
+        return Ok(journeys);
+    }
+    let mut globs = Vec::new();
+    for p in patterns {
+        let g = globset::Glob::new(p)
+            .map_err(|e| format!("--journey `{p}` is not a glob: {}", e.kind()))?
+            .compile_matcher();
+        if !journeys.iter().any(|j| g.is_match(&j.name)) {
+            let names: Vec<&str> = journeys.iter().map(|j| j.name.as_str()).collect();
+            return Err(format!(
+                "--journey `{p}` matches no journey; the journeys are: {}",
+                names.join(", ")
+            ));
+        }
+        globs.push(g);
+    }
+    Ok(journeys
+        .into_iter()
+        .filter(|j| globs.iter().any(|g| g.is_match(&j.name)))
+        .collect())
 }
 
 /// `wayprobe rules`.
@@ -548,16 +580,23 @@ fn report_invalid(e: &LoadError) {
 pub async fn run_journeys(
     journeys: &[Journey],
     runner: &Runner,
+    jobs: Option<u32>,
 ) -> Vec<crate::outcome::JourneyOutcome> {
     // Browser journeys wait for a free browser *before* their clock starts,
-    // so a queue of them does not eat into their timeouts.
+    // so a queue of them does not eat into their timeouts; so do all
+    // journeys for a job slot under `--jobs`.
     let browsers = std::sync::Arc::new(tokio::sync::Semaphore::new(default_browser_sessions()));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        jobs.map_or(journeys.len().max(1), |n| n as usize),
+    ));
     let futs = journeys.iter().map(|j| {
         let runner = runner.clone();
         let j = j.clone();
         let browsers = browsers.clone();
+        let slots = slots.clone();
         // Backstop: the runner bounds each step, this bounds the whole run.
         async move {
+            let _job = slots.acquire_owned().await.ok();
             let _slot = if j.uses_browser() {
                 browsers.acquire_owned().await.ok()
             } else {
@@ -583,6 +622,13 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
     };
     print_diagnostics(&loaded.warnings, true);
+    let journeys = match select_journeys(loaded.journeys, &args.journeys) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
     let runner = args.browser.runner(
         RunOptions {
             verbose: args.verbose,
@@ -590,9 +636,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         },
         default_browser_sessions(),
     );
-    let outcomes = run_journeys(&loaded.journeys, &runner).await;
-    print_outcomes(&loaded.journeys, &outcomes, args.verbose);
-    let refs: Vec<&Journey> = loaded.journeys.iter().collect();
+    let outcomes = run_journeys(&journeys, &runner, args.jobs).await;
+    print_outcomes(&journeys, &outcomes, args.verbose);
+    let refs: Vec<&Journey> = journeys.iter().collect();
     if let Some(p) = &args.report_junit {
         std::fs::write(p, crate::report::junit(&refs, &outcomes))
             .with_context(|| format!("cannot write {}", p.display()))?;
@@ -832,7 +878,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
             "demo shop: {base_url}/ (user alice, password {})\n\n",
             crate::demo::DemoShop::PASSWORD
         ));
-        let outcomes = run_journeys(&loaded.journeys, &runner).await;
+        let outcomes = run_journeys(&loaded.journeys, &runner, None).await;
         print_outcomes(&loaded.journeys, &outcomes, false);
         let _ = stop_tx.send(());
         let _ = server.await;

@@ -126,3 +126,78 @@ async fn example_journeys_pass_against_the_demo_shop() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_chooses_journeys_by_glob_and_runs_them_one_at_a_time() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    for name in ["buy-a", "buy-b", "browse"] {
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            format!(
+                "steps:\n  - name: slow\n    http: {{url: \"{}/slow?ms=300\"}}\n",
+                t.base
+            ),
+        )
+        .unwrap();
+    }
+    let json = dir.join("report.json");
+    let out = bin()
+        .arg("run")
+        .arg(&dir)
+        .args(["--journey", "buy-*", "--jobs", "1", "--report-json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS buy-a") && stdout.contains("PASS buy-b"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("browse"), "{stdout}");
+    // One at a time: each run starts after the one before has ended.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let mut spans: Vec<(std::time::SystemTime, f64)> = report["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                humantime::parse_rfc3339(j["started_at"].as_str().unwrap()).unwrap(),
+                j["duration"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(spans.len(), 2);
+    spans.sort_by_key(|s| s.0);
+    let first_end = spans[0].0 + std::time::Duration::from_secs_f64(spans[0].1);
+    // started_at has millisecond precision.
+    assert!(
+        spans[1].0 + std::time::Duration::from_millis(1) >= first_end,
+        "{spans:?}"
+    );
+
+    // A glob that matches nothing, or is not a glob, is the user's error.
+    for (pat, want) in [
+        ("chekout*", "matches no journey; the journeys are: "),
+        ("buy-[", "is not a glob"),
+    ] {
+        let out = bin()
+            .arg("run")
+            .arg(&dir)
+            .args(["--journey", pat])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{stderr}");
+    }
+    let out = bin()
+        .arg("run")
+        .arg(&dir)
+        .args(["--jobs", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
