@@ -81,7 +81,8 @@ pub struct ServeArgs {
         long,
         default_value = "0.0.0.0:9469",
         env = "WAYPROBE_LISTEN",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = parse_listen
     )]
     pub listen: String,
     /// The `location` label of every series (where this prober runs).
@@ -163,6 +164,23 @@ pub struct LoadArgs {
     /// Override a journey variable: `--var base_url=https://shop.example.com`.
     #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+}
+
+/// A listen address `HOST:PORT`; `:PORT` means every interface, as in the
+/// Prometheus exporters' `--web.listen-address`. Checked when parsed, so a
+/// bad address is a usage error (exit 2), not a failure to start.
+fn parse_listen(s: &str) -> Result<String, String> {
+    let addr = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr),
+        _ => Err(format!(
+            "`{s}` is not HOST:PORT; write e.g. `:9469`, `127.0.0.1:9469` or `localhost:9469`"
+        )),
+    }
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {
@@ -333,13 +351,13 @@ impl BrowserArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Address of the demo shop (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR", value_parser = parse_listen)]
     pub shop_listen: String,
     /// Run the example journeys once, print the results and exit.
     #[arg(long)]
     pub once: bool,
     /// Address of the metrics endpoint and status page.
-    #[arg(long, default_value = "127.0.0.1:9469", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:9469", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: String,
     /// How often the demo runs each journey.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -921,4 +939,20 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
     let _ = stop_tx.send(());
     let _ = server.await;
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_addresses_are_host_and_port() {
+        assert_eq!(parse_listen(":9469").unwrap(), "0.0.0.0:9469");
+        assert_eq!(parse_listen("localhost:9469").unwrap(), "localhost:9469");
+        assert_eq!(parse_listen("[::1]:9469").unwrap(), "[::1]:9469");
+        for bad in ["localhost", "9469", ":", "host:99999", ":http"] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(e.contains("is not HOST:PORT"), "{bad}: {e}");
+        }
+    }
 }

@@ -32,7 +32,12 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
         out,
         "{verdict} {} {}",
         p.bold(&o.journey),
-        p.dim(&format!("({}, {} steps)", ms(o.duration), o.steps.len()))
+        p.dim(&format!(
+            "({}, {} step{})",
+            ms(o.duration),
+            o.steps.len(),
+            if o.steps.len() == 1 { "" } else { "s" }
+        ))
     );
     let width = o.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &o.steps {

@@ -72,6 +72,7 @@ async fn run_exits_0_when_everything_passes() {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("PASS ok "), "{stdout}");
+    assert!(stdout.contains(", 1 step)"), "{stdout}");
     assert!(stdout.contains("1 journey: 1 passed, 0 failed"));
 }
 
@@ -200,4 +201,19 @@ async fn run_chooses_journeys_by_glob_and_runs_them_one_at_a_time() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_listen_address_without_a_port_is_a_usage_error() {
+    let out = bin()
+        .current_dir(root())
+        .args(["serve", "--journeys", "journeys", "--listen", "localhost"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`localhost` is not HOST:PORT; write e.g. `:9469`"),
+        "{stderr}"
+    );
 }
