@@ -81,7 +81,8 @@ pub struct ServeArgs {
         long,
         default_value = "0.0.0.0:9469",
         env = "WAYPROBE_LISTEN",
-        value_name = "ADDR"
+        value_name = "ADDR",
+        value_parser = parse_listen
     )]
     pub listen: String,
     /// The `location` label of every series (where this prober runs).
@@ -172,6 +173,23 @@ pub struct LoadArgs {
     pub vars: Vec<(String, String)>,
 }
 
+/// A listen address `HOST:PORT`; `:PORT` means every interface, as in the
+/// Prometheus exporters' `--web.listen-address`. Checked when parsed, so a
+/// bad address is a usage error (exit 2), not a failure to start.
+fn parse_listen(s: &str) -> Result<String, String> {
+    let addr = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(addr),
+        _ => Err(format!(
+            "`{s}` is not HOST:PORT; write e.g. `:9469`, `127.0.0.1:9469` or `localhost:9469`"
+        )),
+    }
+}
+
 fn parse_var(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -208,6 +226,12 @@ pub struct RunArgs {
     /// Show request and response headers (secrets masked).
     #[arg(long, short)]
     pub verbose: bool,
+    /// Run at most N journeys at a time (1 = one after another); default: all at once.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Run only journeys whose name matches this glob (`checkout*`); repeatable.
+    #[arg(long = "journey", value_name = "GLOB")]
+    pub journeys: Vec<String>,
     /// Browser options.
     #[command(flatten)]
     pub browser: BrowserArgs,
@@ -237,6 +261,32 @@ fn parse_trace_url_template(s: &str) -> Result<String, String> {
         Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(s.to_string()),
         _ => Err("not an http(s) URL, e.g. `https://tempo.example/trace/{trace_id}`".into()),
     }
+}
+
+/// Keeps the journeys whose name matches one of `patterns` (all when none);
+/// a bad pattern, or a pattern matching nothing, is the user's error.
+fn select_journeys(journeys: Vec<Journey>, patterns: &[String]) -> Result<Vec<Journey>, String> {
+    if patterns.is_empty() {
+        return Ok(journeys);
+    }
+    let mut globs = Vec::new();
+    for p in patterns {
+        let g = globset::Glob::new(p)
+            .map_err(|e| format!("--journey `{p}` is not a glob: {}", e.kind()))?
+            .compile_matcher();
+        if !journeys.iter().any(|j| g.is_match(&j.name)) {
+            let names: Vec<&str> = journeys.iter().map(|j| j.name.as_str()).collect();
+            return Err(format!(
+                "--journey `{p}` matches no journey; the journeys are: {}",
+                names.join(", ")
+            ));
+        }
+        globs.push(g);
+    }
+    Ok(journeys
+        .into_iter()
+        .filter(|j| globs.iter().any(|g| g.is_match(&j.name)))
+        .collect())
 }
 
 /// `wayprobe rules`.
@@ -339,13 +389,13 @@ impl BrowserArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Address of the demo shop (port 0 picks a free one).
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR", value_parser = parse_listen)]
     pub shop_listen: String,
     /// Run the example journeys once, print the results and exit.
     #[arg(long)]
     pub once: bool,
     /// Address of the metrics endpoint and status page.
-    #[arg(long, default_value = "127.0.0.1:9469", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:9469", value_name = "ADDR", value_parser = parse_listen)]
     pub listen: String,
     /// How often the demo runs each journey.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
@@ -587,16 +637,23 @@ fn report_invalid(e: &LoadError) {
 pub async fn run_journeys(
     journeys: &[Journey],
     runner: &Runner,
+    jobs: Option<u32>,
 ) -> Vec<crate::outcome::JourneyOutcome> {
     // Browser journeys wait for a free browser *before* their clock starts,
-    // so a queue of them does not eat into their timeouts.
+    // so a queue of them does not eat into their timeouts; so do all
+    // journeys for a job slot under `--jobs`.
     let browsers = std::sync::Arc::new(tokio::sync::Semaphore::new(default_browser_sessions()));
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        jobs.map_or(journeys.len().max(1), |n| n as usize),
+    ));
     let futs = journeys.iter().map(|j| {
         let runner = runner.clone();
         let j = j.clone();
         let browsers = browsers.clone();
+        let slots = slots.clone();
         // Backstop: the runner bounds each step, this bounds the whole run.
         async move {
+            let _job = slots.acquire_owned().await.ok();
             let _slot = if j.uses_browser() {
                 browsers.acquire_owned().await.ok()
             } else {
@@ -622,6 +679,13 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         }
     };
     print_diagnostics(&loaded.warnings, true);
+    let journeys = match select_journeys(loaded.journeys, &args.journeys) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
     let runner = args.browser.runner(
         RunOptions {
             verbose: args.verbose,
@@ -630,9 +694,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         },
         default_browser_sessions(),
     );
-    let outcomes = run_journeys(&loaded.journeys, &runner).await;
-    print_outcomes(&loaded.journeys, &outcomes, args.verbose);
-    let refs: Vec<&Journey> = loaded.journeys.iter().collect();
+    let outcomes = run_journeys(&journeys, &runner, args.jobs).await;
+    print_outcomes(&journeys, &outcomes, args.verbose);
+    let refs: Vec<&Journey> = journeys.iter().collect();
     if let Some(p) = &args.report_junit {
         std::fs::write(p, crate::report::junit(&refs, &outcomes))
             .with_context(|| format!("cannot write {}", p.display()))?;
@@ -891,7 +955,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
             "demo shop: {base_url}/ (user alice, password {})\n\n",
             crate::demo::DemoShop::PASSWORD
         ));
-        let outcomes = run_journeys(&loaded.journeys, &runner).await;
+        let outcomes = run_journeys(&loaded.journeys, &runner, None).await;
         print_outcomes(&loaded.journeys, &outcomes, false);
         let _ = stop_tx.send(());
         let _ = server.await;
@@ -934,4 +998,20 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
     let _ = stop_tx.send(());
     let _ = server.await;
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_listen;
+
+    #[test]
+    fn listen_addresses_are_host_and_port() {
+        assert_eq!(parse_listen(":9469").unwrap(), "0.0.0.0:9469");
+        assert_eq!(parse_listen("localhost:9469").unwrap(), "localhost:9469");
+        assert_eq!(parse_listen("[::1]:9469").unwrap(), "[::1]:9469");
+        for bad in ["localhost", "9469", ":", "host:99999", ":http"] {
+            let e = parse_listen(bad).unwrap_err();
+            assert!(e.contains("is not HOST:PORT"), "{bad}: {e}");
+        }
+    }
 }

@@ -207,6 +207,16 @@ pub struct Timing {
     pub ms: f64,
 }
 
+/// A value a step captured into a variable, as outputs show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Captured {
+    /// The variable's name.
+    pub name: String,
+    /// The value, redacted: masked whole when the capture has `redact: true`,
+    /// and wherever a secret's value appears in it.
+    pub value: String,
+}
+
 /// The result of one step.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepOutcome {
@@ -241,6 +251,9 @@ pub struct StepOutcome {
     /// of its requests; none for a step that did not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span_id: Option<String>,
+    /// Values captured by this step, in the order they were taken.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub captures: Vec<Captured>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -266,6 +279,7 @@ impl StepOutcome {
             exchanges: Vec::new(),
             timings: Vec::new(),
             span_id: None,
+            captures: Vec::new(),
         }
     }
 }

@@ -32,7 +32,12 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
         out,
         "{verdict} {} {}",
         p.bold(&o.journey),
-        p.dim(&format!("({}, {} steps)", ms(o.duration), o.steps.len()))
+        p.dim(&format!(
+            "({}, {} step{})",
+            ms(o.duration),
+            o.steps.len(),
+            if o.steps.len() == 1 { "" } else { "s" }
+        ))
     );
     let width = o.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in &o.steps {
@@ -73,6 +78,9 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             s.name
         );
         let _ = writeln!(out, "{}", line.trim_end());
+        for c in &s.captures {
+            let _ = writeln!(out, "      {} {} = {}", p.dim("⤷"), c.name, c.value);
+        }
         if verbose {
             for x in &s.exchanges {
                 let _ = writeln!(out, "      > {}", x.request);

@@ -5,6 +5,7 @@ use super::validate::{Names, TEXT_PREDICATES, Validator, predicates};
 use super::yaml::{Node, SNode};
 use super::*;
 use crate::diag::{did_you_mean, one_of};
+use crate::template::Template;
 
 const ACTIONS: &[&str] = &[
     "goto",
@@ -70,8 +71,17 @@ pub(super) fn browser_step(v: &mut Validator<'_>, n: &SNode, names: &Names) -> O
     ok.then_some(BrowserStep { actions })
 }
 
-fn selector(v: &mut Validator<'_>, n: &SNode) -> Option<String> {
-    v.css(n).map(|(s, _)| s)
+/// A selector is a template (`"#order-{{ order }}"`): its names are checked
+/// like any template's, and its CSS with each `{{ }}` part standing for a
+/// plain word, so a typo fails `check` rather than the run.
+fn selector(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Template> {
+    static PARTS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?s)\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}").expect("valid regex")
+    });
+    let t = v.template(n, "a CSS selector", names)?;
+    let probe = PARTS.replace_all(t.source(), "x");
+    v.css_text(n.span, t.source(), &probe)?;
+    Some(t)
 }
 
 fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserAction> {
@@ -129,9 +139,9 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                 let f = v.map(val, "`click`", &["selector", "timeout"])?;
                 timeout = timeout.or(inner_timeout(v, val));
                 let n_selector = need(v, &f, val, "selector")?;
-                ActionKind::Click(selector(v, n_selector)?)
+                ActionKind::Click(selector(v, n_selector, names)?)
             }
-            _ => ActionKind::Click(selector(v, val)?),
+            _ => ActionKind::Click(selector(v, val, names)?),
         },
         "fill" | "select" => {
             let f = v.map(
@@ -141,7 +151,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
             )?;
             timeout = timeout.or(inner_timeout(v, val));
             let n_selector = need(v, &f, val, "selector")?;
-            let selector = selector(v, n_selector)?;
+            let selector = selector(v, n_selector, names)?;
             let n_value = need(v, &f, val, "value")?;
             let value = v.template(n_value, "`value`", names)?;
             if key.name == "fill" {
@@ -157,7 +167,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                 let n_key = need(v, &f, val, "key")?;
                 let key = v.string(n_key, "`key`")?;
                 let selector = match f.get("selector") {
-                    Some(s) => Some(selector(v, s)?),
+                    Some(s) => Some(selector(v, s, names)?),
                     None => None,
                 };
                 ActionKind::Press {
@@ -184,7 +194,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                 WaitCondition::Url(v.template(u, "`url`", names)?)
             } else {
                 let n_selector = need(v, &f, val, "selector")?;
-                let sel = selector(v, n_selector)?;
+                let sel = selector(v, n_selector, names)?;
                 if let Some(t) = f.get("text") {
                     WaitCondition::Text {
                         selector: sel,
@@ -208,7 +218,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                 ActionKind::Expect(BrowserExpect::Title(first_pred(v, t, names)?))
             } else {
                 let n_selector = need(v, &f, val, "selector")?;
-                let sel = selector(v, n_selector)?;
+                let sel = selector(v, n_selector, names)?;
                 if f.get("visible").and_then(|b| v.bool(b, "`visible`")) == Some(true) {
                     ActionKind::Expect(BrowserExpect::Visible(sel))
                 } else if f.get("absent").and_then(|b| v.bool(b, "`absent`")) == Some(true) {
@@ -223,7 +233,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                     match f.get("attr") {
                         Some(a) => ActionKind::Expect(BrowserExpect::Attribute {
                             selector: sel,
-                            name: v.string(a, "`attr`")?,
+                            name: v.template(a, "`attr`", names)?,
                             pred,
                         }),
                         None => ActionKind::Expect(BrowserExpect::Text {
@@ -234,7 +244,7 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
                 }
             }
         }
-        "capture" => ActionKind::Capture(browser_captures(v, val)?),
+        "capture" => ActionKind::Capture(browser_captures(v, val, names)?),
         _ => ActionKind::Screenshot(v.string(val, "`screenshot`")?),
     };
     Some(BrowserAction {
@@ -242,6 +252,23 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
         timeout,
         kind,
     })
+}
+
+/// Gives every action that waits for the page and has no `timeout` of its
+/// own the journey's wait. A page load (`goto`) and a screenshot keep what
+/// is left of the step.
+pub(super) fn default_waits(steps: &mut [Step], wait: std::time::Duration) {
+    for s in steps {
+        if let StepKind::Browser(b) = &mut s.kind {
+            for a in &mut b.actions {
+                if a.timeout.is_none()
+                    && !matches!(a.kind, ActionKind::Goto(_) | ActionKind::Screenshot(_))
+                {
+                    a.timeout = Some(wait);
+                }
+            }
+        }
+    }
 }
 
 fn need<'n>(
@@ -305,20 +332,28 @@ fn text_pred(v: &mut Validator<'_>, val: &SNode, names: &Names) -> Option<Predic
         node: Node::Map(vec![((*k).clone(), (*pv).clone())]),
         span: pv.span,
     };
-    predicates(v, &wrapped, "a text assertion", TEXT_PREDICATES, names)
-        .into_iter()
-        .next()
-        .map(|(_, p)| p)
+    let preds = predicates(v, &wrapped, "a text assertion", TEXT_PREDICATES, names);
+    only_one(v, preds)
 }
 
 fn first_pred(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Predicate> {
-    predicates(v, n, "a browser assertion", TEXT_PREDICATES, names)
-        .into_iter()
-        .next()
-        .map(|(_, p)| p)
+    let preds = predicates(v, n, "a browser assertion", TEXT_PREDICATES, names);
+    only_one(v, preds)
 }
 
-fn browser_captures(v: &mut Validator<'_>, n: &SNode) -> Option<Vec<Capture>> {
+/// A browser `expect` waits for one condition; a second would be dropped.
+fn only_one(v: &mut Validator<'_>, preds: Vec<(Span, Predicate)>) -> Option<Predicate> {
+    let mut it = preds.into_iter();
+    let first = it.next().map(|(_, p)| p);
+    if let Some((span, _)) = it.next() {
+        v.error(span, "a browser `expect` checks one value").label =
+            Some("write one `expect` per value".into());
+        return None;
+    }
+    first
+}
+
+fn browser_captures(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<Vec<Capture>> {
     let Node::Map(entries) = &n.node else {
         v.type_error(n, "a browser `capture`", "a mapping of variables");
         return None;
@@ -338,10 +373,13 @@ fn browser_captures(v: &mut Validator<'_>, n: &SNode) -> Option<Vec<Capture>> {
             CaptureSource::Url
         } else {
             let n_selector = need(v, &f, val, "selector")?;
-            let sel = selector(v, n_selector)?;
+            let sel = selector(v, n_selector, names)?;
             CaptureSource::Element {
                 selector: sel,
-                attr: f.get("attr").and_then(|a| v.string(a, "`attr`")),
+                attr: match f.get("attr") {
+                    Some(a) => Some(v.template(a, "`attr`", names)?),
+                    None => None,
+                },
             }
         };
         out.push(Capture {

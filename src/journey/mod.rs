@@ -27,6 +27,11 @@ pub use slo::Slo;
 
 /// Default cap on a response body that is read into memory.
 pub const DEFAULT_MAX_BODY: u64 = 4 * 1024 * 1024;
+/// How long a browser action waits for the page (an element to appear, an
+/// `expect` to hold) unless the action or the journey (`action_timeout`)
+/// says otherwise; as Playwright's `expect`, short, so a broken page fails
+/// fast instead of holding a browser for the rest of the run.
+pub const DEFAULT_ACTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on redirects followed by one HTTP step.
 pub const DEFAULT_MAX_REDIRECTS: u32 = 10;
 
@@ -326,6 +331,8 @@ pub enum Check {
         /// What must hold.
         pred: CookiePredicate,
     },
+    /// The final URL, after redirects.
+    Url(Predicate),
     /// The body as text.
     Body(Predicate),
     /// A JSONPath query on the body.
@@ -569,10 +576,10 @@ pub enum CaptureSource {
     Url,
     /// Browser: an element's text or attribute.
     Element {
-        /// CSS selector.
-        selector: String,
-        /// Attribute to read instead of the text.
-        attr: Option<String>,
+        /// CSS selector (a template).
+        selector: Template,
+        /// Attribute to read instead of the text (a template).
+        attr: Option<Template>,
     },
 }
 
@@ -588,7 +595,10 @@ pub struct BrowserStep {
 pub struct BrowserAction {
     /// Where the action is written.
     pub span: Span,
-    /// How long the action may take (defaults from the step).
+    /// How long the action may wait: as written, else the journey's
+    /// `action_timeout` ([`DEFAULT_ACTION_TIMEOUT`]); `None` only for `goto`
+    /// and `screenshot`, which may take what is left of the step. Always
+    /// capped by the step's deadline.
     pub timeout: Option<Duration>,
     /// What to do.
     pub kind: ActionKind,
@@ -598,13 +608,13 @@ pub struct BrowserAction {
 #[derive(Debug, Clone)]
 pub enum WaitCondition {
     /// An element matching the selector exists.
-    Present(String),
+    Present(Template),
     /// An element matching the selector is displayed.
-    Visible(String),
+    Visible(Template),
     /// The element's text contains this.
     Text {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Text to find.
         text: Template,
     },
@@ -618,25 +628,25 @@ pub enum ActionKind {
     /// Navigate to a URL.
     Goto(Template),
     /// Click the element.
-    Click(String),
+    Click(Template),
     /// Type into an input (clears it first).
     Fill {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Text to type.
         value: Template,
     },
     /// Choose an option of a `<select>` by value.
     Select {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Option value.
         value: Template,
     },
     /// Press a key (Enter, Tab, Escape, ...) in the focused element or the selector.
     Press {
         /// Optional target selector.
-        selector: Option<String>,
+        selector: Option<Template>,
         /// Key name.
         key: String,
     },
@@ -655,28 +665,28 @@ pub enum ActionKind {
 pub enum BrowserExpect {
     /// The element's text satisfies the predicate.
     Text {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Predicate on the text.
         pred: Predicate,
     },
     /// The element is visible.
-    Visible(String),
+    Visible(Template),
     /// No element matches.
-    Absent(String),
+    Absent(Template),
     /// This many elements match.
     Count {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Expected count.
         count: u64,
     },
     /// An attribute of the element.
     Attribute {
-        /// Selector.
-        selector: String,
+        /// CSS selector (a template).
+        selector: Template,
         /// Attribute name.
-        name: String,
+        name: Template,
         /// Predicate on its value.
         pred: Predicate,
     },

@@ -23,6 +23,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "description",
     "interval",
     "timeout",
+    "action_timeout",
     "jitter",
     "labels",
     "vars",
@@ -67,7 +68,7 @@ const MAX_REDIRECTS: u64 = 50;
 const MAX_BODY: u64 = 1024 * 1024 * 1024;
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 const EXPECT_KEYS: &[&str] = &[
-    "status", "headers", "cookies", "body", "jsonpath", "duration",
+    "status", "url", "headers", "cookies", "body", "jsonpath", "duration",
 ];
 pub(super) const TEXT_PREDICATES: &[&str] = &[
     "equals",
@@ -78,7 +79,8 @@ pub(super) const TEXT_PREDICATES: &[&str] = &[
     "matches",
     "exists",
 ];
-const BODY_PREDICATES: &[&str] = &[
+/// Predicates on a text that is always there (a body, a final URL).
+const TEXT_ONLY_PREDICATES: &[&str] = &[
     "equals",
     "not_equals",
     "contains",
@@ -425,8 +427,20 @@ impl<'a> Validator<'a> {
 
     pub(super) fn css(&mut self, n: &SNode) -> Option<(String, Arc<scraper::Selector>)> {
         let s = self.string(n, "a CSS selector")?;
-        match scraper::Selector::parse(&s) {
-            Ok(sel) => Some((s, Arc::new(sel))),
+        let sel = self.css_text(n.span, &s, &s)?;
+        Some((s, sel))
+    }
+
+    /// Parses `probe` as CSS, blaming `shown` (the selector as written) at `span`.
+    pub(super) fn css_text(
+        &mut self,
+        span: Span,
+        shown: &str,
+        probe: &str,
+    ) -> Option<Arc<scraper::Selector>> {
+        let s = shown;
+        match scraper::Selector::parse(probe) {
+            Ok(sel) => Some(Arc::new(sel)),
             Err(e) => {
                 // scraper's messages can be multi-line internals; keep the first useful line.
                 let detail = e.to_string();
@@ -436,7 +450,7 @@ impl<'a> Validator<'a> {
                     .find(|l| !l.is_empty() && !l.starts_with("Unexpected error occurred"))
                     .unwrap_or("syntax error")
                     .to_string();
-                self.error(n.span, format!("invalid CSS selector `{s}`"))
+                self.error(span, format!("invalid CSS selector `{s}`"))
                     .label = Some(format!(
                     "{detail}; e.g. `input[name=csrf_token]`, `#cart .item`"
                 ));
@@ -621,6 +635,10 @@ pub(super) fn journey(
         }
         None => Duration::from_secs(30).min(interval.mul_f64(0.8)),
     };
+    let action_timeout = f
+        .get("action_timeout")
+        .and_then(|n| v.duration_max(n, "action_timeout", MAX_TIMEOUT))
+        .unwrap_or(super::DEFAULT_ACTION_TIMEOUT);
     let jitter = f
         .get("jitter")
         .and_then(|n| v.duration_max(n, "jitter", MAX_INTERVAL))
@@ -774,6 +792,8 @@ pub(super) fn journey(
             _ => v.type_error(n, "`steps`", "a list of steps"),
         },
     }
+
+    super::browser::default_waits(&mut steps, action_timeout);
 
     let mut slos = Vec::new();
     if let Some(n) = f.get("slos") {
@@ -1332,6 +1352,24 @@ pub(super) fn predicates(
     };
     let mut out = Vec::new();
     for (k, val) in f.entries() {
+        // `contains: [a, b]` is one assertion per item, each failing on its own.
+        if let ("contains" | "not_contains", Node::Seq(items)) = (k.name.as_str(), &val.node) {
+            if items.is_empty() {
+                v.error(val.span, format!("`{}` lists nothing", k.name))
+                    .label = Some("give one value or a list of values".into());
+            }
+            for item in items {
+                if let Some(e) = expected(v, item, names) {
+                    let p = if k.name == "contains" {
+                        Predicate::Contains(e)
+                    } else {
+                        Predicate::NotContains(e)
+                    };
+                    out.push((item.span, p));
+                }
+            }
+            continue;
+        }
         let p = match k.name.as_str() {
             "equals" => expected(v, val, names).map(Predicate::Equals),
             "not_equals" => expected(v, val, names).map(Predicate::NotEquals),
@@ -1447,13 +1485,25 @@ fn assertions(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Vec<Assertion>
                     }
                 }
             }
+            "url" => {
+                for (span, pred) in
+                    predicates(v, val, "a URL assertion", TEXT_ONLY_PREDICATES, names)
+                {
+                    out.push(Assertion {
+                        span,
+                        check: Check::Url(pred),
+                    });
+                }
+            }
             "body" => {
                 if !matches!(val.node, Node::Map(_)) {
                     v.error(val.span, "`body` takes predicates").label =
                         Some("e.g. `body: {contains: \"Log in\"}`".into());
                     continue;
                 }
-                for (span, pred) in predicates(v, val, "a body assertion", BODY_PREDICATES, names) {
+                for (span, pred) in
+                    predicates(v, val, "a body assertion", TEXT_ONLY_PREDICATES, names)
+                {
                     out.push(Assertion {
                         span,
                         check: Check::Body(pred),

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest_cookie_store::CookieStoreMutex;
 
 use crate::journey::Capture;
+use crate::outcome::Captured;
 use crate::redact::Redactor;
 use crate::template::Scope;
 
@@ -36,14 +37,20 @@ pub struct StepCtx {
 }
 
 impl StepCtx {
-    /// Stores a captured value, redacting it from now on if asked.
-    pub fn set_capture(&mut self, c: &Capture, value: String) {
+    /// Stores a captured value, redacting it from now on if asked; returns
+    /// it as outputs may show it (redacted).
+    pub fn set_capture(&mut self, c: &Capture, value: String) -> Captured {
         if c.redact {
             self.redactor.add(&value);
         }
+        let shown = Captured {
+            name: c.name.clone(),
+            value: self.redactor.apply(&value),
+        };
         Arc::make_mut(&mut self.scope)
             .captures
             .insert(c.name.clone(), value);
+        shown
     }
 
     /// Time left until the step deadline (zero once passed).

@@ -358,6 +358,9 @@ pub fn check(
             };
             r.map_err(|e| fail(Reason::Assertion, format!("cookie `{name}`"), e))
         }
+        Check::Url(pred) => text_predicate(pred, Some(&resp.url), scope, redactor)
+            .map_err(with_span)?
+            .map_err(|e| fail(Reason::Assertion, "final URL".into(), e)),
         Check::Body(pred) => {
             let text = resp.text();
             text_predicate(pred, Some(text), scope, redactor)

@@ -32,6 +32,8 @@ pub struct HttpResult {
     pub failure: Option<Failure>,
     /// Where the time went: dns, connect (TCP+TLS), ttfb, download; per hop.
     pub timings: Vec<Timing>,
+    /// The values captured, redacted for display.
+    pub captures: Vec<crate::outcome::Captured>,
 }
 
 /// Adds one request's phases: DNS and connect come from the run's connection
@@ -685,7 +687,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
     match crate::step::judge::judge(step, http, response, &ctx.scope, &redactor).await {
         Ok(values) => {
             for (c, v) in step.captures.iter().zip(values) {
-                ctx.set_capture(c, v);
+                out.captures.push(ctx.set_capture(c, v));
             }
         }
         Err(f) => out.failure = Some(f),

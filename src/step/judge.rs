@@ -86,8 +86,20 @@ pub fn judge_now(
                 .iter()
                 .filter(|a| !matches!(a.check, Check::Status(_))),
         );
-    for a in ordered {
-        expect::check(a, response, scope, &redactor).map_err(shown)?;
+    // Every failing assertion is reported: the first is the failure, the
+    // others are named after it.
+    let mut failed = ordered.filter_map(|a| expect::check(a, response, scope, &redactor).err());
+    if let Some(mut first) = failed.next() {
+        let more: Vec<String> = failed
+            .map(|f| match f.location {
+                Some(at) => format!("{} (at {at})", f.message),
+                None => f.message,
+            })
+            .collect();
+        if !more.is_empty() {
+            first.message = format!("{}; also failing: {}", first.message, more.join("; "));
+        }
+        return Err(shown(first));
     }
     let mut values = Vec::with_capacity(captures.len());
     for c in captures {

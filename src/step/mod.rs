@@ -113,6 +113,7 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> Step
                 exchanges: r.exchanges,
                 timings: r.timings,
                 span_id: None,
+                captures: r.captures,
             }
         }
         #[cfg(feature = "browser")]

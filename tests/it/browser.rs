@@ -538,3 +538,96 @@ steps:
     }
     r.browser.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selectors_and_attributes_are_templates_rendered_per_run() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    // Vars and a capture of this very step go into selectors and attribute names.
+    let j = journey(
+        &format!(
+            "name: templated\ninterval: 1m\ntimeout: 30s\nvars:\n  el: late\n  word: finally\n  attr: id\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=0\"\n      - expect: {{selector: \"#{{{{ el }}}}\", equals: \"{{{{ word }}}}\"}}\n      - capture:\n          which: {{selector: \"div > p[id={{{{ el }}}}]\", attr: \"{{{{ attr }}}}\"}}\n      - click: \"#box #{{{{ which }}}}\"\n      - expect: {{selector: \"#{{{{ which }}}}\", attr: \"{{{{ attr }}}}\", equals: late}}\n",
+            t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    let b = &o.steps[0];
+    // The capture is in the outcome, for `run`'s output and reports.
+    assert_eq!(
+        b.captures
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_str()))
+            .collect::<Vec<_>>(),
+        [("which", "late")]
+    );
+    // Timings name the rendered selector, not the template.
+    assert!(
+        b.timings.iter().any(|t| t.name == "click #box #late"),
+        "{:?}",
+        b.timings
+    );
+
+    // A selector that cannot be rendered fails as a template, at its action.
+    let j = journey(
+        &format!(
+            "name: unset\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=0\"\n      - click: \"#{{{{ env.WAYPROBE_SURELY_UNSET_VAR }}}}\"\n",
+            t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, Reason::Template, "{f:#?}");
+    assert_eq!(f.location.as_deref(), Some("8:9"));
+    r.browser.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_wait_briefly_by_default_and_say_what_they_awaited() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    // `#late` comes after a minute; the run has 30 s but each action only its wait.
+    let run = |extra: &str, action: &str| {
+        journey(
+            &format!(
+                "name: waits\ninterval: 1m\ntimeout: 30s\n{extra}steps:\n  - name: look\n    browser:\n      - goto: \"{}/late?ms=60000\"\n      - {action}\n",
+                t.base
+            ),
+            &[],
+        )
+    };
+    let cases = [
+        // The default wait.
+        (
+            "",
+            "click: \"#late\"",
+            Reason::BrowserElement,
+            "no element matches `#late` after waiting 5s",
+        ),
+        // The journey's wait.
+        (
+            "action_timeout: 1s\n",
+            "expect: {selector: \"#box\", contains: finally}",
+            Reason::Assertion,
+            "text of `#box`: expected to contain `finally`, got `` (waited 1s)",
+        ),
+        // The action's own wait beats the journey's.
+        (
+            "action_timeout: 1s\n",
+            "wait_for: {selector: \"#late\", visible: true, timeout: 2s}",
+            Reason::BrowserElement,
+            "`#late` did not become visible in 2s",
+        ),
+    ];
+    for (extra, action, reason, want) in cases {
+        let o = r.runner.run(&run(extra, action)).await;
+        let f = o.failure().expect("fails");
+        assert_eq!(f.reason, reason, "{action}: {f:#?}");
+        assert!(f.message.contains(want), "{action}: {}", f.message);
+    }
+    r.browser.shutdown().await;
+}

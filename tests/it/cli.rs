@@ -44,6 +44,16 @@ async fn run_prints_each_step_and_points_at_the_failing_assertion() {
         "status"
     );
     assert_eq!(report["journeys"][0]["steps"][2]["status"], "skipped");
+    // Captures are shown, a `redact: true` one masked everywhere.
+    let caps = &report["journeys"][0]["steps"][0]["captures"];
+    assert_eq!(caps[0], serde_json::json!({"name": "word", "value": "o"}));
+    assert_eq!(caps[1]["name"], "kind");
+    assert_ne!(caps[1]["value"], "");
+    let raw = std::fs::read_to_string(&json).unwrap();
+    assert!(
+        !raw.contains("text/plain") && !stdout.contains("text/plain"),
+        "{raw}"
+    );
     assert_eq!(report["journeys"][0]["trace_id"], trace_id.as_str());
     assert_eq!(
         report["journeys"][0]["trace_url"],
@@ -87,6 +97,7 @@ async fn run_exits_0_when_everything_passes() {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(stdout.starts_with("PASS ok "), "{stdout}");
+    assert!(stdout.contains(", 1 step)"), "{stdout}");
     assert!(stdout.contains("1 journey: 1 passed, 0 failed"));
 }
 
@@ -175,4 +186,94 @@ async fn http_only_build_fails_a_browser_step_with_browser_session() {
     assert_eq!(steps[0]["status"], "passed", "{report}");
     assert_eq!(steps[1]["status"], "failed", "{report}");
     assert_eq!(steps[1]["failure"]["reason"], "browser_session", "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_chooses_journeys_by_glob_and_runs_them_one_at_a_time() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    for name in ["buy-a", "buy-b", "browse"] {
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            format!(
+                "steps:\n  - name: slow\n    http: {{url: \"{}/slow?ms=300\"}}\n",
+                t.base
+            ),
+        )
+        .unwrap();
+    }
+    let json = dir.join("report.json");
+    let out = bin()
+        .arg("run")
+        .arg(&dir)
+        .args(["--journey", "buy-*", "--jobs", "1", "--report-json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("PASS buy-a") && stdout.contains("PASS buy-b"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("browse"), "{stdout}");
+    // One at a time: each run starts after the one before has ended.
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let mut spans: Vec<(std::time::SystemTime, f64)> = report["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                humantime::parse_rfc3339(j["started_at"].as_str().unwrap()).unwrap(),
+                j["duration"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(spans.len(), 2);
+    spans.sort_by_key(|s| s.0);
+    let first_end = spans[0].0 + std::time::Duration::from_secs_f64(spans[0].1);
+    // started_at has millisecond precision.
+    assert!(
+        spans[1].0 + std::time::Duration::from_millis(1) >= first_end,
+        "{spans:?}"
+    );
+
+    // A glob that matches nothing, or is not a glob, is the user's error.
+    for (pat, want) in [
+        ("chekout*", "matches no journey; the journeys are: "),
+        ("buy-[", "is not a glob"),
+    ] {
+        let out = bin()
+            .arg("run")
+            .arg(&dir)
+            .args(["--journey", pat])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{stderr}");
+    }
+    let out = bin()
+        .arg("run")
+        .arg(&dir)
+        .args(["--jobs", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_listen_address_without_a_port_is_a_usage_error() {
+    let out = bin()
+        .current_dir(root())
+        .args(["serve", "--journeys", "journeys", "--listen", "localhost"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`localhost` is not HOST:PORT; write e.g. `:9469`"),
+        "{stderr}"
+    );
 }

@@ -364,3 +364,44 @@ steps:
     let o = run(&journey(&yaml, &[]), &[]).await;
     assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
 }
+
+#[tokio::test]
+async fn the_final_url_lists_of_texts_and_every_failing_assertion() {
+    let t = Target::start().await;
+    // Two redirects end at /redirect-chain/0, whose body is "arrived".
+    let url = format!("{}/redirect-chain/2", t.base);
+    let j = journey(
+        &one_step(
+            &url,
+            "    expect:\n      url: {contains: \"/redirect-chain/0\", not_contains: [\"chain/1\", \"chain/2\"]}\n",
+        ),
+        &[],
+    );
+    let o = run(&j, &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+
+    // Each failing check is reported, the first as the failure, the others after it.
+    let j = journey(
+        &one_step(
+            &url,
+            "    expect:\n      url: {equals: \"{{ base }}/elsewhere\"}\n      body:\n        not_contains: [\"zzz-absent\", \"yyy-absent\"]\n        contains: [\"zzz-absent\", \"yyy-absent\"]\n",
+        )
+        .replace("{{ base }}", &t.base),
+        &[],
+    );
+    let o = run(&j, &[]).await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, Reason::Assertion, "{f:#?}");
+    assert!(
+        f.message.starts_with("final URL: expected")
+            && f.message.contains("/elsewhere")
+            && f.message.contains("also failing: ")
+            && f.message.matches("body: expected").count() == 2
+            && f.message.contains("zzz-absent")
+            && f.message.contains("yyy-absent")
+            && f.message.contains("(at 13:20)"),
+        "{}",
+        f.message
+    );
+    assert_eq!(f.location.as_deref(), Some("10:13"), "{f:#?}");
+}

@@ -11,6 +11,7 @@ use super::call::{CALL_TIMEOUT, bounded, classify, round, short};
 use crate::journey::{ActionKind, BrowserExpect, CaptureSource, Predicate, WaitCondition};
 use crate::outcome::{Failure, Reason, StepOutcome, Timing};
 use crate::step::context::StepCtx;
+use crate::template::Template;
 
 /// Polls `check` until it returns Ok, or fails with its last error at the deadline.
 async fn poll<F, Fut>(limit: Duration, mut check: F) -> Result<(), Failure>
@@ -36,13 +37,19 @@ where
             Ok(Ok(())) => return Ok(()),
             Ok(Err(f)) => f,
             Err(_) => match observed.take() {
-                Some(f) => return Err(f),
-                None => Failure::new(Reason::Timeout, "the browser did not answer in time"),
+                Some(f) => return Err(waited(f, limit)),
+                None => Failure::new(
+                    Reason::Timeout,
+                    format!("the browser did not answer in {}", human(limit)),
+                ),
             },
         };
         // A dead session will not get better by waiting.
-        if last.reason == Reason::BrowserSession || Instant::now() >= deadline {
+        if last.reason == Reason::BrowserSession {
             return Err(last);
+        }
+        if Instant::now() >= deadline {
+            return Err(waited(last, limit));
         }
         observed = Some(last);
         tokio::time::sleep(
@@ -50,6 +57,18 @@ where
         )
         .await;
     }
+}
+
+/// A duration as messages print it (`5s`, `1s 500ms`).
+fn human(d: Duration) -> humantime::FormattedDuration {
+    humantime::format_duration(round(d))
+}
+
+/// Says how long the page was given: the last state seen is what it showed
+/// after that wait.
+fn waited(mut f: Failure, limit: Duration) -> Failure {
+    f.message = format!("{} (waited {})", f.message, human(limit));
+    f
 }
 
 fn pred_ok(p: &Predicate, actual: Option<&str>, ctx: &StepCtx, what: &str) -> Result<(), Failure> {
@@ -81,10 +100,7 @@ async fn find(
         Ok(Ok(e)) => Ok(e),
         Ok(Err(CmdError::WaitTimeout)) | Err(_) => Err(Failure::new(
             Reason::BrowserElement,
-            format!(
-                "no element matches `{sel}` after {}",
-                humantime::format_duration(round(limit))
-            ),
+            format!("no element matches `{sel}` after waiting {}", human(limit)),
         )),
         Ok(Err(e)) => Err(Failure::new(
             classify(&e),
@@ -126,11 +142,6 @@ pub(super) async fn run_action(
     t: Duration,
     out: &mut StepOutcome,
 ) -> (String, Result<(), Failure>) {
-    let render = |tmpl: &crate::template::Template, ctx: &StepCtx| -> Result<String, Failure> {
-        tmpl.render(&ctx.scope)
-            .map(|s| s.into_owned())
-            .map_err(|m| Failure::new(Reason::Template, m))
-    };
     match kind {
         ActionKind::Goto(u) => {
             let url = match render(u, ctx) {
@@ -175,26 +186,38 @@ pub(super) async fn run_action(
             }
             (label, res)
         }
-        ActionKind::Click(sel) => {
+        ActionKind::Click(t_sel) => {
+            let sel = render(t_sel, ctx);
             let res = async {
+                let sel = sel.as_ref().map_err(Clone::clone)?;
                 let e = find(c, sel, t).await?;
                 bounded(&format!("clicking `{sel}`"), t, e.click()).await
             }
             .await;
-            (format!("click {sel}"), res)
+            (format!("click {}", label_of(&sel, t_sel)), res)
         }
-        ActionKind::Fill { selector, value } => {
+        ActionKind::Fill {
+            selector: t_sel,
+            value,
+        } => {
+            let selector = render(t_sel, ctx);
             let res = async {
+                let selector = selector.as_ref().map_err(Clone::clone)?;
                 let v = render(value, ctx)?;
                 let e = find(c, selector, t).await?;
                 bounded(&format!("clearing `{selector}`"), t, e.clear()).await?;
                 bounded(&format!("typing into `{selector}`"), t, e.send_keys(&v)).await
             }
             .await;
-            (format!("fill {selector}"), res)
+            (format!("fill {}", label_of(&selector, t_sel)), res)
         }
-        ActionKind::Select { selector, value } => {
+        ActionKind::Select {
+            selector: t_sel,
+            value,
+        } => {
+            let selector = render(t_sel, ctx);
             let res = async {
+                let selector = selector.as_ref().map_err(Clone::clone)?;
                 let v = render(value, ctx)?;
                 let e = find(c, selector, t).await?;
                 bounded(
@@ -205,12 +228,12 @@ pub(super) async fn run_action(
                 .await
             }
             .await;
-            (format!("select {selector}"), res)
+            (format!("select {}", label_of(&selector, t_sel)), res)
         }
         ActionKind::Press { selector, key } => {
             let res = async {
                 let e = match selector {
-                    Some(s) => find(c, s, t).await?,
+                    Some(s) => find(c, &render(s, ctx)?, t).await?,
                     None => bounded("finding the focused element", t, c.active_element()).await?,
                 };
                 bounded(&format!("pressing {key}"), t, e.send_keys(&key_code(key))).await
@@ -219,27 +242,35 @@ pub(super) async fn run_action(
             (format!("press {key}"), res)
         }
         ActionKind::WaitFor(cond) => {
-            let label = match cond {
+            let sel = match cond {
                 WaitCondition::Present(s)
                 | WaitCondition::Visible(s)
-                | WaitCondition::Text { selector: s, .. } => {
-                    format!("wait_for {s}")
-                }
-                WaitCondition::Url(_) => "wait_for url".into(),
+                | WaitCondition::Text { selector: s, .. } => Some((render(s, ctx), s)),
+                WaitCondition::Url(_) => None,
+            };
+            let label = match &sel {
+                Some((r, s)) => format!("wait_for {}", label_of(r, s)),
+                None => "wait_for url".into(),
+            };
+            let sel = sel.map(|(r, _)| r);
+            let sel = match sel.transpose() {
+                Ok(s) => s.unwrap_or_default(),
+                Err(f) => return (label, Err(f)),
             };
             let res = match cond {
-                WaitCondition::Present(s) => find(c, s, t).await.map(|_| ()),
-                WaitCondition::Visible(s) => {
-                    let s = s.clone();
-                    poll(t, || visible(c, &s))
-                        .await
-                        .map_err(|f| retitle(f, &format!("`{s}` did not become visible")))
+                WaitCondition::Present(_) => find(c, &sel, t).await.map(|_| ()),
+                WaitCondition::Visible(_) => {
+                    let s = sel.clone();
+                    poll(t, || visible(c, &s)).await.map_err(|f| {
+                        retitle(f, &format!("`{s}` did not become visible in {}", human(t)))
+                    })
                 }
-                WaitCondition::Text { selector, text } => match render(text, ctx) {
+                WaitCondition::Text { text, .. } => match render(text, ctx) {
                     Err(f) => Err(f),
                     Ok(want) => {
+                        let selector = &sel;
                         let p = Predicate::Contains(crate::journey::Expected::Text(
-                            crate::template::Template::literal(&want),
+                            Template::literal(&want),
                         ));
                         poll(t, || async {
                             element_text(c, selector).await.and_then(|got| {
@@ -283,11 +314,17 @@ pub(super) async fn run_action(
                     CaptureSource::Url => bounded("reading the URL", t, c.current_url())
                         .await
                         .map(|u| u.to_string()),
-                    CaptureSource::Element { selector, attr } => match find(c, selector, t).await {
+                    CaptureSource::Element { selector, attr } => match async {
+                        let selector = render(selector, ctx)?;
+                        let attr = attr.as_ref().map(|a| render(a, ctx)).transpose()?;
+                        Ok::<_, Failure>((find(c, &selector, t).await?, selector, attr))
+                    }
+                    .await
+                    {
                         Err(f) => Err(f),
-                        Ok(e) => match attr {
+                        Ok((e, selector, attr)) => match attr {
                             Some(a) => {
-                                bounded(&format!("reading `{a}` of `{selector}`"), t, e.attr(a))
+                                bounded(&format!("reading `{a}` of `{selector}`"), t, e.attr(&a))
                                     .await
                                     .and_then(|v| {
                                         v.ok_or_else(|| {
@@ -310,7 +347,7 @@ pub(super) async fn run_action(
                     )),
                 };
                 match v {
-                    Ok(v) => ctx.set_capture(cap, v),
+                    Ok(v) => out.captures.push(ctx.set_capture(cap, v)),
                     Err(mut f) => {
                         if f.reason == Reason::BrowserElement {
                             f.reason = Reason::Capture;
@@ -344,6 +381,22 @@ pub(super) async fn run_action(
             .await;
             (format!("screenshot {name}"), res)
         }
+    }
+}
+
+/// Renders a template (selector, value, URL); a failure is the step's
+/// (reason `template`).
+fn render(t: &Template, ctx: &StepCtx) -> Result<String, Failure> {
+    t.render(&ctx.scope)
+        .map(|s| s.into_owned())
+        .map_err(|m| Failure::new(Reason::Template, m))
+}
+
+/// What an action's timing is named: the rendered selector, else as written.
+fn label_of(sel: &Result<String, Failure>, t: &Template) -> String {
+    match sel {
+        Ok(s) => s.clone(),
+        Err(_) => t.source().to_string(),
     }
 }
 
@@ -409,8 +462,22 @@ async fn expect(
     c: &fantoccini::Client,
     t: Duration,
 ) -> (String, Result<(), Failure>) {
+    let (sel, attr) = match e {
+        BrowserExpect::Text { selector: s, .. }
+        | BrowserExpect::Visible(s)
+        | BrowserExpect::Absent(s)
+        | BrowserExpect::Count { selector: s, .. } => (Some(s), None),
+        BrowserExpect::Attribute { selector, name, .. } => (Some(selector), Some(name)),
+        BrowserExpect::Url(_) | BrowserExpect::Title(_) => (None, None),
+    };
+    let maybe = |t: Option<&Template>| t.map_or(Ok(String::new()), |t| render(t, ctx));
+    let (sel, attr) = match (maybe(sel), maybe(attr)) {
+        (Ok(s), Ok(a)) => (s, a),
+        (Err(f), _) | (_, Err(f)) => return ("expect".into(), Err(f)),
+    };
+    let (selector, s, name) = (&sel, &sel, &attr);
     match e {
-        BrowserExpect::Text { selector, pred } => (
+        BrowserExpect::Text { pred, .. } => (
             format!("expect {selector}"),
             poll(t, || async {
                 let got = element_text(c, selector).await?;
@@ -418,11 +485,11 @@ async fn expect(
             })
             .await,
         ),
-        BrowserExpect::Visible(s) => (
+        BrowserExpect::Visible(_) => (
             format!("expect {s} visible"),
             poll(t, || visible(c, s)).await,
         ),
-        BrowserExpect::Absent(s) => (
+        BrowserExpect::Absent(_) => (
             format!("expect {s} absent"),
             poll(t, || async {
                 let n = bounded(
@@ -444,7 +511,7 @@ async fn expect(
             })
             .await,
         ),
-        BrowserExpect::Count { selector, count } => (
+        BrowserExpect::Count { count, .. } => (
             format!("expect {selector} count"),
             poll(t, || async {
                 let n = bounded(
@@ -466,11 +533,7 @@ async fn expect(
             })
             .await,
         ),
-        BrowserExpect::Attribute {
-            selector,
-            name,
-            pred,
-        } => (
+        BrowserExpect::Attribute { pred, .. } => (
             format!("expect {selector}[{name}]"),
             poll(t, || async {
                 let got = match bounded(
