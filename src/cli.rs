@@ -93,10 +93,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WAYPROBE_PROMETHEUS_URL", value_name = "URL")]
     pub prometheus_url: Option<String>,
     /// Journey runs in progress at once.
-    #[arg(long, default_value_t = 256, env = "WAYPROBE_MAX_CONCURRENT_RUNS")]
+    #[arg(long, default_value_t = 256, env = "WAYPROBE_MAX_CONCURRENT_RUNS", value_parser = at_least_one)]
     pub max_concurrent_runs: usize,
     /// Browser runs in progress at once (each holds a Chromium; default: one per core).
-    #[arg(long, env = "WAYPROBE_MAX_BROWSER_SESSIONS")]
+    #[arg(long, env = "WAYPROBE_MAX_BROWSER_SESSIONS", value_parser = at_least_one)]
     pub max_browser_sessions: Option<usize>,
     /// How often the journey files (and the web config with the certificate
     /// files it names) are checked for changes (0s: never).
@@ -197,6 +197,15 @@ fn parse_var(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A count that must be at least 1 (`0` would run nothing, or everything).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// `wayprobe check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -204,7 +213,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub load: LoadArgs,
     /// Number of locations probing each journey (for the SLO arithmetic).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub locations: u32,
     /// Print only errors and warnings, not the SLO explanations.
     #[arg(long, short)]
@@ -310,7 +319,7 @@ pub struct RulesArgs {
     pub interval: std::time::Duration,
     /// Locations probing each journey: every SLO window counts at least the
     /// runs they should make in it (use the number `check --locations` was given).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub locations: u32,
     /// Evaluation interval of the period (30d/28d) groups.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]

@@ -63,6 +63,8 @@ impl Redactor {
         let mut forms = vec![secret.to_string()];
         let pct: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
         forms.push(pct.replace('+', "%20"));
+        // Jinja's `urlencode` filter keeps `/` as it is (a path-safe form).
+        forms.push(pct.replace('+', "%20").replace("%2F", "/"));
         forms.push(pct);
         let json = serde_json::to_string(secret).unwrap_or_default();
         forms.push(json.trim_matches('"').to_string());
@@ -268,6 +270,19 @@ mod tests {
         assert!(!out.contains("p@ss"), "{out}");
         assert!(!out.contains("p%40ss"), "{out}");
         assert_eq!(out.matches(MASK).count(), 4, "{out}");
+    }
+
+    /// The template filter `urlencode` (Jinja's) keeps `/`: that form is a
+    /// secret too, e.g. in a URL's userinfo.
+    #[test]
+    fn masks_the_urlencode_filters_form() {
+        let mut r = Redactor::default();
+        r.add("p@ss w0rd/+&");
+        let t = crate::template::Template::parse("{{ 'p@ss w0rd/+&' | urlencode }}").unwrap();
+        let shown = t.render(&Default::default()).unwrap();
+        assert_ne!(shown, "p@ss w0rd/+&");
+        let out = r.apply(&format!("http://bob:{shown}@127.0.0.1/"));
+        assert_eq!(out, "http://bob:***@127.0.0.1/", "{shown}");
     }
 
     #[test]

@@ -141,6 +141,7 @@ impl Objective {
     /// Parses `99.5%`, `99.5` or `99`; `Err` says what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
         let t = text.trim();
+        let percent = t.ends_with('%');
         let t = t.strip_suffix('%').unwrap_or(t).trim();
         let (int, frac) = t.split_once('.').unwrap_or((t, ""));
         if int.is_empty()
@@ -161,6 +162,15 @@ impl Objective {
             mantissa,
             scale: frac.len() as u32,
         };
+        // `0.995` is a ratio written where a percentage belongs: read as
+        // 0.995% it would make an SLO that never alerts. Say what to write.
+        if !percent && mantissa != 0 && int.trim_start_matches('0').is_empty() {
+            let pct = format!("{int}.{frac}").parse::<f64>().unwrap_or(0.0) * 100.0;
+            return Err(format!(
+                "objective `{text}` reads as {text}%; objectives are percentages: write `{}%`",
+                (pct * 1e8).round() / 1e8
+            ));
+        }
         if mantissa == 0 || obj.mantissa >= 100 * 10u64.pow(obj.scale) {
             return Err(format!(
                 "objective `{text}` must be above 0% and below 100%"
@@ -299,6 +309,22 @@ mod tests {
         assert!(Objective::parse("abc").is_err());
         assert!(Objective::parse("-5").is_err());
         assert!(Objective::parse("150%").is_err());
+    }
+
+    #[test]
+    fn a_ratio_where_a_percentage_belongs_says_what_to_write() {
+        let e = Objective::parse("0.995").unwrap_err();
+        assert_eq!(
+            e,
+            "objective `0.995` reads as 0.995%; objectives are percentages: write `99.5%`"
+        );
+        assert!(
+            Objective::parse("0.9995")
+                .unwrap_err()
+                .contains("write `99.95%`")
+        );
+        // Written with `%`, a small objective is what the author meant.
+        assert_eq!(Objective::parse("0.5%").unwrap().percent(), "0.5");
     }
 
     #[test]
