@@ -76,6 +76,7 @@ where
         a.outcome = attempt().await;
         a.attempts += 1;
     }
+    a.outcome.attempts = a.attempts;
     a
 }
 

@@ -304,6 +304,10 @@ impl RunResult {
     }
 }
 
+fn is_first_attempt(n: &u32) -> bool {
+    *n <= 1
+}
+
 /// The outcome of one journey run.
 #[derive(Debug, Clone, Serialize)]
 pub struct JourneyOutcome {
@@ -317,6 +321,11 @@ pub struct JourneyOutcome {
     /// Wall time of the whole run.
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
+    /// Attempts made (1: no retry). A run that needed a retry (`retries:`)
+    /// says so in every report, so a retry never hides the first failure;
+    /// `duration` and `steps` are the last attempt's.
+    #[serde(skip_serializing_if = "is_first_attempt")]
+    pub attempts: u32,
     /// Every step, in order (skipped ones included).
     pub steps: Vec<StepOutcome>,
     /// The run's W3C trace id (32 hex digits); none when the backstop

@@ -33,10 +33,16 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
         "{verdict} {} {}",
         p.bold(&o.journey),
         p.dim(&format!(
-            "({}, {} step{})",
+            "({}, {} step{}{})",
             ms(o.duration),
             o.steps.len(),
-            if o.steps.len() == 1 { "" } else { "s" }
+            if o.steps.len() == 1 { "" } else { "s" },
+            // A retry must not hide the first failure.
+            if o.attempts > 1 {
+                format!(", {} attempts: the first failed", o.attempts)
+            } else {
+                String::new()
+            }
         ))
     );
     let width = o.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);

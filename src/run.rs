@@ -190,6 +190,7 @@ impl Runner {
                     }
                 }
                 return JourneyOutcome {
+                    attempts: 1,
                     journey: journey.name.clone(),
                     result: RunResult::Failure,
                     started_at,
@@ -230,6 +231,7 @@ impl Runner {
         ex.finish().await;
 
         JourneyOutcome {
+            attempts: 1,
             journey: journey.name.clone(),
             result: if failed {
                 RunResult::Failure
@@ -283,6 +285,7 @@ pub fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOu
         })
         .collect();
     JourneyOutcome {
+        attempts: 1,
         journey: j.name.clone(),
         result: RunResult::Failure,
         started_at: started,

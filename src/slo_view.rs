@@ -346,6 +346,7 @@ mod tests {
 
     fn run(at: SystemTime, ok: bool, ms: u64) -> JourneyOutcome {
         JourneyOutcome {
+            attempts: 1,
             journey: "j".into(),
             result: if ok {
                 RunResult::Success

@@ -281,6 +281,7 @@ mod tests {
 
     fn run(ok: bool) -> JourneyOutcome {
         JourneyOutcome {
+            attempts: 1,
             journey: "a".into(),
             result: if ok {
                 RunResult::Success

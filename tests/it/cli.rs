@@ -277,3 +277,37 @@ fn a_listen_address_without_a_port_is_a_usage_error() {
         "{stderr}"
     );
 }
+
+/// A run that passed only on its retry says so in `run`'s output and JSON
+/// report: a retry never hides the first failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_says_when_a_pass_needed_a_retry() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    let f = dir.join("flaky.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "name: flaky\ninterval: 10s\ntimeout: 2s\nretries: 2\nretry_delay: 100ms\nsteps:\n  - name: get\n    http: {{url: \"{}/alternate\"}}\n",
+            t.base
+        ),
+    )
+    .unwrap();
+    let json = dir.join("report.json");
+    let out = bin()
+        .arg("run")
+        .arg(&f)
+        .arg("--report-json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // The target fails every other request, starting with the first.
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("PASS flaky") && stdout.contains("2 attempts: the first failed"),
+        "{stdout}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["journeys"][0]["attempts"], 2, "{report}");
+}

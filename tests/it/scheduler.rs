@@ -43,6 +43,7 @@ impl Probe for SleepProbe {
                 .unwrap()
                 .push((j.name.clone(), start, Instant::now()));
             JourneyOutcome {
+                attempts: 1,
                 journey: j.name.clone(),
                 result: RunResult::Success,
                 started_at: SystemTime::now(),

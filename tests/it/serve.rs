@@ -45,6 +45,7 @@ fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome 
         .collect();
     let total = steps.iter().map(|s| s.duration).sum();
     JourneyOutcome {
+        attempts: 1,
         journey: name.into(),
         result: if failed {
             RunResult::Failure
