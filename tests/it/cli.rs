@@ -160,28 +160,12 @@ async fn example_journeys_pass_against_the_demo_shop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_only_build_fails_a_browser_step_with_browser_session() {
     let t = Target::start().await;
-    let dir = crate::http::tempdir();
-    let f = dir.join("mixed.yaml");
-    std::fs::write(
-        &f,
-        format!(
-            "steps:\n  - name: home\n    http: {{url: \"{}/ok\"}}\n  - name: look\n    browser:\n      - goto: \"{}/form\"\n",
-            t.base, t.base
-        ),
-    )
-    .unwrap();
-    let json = dir.join("report.json");
-    let out = bin()
-        .arg("run")
-        .arg(&f)
-        .arg("--report-json")
-        .arg(&json)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let (code, stdout, report) = run_one(&format!(
+        "steps:\n  - name: home\n    http: {{url: \"{}/ok\"}}\n  - name: look\n    browser:\n      - goto: \"{}/form\"\n",
+        t.base, t.base
+    ));
+    assert_eq!(code, Some(1), "{stdout}");
     assert!(stdout.contains("no browser support"), "{stdout}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let steps = &report["journeys"][0]["steps"];
     assert_eq!(steps[0]["status"], "passed", "{report}");
     assert_eq!(steps[1]["status"], "failed", "{report}");
@@ -283,16 +267,25 @@ fn a_listen_address_without_a_port_is_a_usage_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_says_when_a_pass_needed_a_retry() {
     let t = Target::start().await;
+    let (code, stdout, report) = run_one(&format!(
+        "name: flaky\ninterval: 10s\ntimeout: 2s\nretries: 2\nretry_delay: 100ms\nsteps:\n  - name: get\n    http: {{url: \"{}/alternate\"}}\n",
+        t.base
+    ));
+    // The target fails every other request, starting with the first.
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.starts_with("PASS flaky") && stdout.contains("2 attempts: the first failed"),
+        "{stdout}"
+    );
+    assert_eq!(report["journeys"][0]["attempts"], 2, "{report}");
+}
+
+/// `wayprobe run` on one journey file written from `yaml`: its exit code,
+/// stdout and JSON report.
+fn run_one(yaml: &str) -> (Option<i32>, String, serde_json::Value) {
     let dir = crate::http::tempdir();
-    let f = dir.join("flaky.yaml");
-    std::fs::write(
-        &f,
-        format!(
-            "name: flaky\ninterval: 10s\ntimeout: 2s\nretries: 2\nretry_delay: 100ms\nsteps:\n  - name: get\n    http: {{url: \"{}/alternate\"}}\n",
-            t.base
-        ),
-    )
-    .unwrap();
+    let f = dir.join("journey.yaml");
+    std::fs::write(&f, yaml).unwrap();
     let json = dir.join("report.json");
     let out = bin()
         .arg("run")
@@ -301,13 +294,7 @@ async fn run_says_when_a_pass_needed_a_retry() {
         .arg(&json)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    // The target fails every other request, starting with the first.
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    assert!(
-        stdout.starts_with("PASS flaky") && stdout.contains("2 attempts: the first failed"),
-        "{stdout}"
-    );
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-    assert_eq!(report["journeys"][0]["attempts"], 2, "{report}");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    (out.status.code(), stdout, report)
 }
