@@ -55,7 +55,11 @@ pub fn budget(j: &Journey) -> Duration {
 /// step itself; this only catches a run that misbehaves. The one place the
 /// whole-run backstop is decided (the scheduler and `wayprobe run` use it).
 pub fn backstop(j: &Journey) -> Duration {
-    budget(j).saturating_add(crate::run::RUN_GRACE)
+    // Every attempt may add its `finally:` budget.
+    let cleanups = j.finally_budget().saturating_mul(j.retries.count + 1);
+    budget(j)
+        .saturating_add(cleanups)
+        .saturating_add(crate::run::RUN_GRACE)
 }
 
 /// Runs `attempt` once, then again after `retry_delay` while it fails, at most

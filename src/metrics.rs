@@ -171,6 +171,9 @@ pub struct JourneySeries {
     first: [Counter; 2],
     duration: [AtomicHistogram; 2],
     steps: Vec<StepSeries>,
+    /// Failures of `finally:` steps by reason (kept apart: they never
+    /// change the run's result or its SLIs).
+    finally: Vec<(String, ReasonCounters)>,
     last_run: F64Gauge,
     last_success: Gauge,
     skipped: Counter,
@@ -204,6 +207,11 @@ impl JourneySeries {
             ],
             buckets,
             steps: j.steps.iter().map(|s| StepSeries::new(&s.name)).collect(),
+            finally: j
+                .finally
+                .iter()
+                .map(|s| (s.name.clone(), ReasonCounters::new(Reason::ALL.len())))
+                .collect(),
             last_run: F64Gauge::default(),
             last_success: Gauge::default(),
             skipped: Counter::default(),
@@ -226,6 +234,11 @@ impl JourneySeries {
         for s in &mut new.steps {
             if let Some(o) = old.steps.iter().find(|o| o.name == s.name) {
                 *s = o.share();
+            }
+        }
+        for (name, c) in &mut new.finally {
+            if let Some((_, o)) = old.finally.iter().find(|(o, _)| o == name) {
+                *c = o.clone();
             }
         }
         new
@@ -255,6 +268,12 @@ impl JourneySeries {
             if let Some(f) = &step.failure {
                 let idx = Reason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0);
                 series.failures.inc(idx);
+            }
+        }
+        for ((_, counters), step) in self.finally.iter().zip(&o.finally) {
+            if let Some(f) = &step.failure {
+                let idx = Reason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0);
+                counters.inc(idx);
             }
         }
         let ts = o
@@ -386,6 +405,31 @@ impl Collector for JourneyMetrics {
                                     ("journey", s.name.as_str()),
                                     ("location", loc),
                                     ("step", st.name.as_str()),
+                                    ("reason", reason.as_str()),
+                                ];
+                                ConstCounter::new(n)
+                                    .encode(f.encode_family(&labels.as_slice())?)?;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            &mut encoder,
+            "journey_finally_step_failures",
+            "Failed `finally:` (cleanup) steps by bounded reason; they do not change the run's result.",
+            MetricType::Counter,
+            |f| {
+                for s in journeys.values() {
+                    for (step, counters) in &s.finally {
+                        for (reason, n) in Reason::ALL.iter().zip(counters.values()) {
+                            if n > 0 {
+                                let labels = [
+                                    ("journey", s.name.as_str()),
+                                    ("location", loc),
+                                    ("step", step.as_str()),
                                     ("reason", reason.as_str()),
                                 ];
                                 ConstCounter::new(n)
@@ -610,6 +654,11 @@ fn same_shape(j: &Journey, s: &JourneySeries) -> bool {
     *s.buckets == *journey_buckets(j)
         && s.steps.len() == j.steps.len()
         && s.steps.iter().zip(&j.steps).all(|(a, b)| a.name == b.name)
+        && s.finally.len() == j.finally.len()
+        && s.finally
+            .iter()
+            .zip(&j.finally)
+            .all(|((a, _), b)| *a == b.name)
         && s.labels.len() == j.labels.len()
         && s.labels
             .iter()

@@ -328,6 +328,10 @@ pub struct JourneyOutcome {
     pub attempts: u32,
     /// Every step, in order (skipped ones included).
     pub steps: Vec<StepOutcome>,
+    /// The `finally:` steps, run after `steps` whatever happened; their
+    /// failures are reported here and never change `result` or `duration`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub finally: Vec<StepOutcome>,
     /// The run's W3C trace id (32 hex digits); none when the backstop
     /// stopped the run before it reported one.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -350,5 +354,10 @@ impl JourneyOutcome {
     /// The failure that decided the run.
     pub fn failure(&self) -> Option<&Failure> {
         self.failed_step().and_then(|s| s.failure.as_ref())
+    }
+
+    /// The failed `finally:` step, if any (it does not fail the run).
+    pub fn failed_cleanup(&self) -> Option<&StepOutcome> {
+        self.finally.iter().find(|s| s.status == StepStatus::Failed)
     }
 }

@@ -45,8 +45,28 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             }
         ))
     );
-    let width = o.steps.iter().map(|s| s.name.len()).max().unwrap_or(0);
-    for s in &o.steps {
+    if let Some(c) = o.failed_cleanup() {
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            p.yellow("cleanup failed:"),
+            p.dim(&format!(
+                "`finally:` step `{}` failed (the result above stands)",
+                c.name
+            ))
+        );
+    }
+    let width = o
+        .steps
+        .iter()
+        .chain(&o.finally)
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or(0);
+    for (i, s) in o.steps.iter().chain(&o.finally).enumerate() {
+        if i == o.steps.len() {
+            let _ = writeln!(out, "  {}", p.dim("finally:"));
+        }
         let (mark, status) = match s.status {
             StepStatus::Passed => (
                 p.green("✓"),
@@ -104,7 +124,17 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
             }
         }
         if let Some(f) = &s.failure {
-            let mut d = Diagnostic::error(&journey.source, f.span, f.message.clone());
+            // A step from a fragment points into the fragments file.
+            let step = journey.step(&s.name);
+            let file = step.map_or(&journey.source, |st| st.file(&journey.source));
+            let mut d = Diagnostic::error(file, f.span, f.message.clone());
+            for site in step
+                .and_then(|st| st.fragment.as_ref())
+                .map(|u| u.sites())
+                .unwrap_or_default()
+            {
+                d = d.with_note(site);
+            }
             if let Some(a) = &f.actual {
                 d = d.with_label(format!("got {a}"));
             }
@@ -251,7 +281,8 @@ pub fn junit(journeys: &[&Journey], outcomes: &[JourneyOutcome]) -> String {
                 (StepStatus::Failed, Some(f)) => {
                     let mut body = f.message.clone();
                     if let Some(loc) = &f.location {
-                        let _ = write!(body, "\nat {}:{loc}", j.source.path.display());
+                        let file = j.step(&s.name).map_or(&j.source, |st| st.file(&j.source));
+                        let _ = write!(body, "\nat {}:{loc}", file.path.display());
                     }
                     if let Some(x) = &f.excerpt {
                         let _ = write!(body, "\nresponse body: {x}");

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use reqwest_cookie_store::CookieStoreMutex;
 
+use crate::journey::fragment::Bindings;
 use crate::journey::{Journey, SecretSource};
 use crate::outcome::{Failure, JourneyOutcome, Reason, RunResult, StepOutcome, StepStatus};
 use crate::redact::Redactor;
@@ -165,6 +166,7 @@ impl Runner {
                     vars: journey.vars.clone(),
                     captures: BTreeMap::new(),
                     secrets,
+                    params: BTreeMap::new(),
                 }),
                 redactor,
                 verbose: self.opts.verbose,
@@ -196,6 +198,8 @@ impl Runner {
                     started_at,
                     duration: start.elapsed(),
                     steps,
+                    // Cleanup without the secrets cannot log in either.
+                    finally: skipped(&journey.finally),
                     trace_id,
                     trace_url,
                 };
@@ -217,16 +221,60 @@ impl Runner {
             #[cfg(feature = "browser")]
             browser: crate::step::browser::RunBrowser::new(self.browser.clone()),
         };
+        let mut bindings = Bindings::default();
         let mut failed = false;
         for step in &journey.steps {
             if failed {
                 steps.push(StepOutcome::skipped(&step.name, step.kind_name()));
                 continue;
             }
-            let outcome =
-                crate::step::run(step, &mut ctx, &mut ex, deadline, journey.timeout).await;
+            let outcome = run_step(
+                step,
+                &mut ctx,
+                &mut ex,
+                &mut bindings,
+                deadline,
+                journey.timeout,
+            )
+            .await;
             failed = outcome.status == StepStatus::Failed;
             steps.push(outcome);
+        }
+        // The run's result and duration (the SLIs) end here: `finally:`
+        // cleans up after them and cannot change them.
+        let duration = start.elapsed();
+
+        // `finally:` runs whatever happened, with its own bounded budget
+        // after the run's deadline, in order until one fails.
+        let budget = journey.finally_budget();
+        let finally_deadline = deadline.checked_add(budget).unwrap_or(deadline);
+        let mut finally = Vec::with_capacity(journey.finally.len());
+        let mut cleanup_failed = false;
+        for step in &journey.finally {
+            if cleanup_failed {
+                finally.push(StepOutcome::skipped(&step.name, step.kind_name()));
+                continue;
+            }
+            let mut outcome = run_step(
+                step,
+                &mut ctx,
+                &mut ex,
+                &mut bindings,
+                finally_deadline,
+                budget,
+            )
+            .await;
+            if let Some(f) = outcome.failure.as_mut()
+                && f.reason == Reason::Timeout
+                && f.message.starts_with("journey timeout")
+            {
+                f.message = format!(
+                    "the `finally:` budget ({}) ran out during this step",
+                    humantime::format_duration(budget)
+                );
+            }
+            cleanup_failed = outcome.status == StepStatus::Failed;
+            finally.push(outcome);
         }
         ex.finish().await;
 
@@ -239,8 +287,9 @@ impl Runner {
                 RunResult::Success
             },
             started_at,
-            duration: start.elapsed(),
+            duration,
             steps,
+            finally,
             trace_id,
             trace_url,
         }
@@ -251,6 +300,32 @@ impl Runner {
     pub fn browser(&self) -> Option<&crate::step::browser::Browser> {
         self.browser.as_ref()
     }
+}
+
+/// Runs one step after binding the `params` of the fragment it comes from.
+async fn run_step(
+    step: &crate::journey::Step,
+    ctx: &mut StepCtx,
+    ex: &mut crate::step::Executors,
+    bindings: &mut Bindings,
+    deadline: Instant,
+    timeout: Duration,
+) -> StepOutcome {
+    if let Err(e) = bindings.enter(step.fragment.as_ref(), &mut ctx.scope) {
+        return StepOutcome {
+            status: StepStatus::Failed,
+            failure: Some(Failure::new(Reason::Template, ctx.redactor.apply(&e)).at(step.span)),
+            ..StepOutcome::skipped(&step.name, step.kind_name())
+        };
+    }
+    crate::step::run(step, ctx, ex, deadline, timeout).await
+}
+
+fn skipped(steps: &[crate::journey::Step]) -> Vec<StepOutcome> {
+    steps
+        .iter()
+        .map(|s| StepOutcome::skipped(&s.name, s.kind_name()))
+        .collect()
 }
 
 /// The grace a caller adds to a run's own budget before it gives up on it:
@@ -291,6 +366,7 @@ pub fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOu
         started_at: started,
         duration: after,
         steps,
+        finally: skipped(&j.finally),
         trace_id: None,
         trace_url: None,
     }

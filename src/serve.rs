@@ -52,7 +52,7 @@ impl Source {
         }
     }
 
-    /// A checksum of every journey file (names and contents, read through
+    /// A checksum of every journey and fragments file (names and contents, read through
     /// symlinks, so a Kubernetes ConfigMap's `..data` swap is seen).
     fn checksum(&self) -> Option<u64> {
         let Source::Paths { paths, .. } = self else {
@@ -60,7 +60,7 @@ impl Source {
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         for p in paths {
-            match journey::load::journey_files(p) {
+            match journey::load::watched_files(p) {
                 Ok(files) => {
                     for f in files {
                         f.hash(&mut h);

@@ -688,6 +688,10 @@ struct ApiJourney<'a> {
     slos: Vec<crate::slo_view::SloView>,
     last: Option<&'a JourneyOutcome>,
     recent_failures: Vec<&'a FailureRecord>,
+    /// Runs whose `finally:` steps failed (their result stands).
+    cleanup_failures: u64,
+    /// The latest failed `finally:` step.
+    last_cleanup_failure: Option<&'a FailureRecord>,
     /// Links to the latest failure's screenshots and notes.
     artifacts: Vec<String>,
 }
@@ -741,6 +745,8 @@ async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> 
                     slos: slo_views(st, status.started, prom.as_ref()),
                     last: st.last.as_ref(),
                     recent_failures: st.failures.iter().collect(),
+                    cleanup_failures: st.cleanup_failures,
+                    last_cleanup_failure: st.last_cleanup_failure.as_ref(),
                     artifacts: st
                         .failures
                         .front()
@@ -910,6 +916,18 @@ fn render_status_page(
                 st.passed_after_retry
             );
         }
+        if let Some(c) = &st.last_cleanup_failure {
+            // Cleanup does not change the result, but must not go unseen.
+            let _ = write!(
+                h,
+                "<br><span class=slow title=\"{}\">{} cleanup{} failed (latest: {}, {})</span>",
+                esc(&c.message),
+                st.cleanup_failures,
+                if st.cleanup_failures == 1 { "" } else { "s" },
+                esc(&c.step),
+                esc(&c.reason)
+            );
+        }
         h.push_str("</td>");
         match &st.last {
             None => h.push_str("<td>—</td><td>—</td>"),
@@ -920,7 +938,10 @@ fn render_status_page(
                     ago(o.started_at),
                     ms(o.duration)
                 );
-                for step in &o.steps {
+                for (i, step) in o.steps.iter().chain(&o.finally).enumerate() {
+                    if i == o.steps.len() {
+                        h.push_str("<i>finally:</i><br>");
+                    }
                     let mark = match step.status {
                         StepStatus::Passed => "✓",
                         StepStatus::Failed => "✗",

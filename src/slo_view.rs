@@ -356,6 +356,7 @@ mod tests {
             started_at: at,
             duration: Duration::from_millis(ms),
             steps: vec![],
+            finally: vec![],
             trace_id: None,
             trace_url: None,
         }

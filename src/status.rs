@@ -40,6 +40,23 @@ pub struct FailureRecord {
     pub trace_url: Option<String>,
 }
 
+impl FailureRecord {
+    /// The failure of `step` in the run `o`.
+    fn of(o: &JourneyOutcome, step: &crate::outcome::StepOutcome) -> Self {
+        let f = step.failure.as_ref();
+        Self {
+            at: o.started_at,
+            step: step.name.clone(),
+            reason: f.map(|f| f.reason.as_str().to_string()).unwrap_or_default(),
+            message: f.map(|f| f.message.clone()).unwrap_or_default(),
+            excerpt: f.and_then(|f| f.excerpt.as_deref().map(|x| crate::redact::excerpt(x, 160))),
+            artifacts: f.map(|f| f.artifacts.clone()).unwrap_or_default(),
+            trace_id: o.trace_id.clone(),
+            trace_url: o.trace_url.clone(),
+        }
+    }
+}
+
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&humantime::format_rfc3339_seconds(*t).to_string())
 }
@@ -62,6 +79,10 @@ pub struct JourneyStatus {
     pub passed_after_retry: u64,
     /// Attempts of the last run (1 = no retry).
     pub last_attempts: u32,
+    /// Runs whose `finally:` (cleanup) steps failed since start-up.
+    pub cleanup_failures: u64,
+    /// The latest failed `finally:` step (it did not fail its run).
+    pub last_cleanup_failure: Option<FailureRecord>,
     /// Per-minute counts behind the SLO views (shared, not copied per snapshot).
     pub slo_log: Arc<std::sync::Mutex<crate::slo_view::RunLog>>,
 }
@@ -139,6 +160,8 @@ impl StatusStore {
                     successes: 0,
                     passed_after_retry: 0,
                     last_attempts: 0,
+                    cleanup_failures: 0,
+                    last_cleanup_failure: None,
                     slo_log: Default::default(),
                 }),
             };
@@ -168,19 +191,12 @@ impl StatusStore {
             st.successes += 1;
         }
         if let Some(step) = o.failed_step() {
-            let f = step.failure.as_ref();
-            st.failures.push_front(FailureRecord {
-                at: o.started_at,
-                step: step.name.clone(),
-                reason: f.map(|f| f.reason.as_str().to_string()).unwrap_or_default(),
-                message: f.map(|f| f.message.clone()).unwrap_or_default(),
-                excerpt: f
-                    .and_then(|f| f.excerpt.as_deref().map(|x| crate::redact::excerpt(x, 160))),
-                artifacts: f.map(|f| f.artifacts.clone()).unwrap_or_default(),
-                trace_id: o.trace_id.clone(),
-                trace_url: o.trace_url.clone(),
-            });
+            st.failures.push_front(FailureRecord::of(&o, step));
             st.failures.truncate(FAILURE_HISTORY);
+        }
+        if let Some(step) = o.failed_cleanup() {
+            st.cleanup_failures += 1;
+            st.last_cleanup_failure = Some(FailureRecord::of(&o, step));
         }
         st.last = Some(o);
     }
@@ -254,6 +270,17 @@ impl Recorder {
                 );
             }
         }
+        if let Some(step) = o.failed_cleanup() {
+            let f = step.failure.as_ref();
+            tracing::warn!(
+                journey = %o.journey,
+                location = %self.status.location,
+                step = %step.name,
+                reason = f.map_or("", |f| f.reason.as_str()),
+                message = f.map_or("", |f| f.message.as_str()),
+                "cleanup (finally) step failed; the run's result stands"
+            );
+        }
         self.status.update(a);
     }
 }
@@ -299,6 +326,7 @@ mod tests {
                 failure: (!ok).then(|| Failure::new(Reason::Status, "boom")),
                 ..StepOutcome::skipped("s", "http")
             }],
+            finally: Vec::new(),
             trace_id: None,
             trace_url: None,
         }

@@ -121,6 +121,8 @@ pub struct Scope {
     pub captures: BTreeMap<String, String>,
     /// Resolved secret values, seen as `secret.NAME`.
     pub secrets: BTreeMap<String, String>,
+    /// Inside a fragment's step: its parameter values, seen as `params.NAME`.
+    pub params: BTreeMap<String, String>,
 }
 
 impl Scope {
@@ -135,20 +137,27 @@ impl Scope {
 impl Object for Scope {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         match key.as_str()? {
-            "secret" => Some(Value::from_object(Secrets(self.clone()))),
+            "secret" => Some(Value::from_object(Section(self.clone(), |s| &s.secrets))),
             "env" => Some(Value::from_object(Env)),
+            "params" => Some(Value::from_object(Section(self.clone(), |s| &s.params))),
             name => self.lookup(name),
         }
     }
 }
 
-#[derive(Debug)]
-struct Secrets(Arc<Scope>);
+/// One named map of the scope, seen as `secret.NAME` or `params.NAME`.
+struct Section(Arc<Scope>, fn(&Scope) -> &BTreeMap<String, String>);
 
-impl Object for Secrets {
+impl std::fmt::Debug for Section {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the values: they may be secrets.
+        f.write_str("Section")
+    }
+}
+
+impl Object for Section {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
-        self.0
-            .secrets
+        (self.1)(&self.0)
             .get(key.as_str()?)
             .map(|v| Value::from(v.as_str()))
     }

@@ -52,6 +52,7 @@ pub(super) fn browser_step(v: &mut Validator<'_>, n: &SNode, names: &Names) -> O
         vars: names.vars.clone(),
         secrets: names.secrets.clone(),
         later: names.later.clone(),
+        params: names.params.clone(),
     };
     let mut actions = Vec::new();
     let mut ok = true;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::Journey;
+use super::fragment::{self, Fragments};
 use super::validate::{self, Validator};
 use super::yaml;
 use crate::diag::{Diagnostic, Severity, SourceFile, Span};
@@ -48,6 +49,33 @@ impl LoadError {
     }
 }
 
+/// A problem inside a fragment is found once per `use:`; show it once,
+/// with every using site.
+fn merge_uses(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    for d in diags {
+        let twin = out.iter_mut().find(|o| {
+            !d.notes.is_empty()
+                && o.severity == d.severity
+                && o.span == d.span
+                && o.title == d.title
+                && o.label == d.label
+                && o.path() == d.path()
+        });
+        match twin {
+            Some(o) => {
+                for n in d.notes {
+                    if !o.notes.contains(&n) {
+                        o.notes.push(n);
+                    }
+                }
+            }
+            None => out.push(d),
+        }
+    }
+    out
+}
+
 fn summary(diags: &[Diagnostic]) -> String {
     let n = diags
         .iter()
@@ -90,14 +118,49 @@ pub fn journey_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
     Ok(files)
 }
 
+/// Every file loading `path` reads: [`journey_files`], and for a single
+/// file also the fragments files next to it (`*.yaml` whose top level is
+/// `fragments:`), so `check journeys/one.yaml` sees the fragments it uses.
+/// `serve` watches the same files.
+pub fn watched_files(path: &Path) -> Result<Vec<PathBuf>, Diagnostic> {
+    let mut files = journey_files(path)?;
+    if path.is_dir() {
+        return Ok(files);
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(siblings) = journey_files(dir) {
+        for f in siblings {
+            let is_fragments = std::fs::read_to_string(&f)
+                .is_ok_and(|t| t.lines().any(|l| l.starts_with("fragments:")));
+            if is_fragments && !files.iter().any(|g| same_file(g, &f)) {
+                files.push(f);
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Loads every journey under `paths`, reporting all problems at once.
 pub fn load_paths(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut diags = Vec::new();
-    let mut sources = Vec::new();
+    let mut sources: Vec<std::sync::Arc<SourceFile>> = Vec::new();
     for p in paths {
-        match journey_files(p) {
+        match watched_files(p) {
             Ok(files) => {
                 for f in files {
+                    if sources.iter().any(|s| same_file(&s.path, &f)) {
+                        continue;
+                    }
                     match std::fs::read_to_string(&f) {
                         Ok(text) => sources.push(SourceFile::new(f, text)),
                         Err(e) => diags.push(Diagnostic::io(
@@ -121,24 +184,55 @@ pub fn load_sources(
 ) -> Result<Loaded, LoadError> {
     let files = sources.len();
     let mut journeys: Vec<(Journey, Span)> = Vec::new();
+    let mut parsed = Vec::new();
     for src in &sources {
-        let root = match yaml::parse(&src.text) {
-            Ok(r) => r,
+        match yaml::parse(&src.text) {
+            Ok(r) => parsed.push((src, r)),
             Err(e) => {
                 diags.push(
                     Diagnostic::error(src, e.span, format!("invalid YAML: {}", e.message))
                         .with_label("fix the YAML syntax here"),
                 );
-                continue;
             }
-        };
+        }
+    }
+    // Fragments first: any journey may use any fragment of the set.
+    let mut fragments = Fragments::new();
+    let mut fragment_files = Vec::new();
+    let none = Fragments::new();
+    for (src, root) in &parsed {
+        if fragment::is_fragments_file(root) {
+            let mut v = Validator {
+                file: src,
+                diags: &mut diags,
+                fragments: &none,
+            };
+            fragment::define(&mut v, root, &mut fragments);
+            fragment_files.push(src.path.clone());
+        }
+    }
+    for (src, root) in &parsed {
+        if fragment::is_fragments_file(root) {
+            continue;
+        }
         let mut v = Validator {
             file: src,
             diags: &mut diags,
+            fragments: &fragments,
         };
-        if let Some(j) = validate::journey(&mut v, &root, &opts.vars) {
+        if let Some(j) = validate::journey(&mut v, root, &opts.vars) {
             journeys.push(j);
         }
+    }
+    let mut diags = merge_uses(diags);
+    if journeys.is_empty()
+        && !diags.iter().any(|d| d.severity == Severity::Error)
+        && let Some(first) = fragment_files.first()
+    {
+        diags.push(
+            Diagnostic::io(first, "no journeys: the files hold only fragments")
+                .with_note("a fragments file defines steps for journeys to `use:`; add a journey file next to it"),
+        );
     }
     // Journey names are metric labels: unique across the whole set.
     let mut seen: BTreeMap<String, std::sync::Arc<SourceFile>> = BTreeMap::new();

@@ -6,6 +6,7 @@
 //! so `rules` and `check` can use it without the runtime.
 
 mod browser;
+pub mod fragment;
 pub mod load;
 pub mod slo;
 mod validate;
@@ -60,6 +61,9 @@ pub struct Journey {
     pub trace: TraceSettings,
     /// The steps, run in order.
     pub steps: Vec<Step>,
+    /// Steps that run after `steps` whatever happened (`finally:`); their
+    /// failures are reported apart and never change the run's result.
+    pub finally: Vec<Step>,
     /// Service level objectives declared next to the journey.
     pub slos: Vec<Slo>,
     /// The `JourneyRunsMissing` alert (every journey has one, SLOs or not).
@@ -80,13 +84,37 @@ impl Journey {
             .collect()
     }
 
-    /// Whether any step drives a browser.
+    /// Whether any step (`finally:` included) drives a browser.
     pub fn uses_browser(&self) -> bool {
         self.steps
             .iter()
+            .chain(&self.finally)
             .any(|s| matches!(s.kind, StepKind::Browser(_)))
     }
+
+    /// The step called `name`, in `steps` or `finally`.
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps
+            .iter()
+            .chain(&self.finally)
+            .find(|s| s.name == name)
+    }
+
+    /// The extra time `finally:` steps may take after the run's own
+    /// deadline: the journey's timeout, at most [`FINALLY_BUDGET`]; zero
+    /// without `finally:`.
+    pub fn finally_budget(&self) -> Duration {
+        if self.finally.is_empty() {
+            Duration::ZERO
+        } else {
+            self.timeout.min(FINALLY_BUDGET)
+        }
+    }
 }
+
+/// Upper bound of the time `finally:` steps get after a run, so a hung
+/// cleanup cannot hold a run (and its browser slot) for long.
+pub const FINALLY_BUDGET: Duration = Duration::from_secs(10);
 
 /// The liveness alert of a journey (`liveness:` in the file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -196,9 +224,18 @@ pub struct Step {
     pub kind: StepKind,
     /// Values to capture into variables after the step.
     pub captures: Vec<Capture>,
+    /// Set when the step comes from a fragment (`use:`): its spans point
+    /// into the fragment's file, and its `{{ params.NAME }}` are bound here.
+    pub fragment: Option<Arc<fragment::FragmentUse>>,
 }
 
 impl Step {
+    /// The file the step is written in: the fragment's for a step from
+    /// `use:`, else `journey_file`.
+    pub fn file<'a>(&'a self, journey_file: &'a Arc<SourceFile>) -> &'a Arc<SourceFile> {
+        self.fragment.as_ref().map_or(journey_file, |u| &u.file)
+    }
+
     /// `http` or `browser`.
     pub fn kind_name(&self) -> &'static str {
         match self.kind {

@@ -31,6 +31,7 @@ const JOURNEY_KEYS: &[&str] = &[
     "tls",
     "trace",
     "steps",
+    "finally",
     "slos",
     "liveness",
     "retries",
@@ -168,6 +169,8 @@ impl<'n> Fields<'n> {
 pub(super) struct Validator<'a> {
     pub file: &'a Arc<SourceFile>,
     pub diags: &'a mut Vec<Diagnostic>,
+    /// The fragments `use:` steps may name.
+    pub fragments: &'a super::fragment::Fragments,
 }
 
 impl<'a> Validator<'a> {
@@ -384,7 +387,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn identifier(&mut self, span: Span, name: &str, what: &str) -> bool {
+    pub(super) fn identifier(&mut self, span: Span, name: &str, what: &str) -> bool {
         let ok = name
             .chars()
             .next()
@@ -466,6 +469,8 @@ pub(super) struct Names {
     pub secrets: BTreeSet<String>,
     /// capture name → the step that defines it (for "captured later" hints).
     pub later: BTreeMap<String, String>,
+    /// Inside a fragment: its name and parameters (`{{ params.NAME }}`).
+    pub params: Option<(String, BTreeSet<String>)>,
 }
 
 impl Validator<'_> {
@@ -483,6 +488,29 @@ impl Validator<'_> {
             let (head, rest) = r.split_once('.').unwrap_or((r.as_str(), ""));
             match head {
                 "env" => {}
+                "params" => match &names.params {
+                    None => {
+                        self.error(n.span, "`params` exists only inside a fragment")
+                            .label = Some("a journey passes values to a fragment with `use:` and `with:`; here, use a variable".into());
+                    }
+                    Some((_, _)) if rest.is_empty() => {
+                        self.error(n.span, "`params` needs a name: `{{ params.NAME }}`");
+                    }
+                    Some((frag, ps)) if !ps.contains(rest) => {
+                        let cands: Vec<&str> = ps.iter().map(String::as_str).collect();
+                        let label = match did_you_mean(rest, &cands) {
+                            Some(s) => format!("did you mean `params.{s}`?"),
+                            None if cands.is_empty() => format!("`{frag}` declares no `params:`"),
+                            None => format!("`{frag}` declares {}", one_of(&cands)),
+                        };
+                        self.error(
+                            n.span,
+                            format!("unknown parameter `{rest}` of fragment `{frag}`"),
+                        )
+                        .label = Some(label);
+                    }
+                    Some(_) => {}
+                },
                 "secret" => {
                     if rest.is_empty() {
                         self.error(n.span, "`secret` needs a name: `{{ secret.NAME }}`");
@@ -691,7 +719,7 @@ pub(super) fn journey(
     {
         for (k, val) in entries {
             v.identifier(k.span, &k.name, "variable");
-            if matches!(k.name.as_str(), "env" | "secret")
+            if matches!(k.name.as_str(), "env" | "secret" | "params")
                 || crate::template::FUNCTIONS.contains(&k.name.as_str())
             {
                 v.error(k.span, format!("`{}` is a reserved name", k.name));
@@ -733,6 +761,7 @@ pub(super) fn journey(
         vars: vars.keys().cloned().collect(),
         secrets: secrets.keys().cloned().collect(),
         later: BTreeMap::new(),
+        params: None,
     };
     let mut steps = Vec::new();
     match f.get("steps") {
@@ -748,52 +777,27 @@ pub(super) fn journey(
                 );
             }
             Node::Seq(items) => {
-                // Captures of all steps, for "captured by a later step" hints.
-                for item in items {
-                    if let Node::Map(e) = &item.node {
-                        let sname = e
-                            .iter()
-                            .find(|(k, _)| k.name == "name")
-                            .and_then(|(_, v)| v.node.scalar_text())
-                            .unwrap_or_default();
-                        if let Some((_, Node::Map(caps))) = e
-                            .iter()
-                            .find(|(k, _)| k.name == "capture")
-                            .map(|(k, v)| (k, &v.node))
-                        {
-                            for (ck, _) in caps {
-                                names.later.entry(ck.name.clone()).or_insert(sname.clone());
-                            }
-                        }
-                    }
-                }
-                let mut seen: BTreeMap<String, Span> = BTreeMap::new();
-                for item in items {
-                    // Duplicates are reported even when the step has other errors.
-                    if let Node::Map(e) = &item.node
-                        && let Some((_, nn)) = e.iter().find(|(k, _)| k.name == "name")
-                        && let Node::Str(sname) = &nn.node
-                    {
-                        if let Some(prev) = seen.get(sname) {
-                            let prev_line = prev.line;
-                            v.error(nn.span, format!("duplicate step name `{sname}`"))
-                                .label = Some(format!(
-                                "already used on line {prev_line}; step names become the `step` label and must be unique"
-                            ));
-                        } else {
-                            seen.insert(sname.clone(), nn.span);
-                        }
-                    }
-                    if let Some(step) = step(v, item, &mut names, &base_dir) {
-                        steps.push(step);
-                    }
-                }
+                steps = step_list(v, items, &mut names, &base_dir, None);
             }
             _ => v.type_error(n, "`steps`", "a list of steps"),
         },
     }
 
+    // `finally:` runs after the steps, whatever happened: it sees the
+    // captures of every step (a capture the run did not reach is undefined
+    // at run time, and that finally step fails).
+    let mut finally = Vec::new();
+    if let Some(n) = f.get("finally") {
+        match &n.node {
+            Node::Seq(items) => finally = step_list(v, items, &mut names, &base_dir, None),
+            Node::Null => {}
+            _ => v.type_error(n, "`finally`", "a list of steps"),
+        }
+    }
+    unique_step_names(v, &steps, &finally);
+
     super::browser::default_waits(&mut steps, action_timeout);
+    super::browser::default_waits(&mut finally, action_timeout);
 
     let mut slos = Vec::new();
     if let Some(n) = f.get("slos") {
@@ -861,6 +865,7 @@ pub(super) fn journey(
             tls,
             trace,
             steps,
+            finally,
             slos,
             liveness,
             retries,
@@ -868,6 +873,113 @@ pub(super) fn journey(
         },
         name_span,
     ))
+}
+
+/// Validates a list of steps (`steps:`, `finally:` or a fragment's), in
+/// order, expanding `use:` steps. `inside` is the fragment use the list
+/// belongs to; its steps get the use's name prefix.
+pub(super) fn step_list(
+    v: &mut Validator<'_>,
+    items: &[SNode],
+    names: &mut Names,
+    base: &Path,
+    inside: Option<&Arc<super::fragment::FragmentUse>>,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    // Captures of all steps, for "captured by a later step" hints.
+    for item in items {
+        if let Node::Map(e) = &item.node {
+            let sname = e
+                .iter()
+                .find(|(k, _)| k.name == "name")
+                .and_then(|(_, v)| v.node.scalar_text())
+                .unwrap_or_default();
+            if let Some((_, Node::Map(caps))) = e
+                .iter()
+                .find(|(k, _)| k.name == "capture")
+                .map(|(k, v)| (k, &v.node))
+            {
+                for (ck, _) in caps {
+                    names.later.entry(ck.name.clone()).or_insert(sname.clone());
+                }
+            }
+        }
+    }
+    let mut seen: BTreeMap<String, Span> = BTreeMap::new();
+    for item in items {
+        if super::fragment::is_use(item) {
+            steps.extend(super::fragment::expand(v, item, names, base, inside));
+            continue;
+        }
+        // Duplicates are reported even when the step has other errors.
+        if let Node::Map(e) = &item.node
+            && let Some((_, nn)) = e.iter().find(|(k, _)| k.name == "name")
+            && let Node::Str(sname) = &nn.node
+        {
+            if let Some(prev) = seen.get(sname) {
+                let prev_line = prev.line;
+                v.error(nn.span, format!("duplicate step name `{sname}`"))
+                    .label = Some(format!(
+                    "already used on line {prev_line}; step names become the `step` label and must be unique"
+                ));
+            } else {
+                seen.insert(sname.clone(), nn.span);
+            }
+        }
+        if let Some(mut step) = step(v, item, names, base) {
+            if let Some(u) = inside {
+                step.name = format!("{}{}", u.prefix, step.name);
+                step.fragment = Some(u.clone());
+            }
+            steps.push(step);
+        }
+    }
+    steps
+}
+
+/// Step names are the `step` label: unique across `steps:`, `finally:` and
+/// the steps `use:` expanded into (duplicates within one written list were
+/// reported where they are written).
+fn unique_step_names(v: &mut Validator<'_>, steps: &[Step], finally: &[Step]) {
+    let mut seen: BTreeMap<&str, (bool, &Step)> = BTreeMap::new();
+    for (in_finally, s) in steps
+        .iter()
+        .map(|s| (false, s))
+        .chain(finally.iter().map(|s| (true, s)))
+    {
+        let Some((prev_finally, prev)) = seen.get(s.name.as_str()).copied() else {
+            seen.insert(&s.name, (in_finally, s));
+            continue;
+        };
+        let same_list = match (&s.fragment, &prev.fragment) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        if prev_finally == in_finally && same_list {
+            continue;
+        }
+        // Blame the place written in this journey: the step, or its `use:`.
+        let span = |s: &Step| {
+            s.fragment
+                .as_ref()
+                .map_or(s.span, |u| u.outermost().used_at)
+        };
+        let what = match &s.fragment {
+            Some(u) => format!("step `{}` (from `use: {}`)", s.name, u.outermost().fragment),
+            None => format!("step `{}`", s.name),
+        };
+        let hint = if s.fragment.is_some() || prev.fragment.is_some() {
+            "give the `use:` a `name:` to prefix its steps differently"
+        } else {
+            "step names become the `step` label and must be unique"
+        };
+        v.error(span(s), format!("duplicate step name: {what}"))
+            .label = Some(format!(
+            "already a step on line {}; {hint}",
+            span(prev).line
+        ));
+    }
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {
@@ -1053,6 +1165,7 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
         timeout,
         kind: kind?,
         captures,
+        fragment: None,
     })
 }
 

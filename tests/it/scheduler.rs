@@ -57,6 +57,7 @@ impl Probe for SleepProbe {
                         ..StepOutcome::skipped(&s.name, "http")
                     })
                     .collect(),
+                finally: Vec::new(),
                 trace_id: None,
                 trace_url: None,
             }

@@ -55,6 +55,7 @@ fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome 
         started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
         duration: total,
         steps,
+        finally: Vec::new(),
         trace_id: Some(TRACE_ID.into()),
         trace_url: None,
     }

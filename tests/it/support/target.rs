@@ -27,8 +27,13 @@ pub struct Target {
     /// The PEM of the CA that signed the TLS server's certificate.
     pub ca_pem: String,
     hits: Hits,
+    basket: Basket,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// Items in the one test customer's basket (`/basket`): `POST` adds one,
+/// `DELETE /basket/b-1` empties it, so a test can prove a cleanup ran.
+type Basket = Arc<std::sync::atomic::AtomicU64>;
 
 /// Requests served by the HTTP server, by path and query (`/late?ms=5`).
 type Hits = Arc<std::sync::Mutex<std::collections::HashMap<String, u64>>>;
@@ -51,11 +56,41 @@ struct ImgQ {
     img: String,
 }
 
-fn app() -> Router {
+fn app(basket: Basket) -> Router {
+    use std::sync::atomic::Ordering::SeqCst;
     // Odd requests fail, even ones pass: every retried run passes on its retry.
     let alternate = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (add, empty) = (basket.clone(), basket);
     super::hostile::routes()
         .route("/ok", get(|| async { "ok" }))
+        .route(
+            "/basket",
+            post(move || {
+                let items = add.fetch_add(1, SeqCst) + 1;
+                async move {
+                    (
+                        StatusCode::CREATED,
+                        axum::Json(serde_json::json!({"basket": "b-1", "items": items})),
+                    )
+                }
+            }),
+        )
+        .route(
+            "/basket/{id}",
+            axum::routing::delete(move |Path(id): Path<String>| {
+                let found = id == "b-1";
+                if found {
+                    empty.store(0, SeqCst);
+                }
+                async move {
+                    if found {
+                        StatusCode::NO_CONTENT
+                    } else {
+                        StatusCode::NOT_FOUND
+                    }
+                }
+            }),
+        )
         .route(
             "/alternate",
             get(move || {
@@ -247,13 +282,19 @@ impl Target {
             .unwrap_or(0)
     }
 
+    /// Items in the test customer's basket now.
+    pub fn basket(&self) -> u64 {
+        self.basket.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Starts all the servers.
     pub async fn start() -> Target {
         let mut tasks = Vec::new();
         let (l, base) = bind().await;
         let hits = Hits::default();
         let counter = hits.clone();
-        let app = app().layer(axum::middleware::from_fn(
+        let basket = Basket::default();
+        let app = app(basket.clone()).layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let key = req
                     .uri()
@@ -316,6 +357,7 @@ impl Target {
             tls,
             ca_pem,
             hits,
+            basket,
             tasks,
         }
     }
