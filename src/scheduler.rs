@@ -109,6 +109,12 @@ pub struct Applied {
 fn fingerprint(j: &Journey) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     j.source.text.hash(&mut h);
+    // A changed fragments file changes the journeys that use it.
+    for s in j.steps.iter().chain(&j.finally) {
+        for u in std::iter::successors(s.fragment.as_deref(), |u| u.parent.as_deref()) {
+            u.file.text.hash(&mut h);
+        }
+    }
     j.vars.hash(&mut h);
     j.interval.hash(&mut h);
     j.timeout.hash(&mut h);

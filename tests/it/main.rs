@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 #[cfg(feature = "browser")]
 mod pid1;
+mod reuse;
 mod rules;
 mod scheduler;
 mod serve;
