@@ -756,6 +756,10 @@ pub const EXAMPLES: &[(&str, &str)] = &[
         "journeys/shop-browser.yaml",
         include_str!("../journeys/shop-browser.yaml"),
     ),
+    (
+        "journeys/shared-steps.yaml",
+        include_str!("../journeys/shared-steps.yaml"),
+    ),
 ];
 
 /// Loads the embedded example journeys pointed at `base_url`.

@@ -942,6 +942,8 @@ pub(super) fn step_list(
 /// reported where they are written).
 fn unique_step_names(v: &mut Validator<'_>, steps: &[Step], finally: &[Step]) {
     let mut seen: BTreeMap<&str, (bool, &Step)> = BTreeMap::new();
+    // One error per `use:`, not one per step it expanded into.
+    let mut blamed: std::collections::HashSet<Span> = std::collections::HashSet::new();
     for (in_finally, s) in steps
         .iter()
         .map(|s| (false, s))
@@ -974,6 +976,9 @@ fn unique_step_names(v: &mut Validator<'_>, steps: &[Step], finally: &[Step]) {
         } else {
             "step names become the `step` label and must be unique"
         };
+        if !blamed.insert(span(s)) {
+            continue;
+        }
         v.error(span(s), format!("duplicate step name: {what}"))
             .label = Some(format!(
             "already a step on line {}; {hint}",

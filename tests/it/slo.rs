@@ -93,7 +93,13 @@ fn parse_exposition(text: &str) -> Vec<(String, BTreeMap<String, String>)> {
 async fn every_rule_selector_matches_what_serve_exposes() {
     let (shop, _) = demo_shop().await;
     let http_only = crate::http::tempdir();
-    for f in ["account.yaml", "api-login.yaml", "checkout.yaml"] {
+    // `checkout` uses the `login` fragment of `shared-steps.yaml`.
+    for f in [
+        "account.yaml",
+        "api-login.yaml",
+        "checkout.yaml",
+        "shared-steps.yaml",
+    ] {
         std::fs::copy(root().join("journeys").join(f), http_only.join(f)).unwrap();
     }
     let out = bin().args(["rules"]).arg(&http_only).output().unwrap();
