@@ -132,6 +132,10 @@ pub struct Failure {
     /// `line:col` of `span`, for reports.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The file `location` is in when it is not the journey's own: the
+    /// fragments file of a step that came from `use:`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Artifacts saved for this failure (screenshots...), as paths.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
@@ -148,6 +152,7 @@ impl Failure {
             excerpt: None,
             span: Span::default(),
             location: None,
+            file: None,
             artifacts: Vec::new(),
         }
     }

@@ -311,14 +311,18 @@ async fn run_step(
     deadline: Instant,
     timeout: Duration,
 ) -> StepOutcome {
-    if let Err(e) = bindings.enter(step.fragment.as_ref(), &mut ctx.scope) {
-        return StepOutcome {
+    let mut outcome = match bindings.enter(step.fragment.as_ref(), &mut ctx.scope) {
+        Ok(()) => crate::step::run(step, ctx, ex, deadline, timeout).await,
+        Err(e) => StepOutcome {
             status: StepStatus::Failed,
             failure: Some(Failure::new(Reason::Template, ctx.redactor.apply(&e)).at(step.span)),
             ..StepOutcome::skipped(&step.name, step.kind_name())
-        };
+        },
+    };
+    if let (Some(u), Some(f)) = (&step.fragment, outcome.failure.as_mut()) {
+        f.file = Some(u.file.path.display().to_string());
     }
-    crate::step::run(step, ctx, ex, deadline, timeout).await
+    outcome
 }
 
 fn skipped(steps: &[crate::journey::Step]) -> Vec<StepOutcome> {

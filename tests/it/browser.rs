@@ -50,6 +50,25 @@ fn rig(chromedriver: &str) -> Rig {
     }
 }
 
+/// Kills chromedriver (`pid`) while `run` is going, and returns the run's
+/// outcome, which must come within 30 s.
+async fn kill_driver_under(
+    pid: i32,
+    run: tokio::task::JoinHandle<wayprobe::outcome::JourneyOutcome>,
+) -> wayprobe::outcome::JourneyOutcome {
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("no hang")
+        .unwrap()
+}
+
 /// Waits (up to 10 s) until no process of group `pgid` is left, else fails.
 async fn all_exited(pgid: i32, when: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -221,17 +240,7 @@ async fn killing_chromedriver_fails_that_run_and_the_next_run_recovers() {
         (t.hits("/late?ms=600000") > 0).then_some(())
     })
     .await;
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-KILL", &old.to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let o = tokio::time::timeout(Duration::from_secs(30), run)
-        .await
-        .expect("no hang")
-        .unwrap();
+    let o = kill_driver_under(old, run).await;
     assert_eq!(o.result, RunResult::Failure);
     assert_eq!(
         o.failure().unwrap().reason,
@@ -629,5 +638,40 @@ async fn actions_wait_briefly_by_default_and_say_what_they_awaited() {
         assert_eq!(f.reason, reason, "{action}: {f:#?}");
         assert!(f.message.contains(want), "{action}: {}", f.message);
     }
+    r.browser.shutdown().await;
+}
+
+/// `finally:` runs after the browser crashed under a step: the HTTP cleanup
+/// still empties the basket, and the run's failure stays the browser's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finally_runs_after_the_browser_crashed() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    let j = Arc::new(journey(
+        &format!(
+            "name: crash-cleanup\ninterval: 1m\ntimeout: 30s\nvars: {{base_url: \"{}\"}}\nsteps:\n  - name: add\n    http: {{method: POST, url: \"{{{{ base_url }}}}/basket\"}}\n    capture: {{basket: {{jsonpath: \"$.basket\"}}}}\n  - name: wait\n    browser:\n      - goto: \"{{{{ base_url }}}}/late?ms=600000\"\n      - wait_for: {{selector: \"#late\", timeout: 20s}}\nfinally:\n  - name: empty-basket\n    http: {{method: DELETE, url: \"{{{{ base_url }}}}/basket/{{{{ basket }}}}\"}}\n",
+            t.base
+        ),
+        &[],
+    ));
+    let (runner, victim) = (r.runner.clone(), j.clone());
+    let run = tokio::spawn(async move { runner.run(&victim).await });
+    eventually(20, "Chromium to load the page", || async {
+        (t.hits("/late?ms=600000") > 0).then_some(())
+    })
+    .await;
+    assert_eq!(t.basket(), 1);
+    let driver = r.browser.driver_pgid().await.unwrap();
+    let o = kill_driver_under(driver, run).await;
+    assert_eq!(o.result, RunResult::Failure);
+    assert_eq!(o.failure().unwrap().reason, Reason::BrowserSession);
+    assert_eq!(
+        o.finally[0].status,
+        wayprobe::outcome::StepStatus::Passed,
+        "{:#?}",
+        o.finally
+    );
+    assert_eq!(t.basket(), 0);
     r.browser.shutdown().await;
 }

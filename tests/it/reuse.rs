@@ -10,6 +10,22 @@ use wayprobe::outcome::{Reason, RunResult, StepStatus};
 
 use crate::support::{bin, eventually, get, journey, root, run, target::Target};
 
+/// The journey `j.yaml` (`name: j`, then `rest`) loaded with the fragments
+/// file `frags`, pointed at `t`.
+fn with_fragments(frags: Arc<SourceFile>, rest: &str, t: &Target) -> wayprobe::journey::Journey {
+    let j = SourceFile::new(
+        "j.yaml",
+        format!("name: j\nvars: {{base_url: \"http://127.0.0.1:9\"}}\n{rest}"),
+    );
+    let opts = LoadOptions {
+        vars: [("base_url".to_string(), t.base.clone())].into(),
+    };
+    let mut loaded = load_sources(vec![frags, j], &opts, Vec::new()).unwrap();
+    // Two files, one journey: the fragments file is not one.
+    assert_eq!((loaded.journeys.len(), loaded.files), (1, 2));
+    loaded.journeys.remove(0)
+}
+
 fn names(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .unwrap()
@@ -79,21 +95,18 @@ async fn a_failing_fragment_step_points_into_the_fragment_and_at_its_use() {
         "frags.yaml",
         "fragments:\n  probe:\n    params: [code]\n    steps:\n      - name: get\n        http: {url: \"{{ base_url }}/status/{{ params.code }}\"}\n",
     );
-    let j = SourceFile::new(
-        "j.yaml",
-        "name: j\nvars: {base_url: \"http://127.0.0.1:9\"}\nsteps:\n  - use: probe\n    with: {code: 503}\n",
-    );
-    let opts = LoadOptions {
-        vars: [("base_url".to_string(), t.base.clone())].into(),
-    };
-    let loaded = load_sources(vec![frags, j], &opts, Vec::new()).unwrap();
-    assert_eq!((loaded.journeys.len(), loaded.files), (1, 2));
-    let j = &loaded.journeys[0];
+    let j = &with_fragments(frags, "steps:\n  - use: probe\n    with: {code: 503}\n", &t);
     let o = run(j, &[]).await;
     assert_eq!(o.steps[0].name, "probe-get");
     assert_eq!(o.steps[0].http_status, Some(503));
     let text = wayprobe::report::text(j, &o, false, false);
     assert!(text.contains("--> frags.yaml:5:9"), "{text}");
+    // The JSON report says which file the failure's `location` is in.
+    let f = serde_json::to_value(o.steps[0].failure.as_ref().unwrap()).unwrap();
+    assert_eq!(
+        (&f["file"], &f["location"]),
+        (&"frags.yaml".into(), &"5:9".into())
+    );
     assert!(text.contains("in `use: probe` at j.yaml:4:5"), "{text}");
 }
 
@@ -275,4 +288,42 @@ async fn serve_reloads_when_a_fragments_file_changes() {
     .await;
     s.stop().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn nested_fragments_pass_params_down_and_render_each_use_once() {
+    let t = Target::start().await;
+    let frags = SourceFile::new(
+        "frags.yaml",
+        r#"fragments:
+  visit:
+    params: [id]
+    steps:
+      - name: first
+        http: {url: "{{ base_url }}/ok?id={{ params.id }}"}
+      - name: again
+        http: {url: "{{ base_url }}/ok?id={{ params.id }}"}
+  shop:
+    params: {who: {default: alice}}
+    steps:
+      - use: visit
+        with: {id: "{{ params.who }}-{{ uuid() }}"}
+"#,
+    );
+    let j = &with_fragments(
+        frags,
+        "steps:\n  - use: shop\nfinally:\n  - use: visit\n    name: bye\n    with: {id: bye}\n",
+        &t,
+    );
+    let o = run(j, &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:?}", o.failure());
+    let names: Vec<&str> = o.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["shop-visit-first", "shop-visit-again"]);
+    assert_eq!(o.finally[1].name, "bye-again");
+    assert_eq!(t.hits("/ok?id=bye"), 2);
+    // The outer default reached the inner use, and `uuid()` was rendered
+    // once for both steps of the use.
+    let first = o.steps[0].request.clone().unwrap();
+    assert!(first.contains("/ok?id=alice-"), "{first}");
+    assert_eq!(o.steps[1].request.as_deref(), Some(first.as_str()));
 }
