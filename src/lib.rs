@@ -42,7 +42,8 @@
 //! # Data path
 //!
 //! 1. `journey::load_paths` reads `journeys/*.yaml`, parses each into a
-//!    spanned tree and validates it into a `Journey`.
+//!    spanned tree and validates it into a `Journey` (fragments files are
+//!    read first; `use:` steps expand into their steps, `journey::fragment`).
 //! 2. `Scheduler::apply` starts one lightweight task per journey.
 //! 3. At each tick, `Runner::run` builds a fresh client and cookie jar,
 //!    renders templates, and runs the steps in order under the deadline.
