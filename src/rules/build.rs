@@ -43,7 +43,9 @@ pub(crate) const PROCESS_LABELS: &str = "instance, pod, replica, shard";
 /// a series that was reset inside the window (prober restart) falls back to
 /// `increase()`, which handles resets. Series of processes that probe the
 /// same journey from the same location are merged with `max` first (see
-/// [`PROCESS_LABELS`]).
+/// [`PROCESS_LABELS`]), each process's runs summed over `result` before,
+/// so a replica that saw failures the other missed counts its own runs, not
+/// the other's successes on top.
 pub(crate) fn counted(metric: &str, selector: &str, window: &str) -> String {
     counted_by(metric, selector, window, "")
 }
@@ -57,7 +59,7 @@ pub(crate) fn counted_by(metric: &str, selector: &str, window: &str, by: &str) -
         format!(" by ({by})")
     };
     format!(
-        "sum{by}(\n    max without ({PROCESS_LABELS}) (\n      ({s} - min_over_time({s}[{window}]))\n      unless (resets({s}[{window}]) > 0)\n      or increase({s}[{window}])\n    )\n  )"
+        "sum{by}(\n    max without ({PROCESS_LABELS}) (\n      sum without (result) (\n        ({s} - min_over_time({s}[{window}]))\n        unless (resets({s}[{window}]) > 0)\n        or increase({s}[{window}])\n      )\n    )\n  )"
     )
 }
 
@@ -1008,7 +1010,7 @@ mod tests {
         assert_eq!(spec.expected_literal(300), "20 / 3");
         assert_eq!(spec.expected_literal(3600), "80");
         let e = spec.ratio_expr("5m", 300);
-        assert!(e.ends_with("clamp_min(\n  sum(\n    max without (instance, pod, replica, shard) (\n      (journey_runs_total{journey=\"j\"} - min_over_time(journey_runs_total{journey=\"j\"}[5m]))\n      unless (resets(journey_runs_total{journey=\"j\"}[5m]) > 0)\n      or increase(journey_runs_total{journey=\"j\"}[5m])\n    )\n  ),\n  20 / 3\n)"), "{e}");
+        assert!(e.ends_with("clamp_min(\n  sum(\n    max without (instance, pod, replica, shard) (\n      sum without (result) (\n        (journey_runs_total{journey=\"j\"} - min_over_time(journey_runs_total{journey=\"j\"}[5m]))\n        unless (resets(journey_runs_total{journey=\"j\"}[5m]) > 0)\n        or increase(journey_runs_total{journey=\"j\"}[5m])\n      )\n    )\n  ),\n  20 / 3\n)"), "{e}");
         cfg.locations = 3;
         let spec = SloSpec::new(&j, &j.slos[0], &cfg);
         assert_eq!(spec.expected_literal(300), "20");
@@ -1026,7 +1028,9 @@ mod tests {
         let alerts: Vec<&Rule> = g.rules.iter().filter(|r| r.alert.is_some()).collect();
         assert_eq!(alerts.len(), 2);
         assert!(
-            alerts[0].expr.ends_with("[1h])\n    )\n  ) > 2.5)"),
+            alerts[0]
+                .expr
+                .ends_with("[1h])\n      )\n    )\n  ) > 2.5)"),
             "{}",
             alerts[0].expr
         );

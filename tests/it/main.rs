@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod drift;
 mod expect;
+mod fleet;
 mod hostile;
 mod http;
 #[cfg(feature = "browser")]
