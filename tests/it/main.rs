@@ -15,6 +15,7 @@ mod rules;
 mod scheduler;
 mod serve;
 mod serve_safety;
+mod shards;
 mod slo;
 mod support;
 mod trace;
