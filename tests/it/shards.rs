@@ -37,24 +37,34 @@ impl Serve {
 
     /// Starts the process without waiting for it.
     fn spawn(journeys: &Path, port: u16, shard: &str, who: &str, base: &str) -> Serve {
+        Self::spawn_with(
+            journeys,
+            port,
+            &[
+                "--shard",
+                shard,
+                "--location",
+                "test",
+                "--var",
+                &format!("who={who}"),
+            ],
+            base,
+        )
+    }
+
+    /// Starts `serve` with `args` besides the journeys, address and target.
+    fn spawn_with(journeys: &Path, port: u16, args: &[&str], base: &str) -> Serve {
         let child = bin()
             .args(["serve", "--journeys"])
             .arg(journeys)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args([
-                "--shard",
-                shard,
-                "--location",
-                "test",
                 "--watch-interval",
                 "0s",
-            ])
-            .args([
                 "--var",
                 &format!("base_url={base}"),
-                "--var",
-                &format!("who={who}"),
             ])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -146,15 +156,24 @@ fn rules(dir: &Path, journeys: &Path, service: &str) -> std::path::PathBuf {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sharded_processes_run_each_journey_once_and_agree_with_one_process() {
+/// The target, a temporary directory and its empty `journeys` directory;
+/// `None` when Prometheus is missing (the test skips).
+async fn setup() -> Option<(Target, std::path::PathBuf, std::path::PathBuf)> {
     if !tool("prometheus") {
-        return;
+        return None;
     }
     let target = Target::start().await;
     let dir = crate::http::tempdir();
     let journeys = dir.join("journeys");
     std::fs::create_dir(&journeys).unwrap();
+    Some((target, dir, journeys))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_processes_run_each_journey_once_and_agree_with_one_process() {
+    let Some((target, dir, journeys)) = setup().await else {
+        return;
+    };
     write_journeys(&journeys);
 
     // `check --shards 3` tells the same assignment the processes use.
@@ -344,5 +363,119 @@ async fn sharded_processes_run_each_journey_once_and_agree_with_one_process() {
         .expect("Prometheus answers");
     assert!(firing.is_empty(), "{firing:?}");
     drop(single);
+    drop(prom);
+}
+
+/// What `wayprobe check` predicts for a total outage: "pages after N failed
+/// runs (5.5s)" → the duration.
+fn predicted_page(journeys: &Path) -> std::time::Duration {
+    let out = bin().arg("check").arg(journeys).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("the page fires only when at least 2 of the 2 locations burn"),
+        "check explains the quorum: {text}"
+    );
+    let re = regex::Regex::new(r"a total outage pages after \d+ failed runs \(([^)]+)\)").unwrap();
+    let d = re.captures(&text).unwrap_or_else(|| panic!("{text}"))[1].to_string();
+    humantime::parse_duration(&d).unwrap()
+}
+
+/// Two locations against a target that fails for one of them (by the
+/// `x-probe-location` header its runs send): that location's ticket fires
+/// and the page does not; then both fail and the page fires within
+/// `check`'s prediction (99.99% makes that a few seconds: the Workbook's
+/// bound is 0.0001 x 14.4 x 1h = 5.2s, whatever the interval).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_location_tickets_and_both_page() {
+    let Some((target, dir, journeys)) = setup().await else {
+        return;
+    };
+    std::fs::write(
+        journeys.join("region.yaml"),
+        "name: region\ninterval: 1s\ntimeout: 900ms\nvars: {base_url: \"http://127.0.0.1:9\", at: none}\nsteps:\n  - name: get\n    http:\n      url: \"{{ base_url }}/region\"\n      headers: {x-probe-location: \"{{ at }}\"}\nslos:\n  - {name: availability, objective: 99.99%, locations: {total: 2, quorum: 2}}\n",
+    )
+    .unwrap();
+    let predicted = predicted_page(&journeys);
+    let ports = [free_port(), free_port()];
+    let prom = crate::support::Prometheus::start(
+        &dir,
+        &format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nrule_files: ['{}']\nscrape_configs:\n  - job_name: wayprobe\n    static_configs: [{{targets: ['127.0.0.1:{}', '127.0.0.1:{}']}}]\n",
+            rules(&dir, &journeys, "wayprobe").display(),
+            ports[0],
+            ports[1],
+        ),
+    )
+    .await;
+    target.set_location_down("ap", true);
+    let procs: Vec<Serve> = [("eu", ports[0]), ("ap", ports[1])]
+        .iter()
+        .map(|(at, port)| {
+            Serve::spawn_with(
+                &journeys,
+                *port,
+                &["--location", at, "--var", &format!("at={at}")],
+                &target.base,
+            )
+        })
+        .collect();
+    for p in &procs {
+        p.ready().await;
+    }
+    let alerts = |q: &'static str| prom.query(q);
+    let ticket = r#"ALERTS{alertstate="firing",slo_alert_tier="location-fast"}"#;
+    let page = r#"ALERTS{alertstate="firing",sloth_severity="page"}"#;
+    let fired = eventually(60, "the ap location ticket", || async {
+        let r = alerts(ticket).await?;
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(fired.len(), 1, "{fired:?}");
+    assert_eq!(fired[0]["metric"]["location"], "ap");
+    assert_eq!(fired[0]["metric"]["sloth_severity"], "ticket");
+    assert_eq!(fired[0]["metric"]["severity"], "warning");
+    let eu = by_journey(
+        &prom,
+        r#"slo_location:sli_error:ratio_rate5m{location="eu"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(eu["region"], 0.0, "eu sees no failure");
+    assert!(
+        alerts(page).await.expect("Prometheus answers").is_empty(),
+        "one location alone does not page"
+    );
+
+    // Both down: the page fires within check's prediction, give or take one
+    // interval, one scrape and one evaluation (plus polling), and the
+    // location tickets give way to it.
+    target.set_location_down("eu", true);
+    let t0 = std::time::Instant::now();
+    let slack = std::time::Duration::from_secs(1 + 1 + 1 + 1);
+    let paged = eventually((predicted + slack).as_secs() + 5, "the page", || async {
+        let r = alerts(page).await?;
+        r.iter()
+            .any(|a| a["metric"]["slo_alert_tier"] == "page-fast")
+            .then_some(r)
+    })
+    .await;
+    let took = t0.elapsed();
+    assert!(
+        took <= predicted + slack,
+        "paged after {took:?}; check predicted {predicted:?} (+ {slack:?})"
+    );
+    assert!(
+        paged.iter().all(|a| a["metric"].get("location").is_none()),
+        "{paged:?}"
+    );
+    eventually(
+        10,
+        "the location tickets giving way to the page",
+        || async { alerts(ticket).await?.is_empty().then_some(()) },
+    )
+    .await;
+    drop(procs);
     drop(prom);
 }
