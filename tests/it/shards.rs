@@ -416,7 +416,14 @@ async fn one_failing_location_tickets_and_both_page() {
             Serve::spawn_with(
                 &journeys,
                 *port,
-                &["--location", at, "--var", &format!("at={at}")],
+                &[
+                    "--location",
+                    at,
+                    "--var",
+                    &format!("at={at}"),
+                    "--prometheus-url",
+                    &prom.url,
+                ],
                 &target.base,
             )
         })
@@ -447,6 +454,15 @@ async fn one_failing_location_tickets_and_both_page() {
         alerts(page).await.expect("Prometheus answers").is_empty(),
         "one location alone does not page"
     );
+    // eu's status page and API show ap's state, read from Prometheus.
+    let api: serde_json::Value =
+        serde_json::from_str(&get(&format!("{}/api/v1/journeys", procs[0].url)).await.1).unwrap();
+    let p = &api["journeys"][0]["slos"][0]["prometheus"];
+    assert_eq!(p["locations_firing"], serde_json::json!(["ap"]), "{api:#}");
+    assert!(p["locations"]["ap"].as_f64().unwrap() > 0.0, "{p:#}");
+    assert_eq!(p["locations"]["eu"].as_f64(), Some(0.0), "{p:#}");
+    let html = get(&format!("{}/", procs[0].url)).await.1;
+    assert!(html.contains("(location ticket firing)"), "{html}");
 
     // Both down: the page fires within check's prediction, give or take one
     // interval, one scrape and one evaluation (plus polling), and the
