@@ -1124,4 +1124,45 @@ mod tests {
         let g = SloSpec::new(&j, &j.slos[0], &cfg).main_group();
         assert_eq!(g.rules.iter().filter(|r| r.alert.is_some()).count(), 4);
     }
+
+    #[test]
+    fn slo_locations_are_validated() {
+        use crate::diag::SourceFile;
+        use crate::journey::load::{LoadOptions, load_sources};
+        use crate::journey::slo::Locations;
+        let load = |l: &str| {
+            load_sources(
+                vec![SourceFile::new(
+                    "j.yaml",
+                    format!(
+                        "name: j\nsteps:\n  - name: home\n    http: {{url: \"https://shop.example.com/\"}}\nslos:\n  - {{name: availability, objective: 99%, locations: {l}}}\n"
+                    ),
+                )],
+                &LoadOptions::default(),
+                vec![],
+            )
+        };
+        let j = load("{total: 3}").unwrap().journeys.remove(0);
+        assert_eq!(
+            j.slos[0].locations,
+            Some(Locations {
+                total: 3,
+                quorum: 2
+            }),
+            "a majority by default"
+        );
+        for (bad, msg) in [
+            (
+                "{total: 2, quorum: 3}",
+                "error: `quorum` must be from 1 to `total` (2)\n --> j.yaml:6:72",
+            ),
+            ("{quorum: 1}", "`locations` needs a `total`"),
+            ("{total: 0}", "`total` must be at least 1"),
+            ("{total: 2, quorom: 1}", "quorom"),
+        ] {
+            let e = load(bad).unwrap_err();
+            let text: String = e.diagnostics().iter().map(|d| d.render(false)).collect();
+            assert!(text.contains(msg), "{bad}: {text}");
+        }
+    }
 }
