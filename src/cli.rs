@@ -88,6 +88,15 @@ pub struct ServeArgs {
     /// The `location` label of every series (where this prober runs).
     #[arg(long, default_value = "local", env = "WAYPROBE_LOCATION")]
     pub location: String,
+    /// Run only this shard's journeys: `INDEX/COUNT`, e.g. `1/3` (rendezvous
+    /// hashing on the journey name; every shard loads the same journeys).
+    #[arg(
+        long,
+        default_value = "0/1",
+        env = "WAYPROBE_SHARD",
+        value_name = "I/N"
+    )]
+    pub shard: crate::shard::Shard,
     /// Prometheus evaluating `wayprobe rules`: the status page and the API
     /// then show each SLO's ratios, remaining budget and firing alerts from it.
     #[arg(long, env = "WAYPROBE_PROMETHEUS_URL", value_name = "URL")]
@@ -218,6 +227,9 @@ pub struct CheckArgs {
     /// Print only errors and warnings, not the SLO explanations.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Show how the journeys fall on N `serve --shard I/N` processes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub shards: Option<u32>,
 }
 
 /// `wayprobe run`.
@@ -527,6 +539,16 @@ pub fn check(args: CheckArgs) -> Exit {
                 line.push_str(&format!(", {}", plural(warnings, "warning")));
             }
             stdout(&format!("{line}\n"));
+            if let Some(n) = args.shards {
+                let a = crate::shard::Assignment::of(
+                    loaded
+                        .journeys
+                        .iter()
+                        .map(|j| (j.name.as_str(), j.interval)),
+                    n,
+                );
+                stdout(&a.render());
+            }
             Exit::Ok
         }
         Err(e) => {
@@ -912,6 +934,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
         runner,
     );
     cfg.location = args.location;
+    cfg.shard = args.shard;
     cfg.scheduler = crate::scheduler::SchedulerConfig {
         max_concurrent: args.max_concurrent_runs,
         max_browser: browser_sessions,

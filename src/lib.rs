@@ -35,6 +35,7 @@
 //!   and API show, and the one place a finished run is logged and counted.
 //! - [`server`]: the HTTP endpoints and their limits; [`web`]: TLS, basic
 //!   auth and headers from `--web.config.file`; [`serve`]: wiring and live reload.
+//! - [`shard`]: which of N `serve --shard I/N` processes runs a journey.
 //! - [`init`]: a reaping init when wayprobe is a container's PID 1.
 //! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
 //!   [`demo`]: the built-in demo shop.
@@ -79,6 +80,7 @@ pub mod run;
 pub mod scheduler;
 pub mod serve;
 pub mod server;
+pub mod shard;
 pub mod slo_prom;
 pub mod slo_view;
 pub mod status;

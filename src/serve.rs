@@ -80,6 +80,8 @@ pub struct ServeConfig {
     pub source: Source,
     /// The `location` label.
     pub location: String,
+    /// Which journeys this process runs (`--shard I/N`; all by default).
+    pub shard: crate::shard::Shard,
     /// Scheduler limits.
     pub scheduler: SchedulerConfig,
     /// How often journey files are checked for changes (zero: never).
@@ -105,6 +107,7 @@ impl ServeConfig {
             browser: runner.browser().cloned(),
             source,
             location: "local".into(),
+            shard: crate::shard::Shard::ALL,
             scheduler: SchedulerConfig::default(),
             watch_interval: Duration::from_secs(5),
             probe: Arc::new(runner),
@@ -170,9 +173,10 @@ pub async fn serve_with(
         None => WebConfig::default(),
     }));
     let metrics = Arc::new(Metrics::new(&cfg.location));
+    // The fingerprint is of every journey: the rules are generated from all of them.
     metrics.set_rules_fingerprint(&loaded);
-    let journeys: Vec<Arc<Journey>> = loaded.into_iter().map(Arc::new).collect();
     let status = Arc::new(StatusStore::new(&cfg.location));
+    let journeys = own_share(cfg.shard, loaded, &status);
     let recorder = Recorder {
         status: status.clone(),
     };
@@ -181,7 +185,7 @@ pub async fn serve_with(
     status.set_journeys(&journeys);
     scheduler.apply(&journeys);
     metrics.reloaded(true);
-    tracing::info!(journeys = journeys.len(), location = %cfg.location, "journeys loaded");
+    tracing::info!(journeys = journeys.len(), location = %cfg.location, shard = %cfg.shard, "journeys loaded");
 
     let ready = Arc::new(AtomicBool::new(true));
     let stop = CancellationToken::new();
@@ -292,6 +296,18 @@ pub async fn serve_with(
     Ok(())
 }
 
+/// The journeys `shard` runs; the names of the others go to the status store.
+fn own_share(
+    shard: crate::shard::Shard,
+    all: Vec<Journey>,
+    status: &StatusStore,
+) -> Vec<Arc<Journey>> {
+    let (mine, others): (Vec<Journey>, Vec<Journey>) =
+        all.into_iter().partition(|j| shard.owns(&j.name));
+    status.set_shard(shard, others.into_iter().map(|j| j.name).collect());
+    mine.into_iter().map(Arc::new).collect()
+}
+
 /// Blocking threads of the HTTP runtime (bcrypt, page rendering, files).
 const HTTP_BLOCKING_THREADS: usize = 2;
 
@@ -372,7 +388,7 @@ async fn reload(
                 web.replace(w);
             }
             metrics.set_rules_fingerprint(&js);
-            let js: Vec<Arc<Journey>> = js.into_iter().map(Arc::new).collect();
+            let js = own_share(cfg.shard, js, status);
             status.set_journeys(&js);
             let a = scheduler.apply(&js);
             metrics.reloaded(true);

@@ -699,6 +699,8 @@ struct ApiJourney<'a> {
 #[derive(Serialize)]
 struct Api<'a> {
     location: &'a str,
+    /// This process's shard (`--shard I/N`) and the journeys other shards run.
+    shard: crate::status::ShardStatus,
     /// Why Prometheus' SLO numbers are missing (`--prometheus-url`).
     #[serde(skip_serializing_if = "Option::is_none")]
     prometheus_error: Option<String>,
@@ -721,6 +723,7 @@ async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> 
         let (total, offset, limit, rows) = page(&snap, &q, 1000);
         let api = Api {
             location: &status.location,
+            shard: status.shard(),
             prometheus_error,
             reload_error: status.reload_error(),
             total,
@@ -848,6 +851,26 @@ fn render_status_page(
         if slow > 0 { "slow" } else { "ok" },
         esc(&status.location)
     );
+    let shard = status.shard();
+    if shard.count > 1 {
+        let _ = write!(
+            h,
+            "<div id=shard>Shard <code>{}/{}</code>: runs {} journeys; {} skipped (run by the other shards)",
+            shard.index,
+            shard.count,
+            snap.len(),
+            shard.skipped.len()
+        );
+        if !shard.skipped.is_empty() {
+            let names: Vec<String> = shard.skipped.iter().map(|n| esc(n)).collect();
+            let _ = write!(
+                h,
+                "<details><summary>skipped journeys</summary><span id=skipped>{}</span></details>",
+                names.join(", ")
+            );
+        }
+        h.push_str("</div>");
+    }
     if let Some(e) = status.reload_error() {
         let _ = write!(
             h,

@@ -33,6 +33,13 @@ pub struct PromSlo {
     pub budget_remaining: Option<f64>,
     /// Tiers of the burn-rate alerts firing now (`page-fast`, ...).
     pub firing: Vec<String>,
+    /// For SLOs with `locations:`: each location's 1h error ratio
+    /// (`slo_location:sli_error:ratio_rate1h`), by `location`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, f64>,
+    /// Locations whose own ticket (`location-fast|location-slow`) fires.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locations_firing: Vec<String>,
 }
 
 /// Reads the recording rules' series from Prometheus' HTTP API.
@@ -90,7 +97,7 @@ impl PromReader {
     pub async fn read(&self) -> Result<BTreeMap<String, PromSlo>, PromError> {
         let series = self
             .query(&format!(
-                "{{__name__=~\"slo:sli_error:ratio_rate({WINDOWS})|slo:period_error_budget_remaining:ratio\",sloth_slo!=\"\"}}"
+                "{{__name__=~\"slo:sli_error:ratio_rate({WINDOWS})|slo:period_error_budget_remaining:ratio|slo_location:sli_error:ratio_rate1h\",sloth_slo!=\"\"}}"
             ))
             .await?;
         let alerts = self
@@ -111,6 +118,10 @@ impl PromReader {
             });
             if name == "slo:period_error_budget_remaining:ratio" {
                 e.budget_remaining = Some(value);
+            } else if name == "slo_location:sli_error:ratio_rate1h" {
+                if let Some(l) = label(s, "location") {
+                    e.locations.insert(l, value);
+                }
             } else if let Some(w) = label(s, "sloth_window") {
                 e.error_ratio.insert(w, value);
             }
@@ -121,6 +132,12 @@ impl PromReader {
                     source: "prometheus",
                     ..Default::default()
                 });
+                if tier.starts_with("location-")
+                    && let Some(l) = label(a, "location")
+                    && !e.locations_firing.contains(&l)
+                {
+                    e.locations_firing.push(l);
+                }
                 if !e.firing.contains(&tier) {
                     e.firing.push(tier);
                 }
@@ -128,6 +145,7 @@ impl PromReader {
         }
         for e in out.values_mut() {
             e.firing.sort();
+            e.locations_firing.sort();
         }
         Ok(out)
     }

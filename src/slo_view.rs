@@ -329,6 +329,27 @@ pub fn render_html(views: &[SloView]) -> String {
                     )
                 }
             );
+            if !p.locations.is_empty() {
+                // Every location's own state, from the per-location recording rules.
+                let each: Vec<String> = p
+                    .locations
+                    .iter()
+                    .map(|(l, r)| {
+                        let ticket = if p.locations_firing.contains(l) {
+                            " <span class=fail>(location ticket firing)</span>"
+                        } else {
+                            ""
+                        };
+                        format!("{} 1h {:.3}%{ticket}", esc(l), r * 100.0)
+                    })
+                    .collect();
+                let _ = write!(
+                    h,
+                    "<p class=\"steps prom-locations\" data-slo=\"{}\">Locations: {}</p>",
+                    esc(&v.name),
+                    each.join(", ")
+                );
+            }
         }
     }
     let _ = write!(

@@ -129,6 +129,18 @@ pub struct StatusStore {
     pub started: SystemTime,
     journeys: RwLock<BTreeMap<String, Arc<JourneyStatus>>>,
     reload_error: RwLock<Option<ReloadError>>,
+    shard: RwLock<ShardStatus>,
+}
+
+/// Which shard this process is, and the journeys it leaves to the others.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShardStatus {
+    /// `0..count`.
+    pub index: u32,
+    /// How many shards share the journeys.
+    pub count: u32,
+    /// Journeys loaded but run by another shard, sorted by name.
+    pub skipped: Vec<String>,
 }
 
 impl StatusStore {
@@ -139,6 +151,11 @@ impl StatusStore {
             started: SystemTime::now(),
             journeys: RwLock::new(BTreeMap::new()),
             reload_error: RwLock::new(None),
+            shard: RwLock::new(ShardStatus {
+                index: 0,
+                count: 1,
+                skipped: Vec::new(),
+            }),
         }
     }
 
@@ -209,6 +226,21 @@ impl StatusStore {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Records this process's shard and the journeys it skips.
+    pub fn set_shard(&self, shard: crate::shard::Shard, mut skipped: Vec<String>) {
+        skipped.sort();
+        *self.shard.write().unwrap_or_else(|p| p.into_inner()) = ShardStatus {
+            index: shard.index,
+            count: shard.count,
+            skipped,
+        };
+    }
+
+    /// This process's shard and the journeys it skips.
+    pub fn shard(&self) -> ShardStatus {
+        self.shard.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Records (or clears) the last refused reload.

@@ -27,6 +27,23 @@ pub struct Slo {
     pub alerting: Alerting,
     /// Which attempt of a retried run the SLO judges.
     pub judge: Judge,
+    /// How many locations probe the journey and how many must burn to page
+    /// (`locations: {total: 3, quorum: 2}`); `None`: one verdict over all.
+    pub locations: Option<Locations>,
+}
+
+/// `locations: {total, quorum}` of an SLO.
+///
+/// With it, the page tiers fire only when at least `quorum` locations burn
+/// budget on their own runs, and a location burning alone raises a ticket
+/// naming it (a network or regional problem, not the service). Every window
+/// then expects the runs of `total` locations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Locations {
+    /// Locations probing the journey (each its own `serve --location`).
+    pub total: u32,
+    /// Burning locations that make an outage (1 ..= total).
+    pub quorum: u32,
 }
 
 /// Which result of a retried run an SLO counts (`judge: first|final`).

@@ -127,6 +127,7 @@ const SLO_KEYS: &[&str] = &[
     "labels",
     "alerting",
     "judge",
+    "locations",
 ];
 const ALERTING_KEYS: &[&str] = &[
     "name",
@@ -1967,6 +1968,7 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
             }
         }
     }
+    let locations = f.get("locations").and_then(|l| slo_locations(v, l));
     Some(Slo {
         name: name?,
         span: n.span,
@@ -1976,6 +1978,45 @@ fn slo(v: &mut Validator<'_>, n: &SNode, journey_timeout: Duration) -> Option<Sl
         labels,
         alerting,
         judge,
+        locations,
+    })
+}
+
+/// `locations: {total: 3, quorum: 2}` of an SLO.
+fn slo_locations(v: &mut Validator<'_>, n: &SNode) -> Option<super::slo::Locations> {
+    let f = v.map(n, "`locations`", &["total", "quorum"])?;
+    let Some(t) = f.get("total") else {
+        v.error(n.span, "`locations` needs a `total`").label = Some(
+            "the number of locations probing the journey, e.g. `{total: 3, quorum: 2}`".into(),
+        );
+        return None;
+    };
+    let total = v.uint_max(t, "`total`", 1000)?;
+    if total == 0 {
+        v.error(t.span, "`total` must be at least 1").label =
+            Some("the number of `serve --location` deployments probing the journey".into());
+        return None;
+    }
+    let quorum = match f.get("quorum") {
+        Some(q) => {
+            let quorum = v.uint(q, "`quorum`")?;
+            if quorum == 0 || quorum > total {
+                v.error(
+                    q.span,
+                    format!("`quorum` must be from 1 to `total` ({total})"),
+                )
+                .label = Some(
+                    "how many locations must burn budget at once to page, e.g. a majority".into(),
+                );
+                return None;
+            }
+            quorum
+        }
+        None => total / 2 + 1,
+    };
+    Some(super::slo::Locations {
+        total: total as u32,
+        quorum: quorum as u32,
     })
 }
 

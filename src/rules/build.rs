@@ -15,6 +15,23 @@ fn gcd(a: u128, b: u128) -> u128 {
     if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
+/// An exact fraction as a PromQL number expression (`20`, `20 / 3`).
+fn literal((n, d): (u128, u128)) -> String {
+    if d == 1 {
+        n.to_string()
+    } else {
+        format!("{n} / {d}")
+    }
+}
+
+/// Target labels that tell apart processes probing the same journeys from
+/// one location: shards (`serve --shard`, told apart by the scrape's
+/// `instance` and `pod`), high-availability replicas (`replica`), and a
+/// `shard` label users may add by relabelling. Counts are merged over them
+/// with `max`, so two replicas (or an old and a new shard during a reshard)
+/// running the same journey count its runs once.
+pub(crate) const PROCESS_LABELS: &str = "instance, pod, replica, shard";
+
 /// `sum(...)` of how much the counters `metric<selector>` went up over
 /// `window`, counting only what the samples inside the window show.
 ///
@@ -24,13 +41,30 @@ fn gcd(a: u128, b: u128) -> u128 {
 /// series counts `last - min_over_time` (exact for a counter without a
 /// reset; the gap before the window's first sample is not counted), and only
 /// a series that was reset inside the window (prober restart) falls back to
-/// `increase()`, which handles resets.
+/// `increase()`, which handles resets. Series of processes that probe the
+/// same journey from the same location are merged with `max` first (see
+/// [`PROCESS_LABELS`]), each process's runs summed over `result` before,
+/// so a replica that saw failures the other missed counts its own runs, not
+/// the other's successes on top.
 pub(crate) fn counted(metric: &str, selector: &str, window: &str) -> String {
+    counted_by(metric, selector, window, "")
+}
+
+/// [`counted`] kept apart by the labels `by` (`""`: one sum over all).
+pub(crate) fn counted_by(metric: &str, selector: &str, window: &str, by: &str) -> String {
     let s = format!("{metric}{selector}");
+    let by = if by.is_empty() {
+        String::new()
+    } else {
+        format!(" by ({by})")
+    };
     format!(
-        "sum(\n    ({s} - min_over_time({s}[{window}]))\n    unless (resets({s}[{window}]) > 0)\n    or increase({s}[{window}])\n  )"
+        "sum{by}(\n    max without ({PROCESS_LABELS}) (\n      sum without (result) (\n        ({s} - min_over_time({s}[{window}]))\n        unless (resets({s}[{window}]) > 0)\n        or increase({s}[{window}])\n      )\n    )\n  )"
     )
 }
+
+/// Recorded per-location error ratios of an SLO with `locations:`.
+pub(crate) const LOCATION_RATIO: &str = "slo_location:sli_error:ratio_rate";
 
 /// Everything the rules of one SLO are made of, computed once and shared by
 /// the generator, the promtool-test emitter and its simulation.
@@ -111,20 +145,150 @@ impl<'a> SloSpec<'a> {
         l
     }
 
+    /// Locations probing the journey: the SLO's `locations.total`, else
+    /// [`RulesConfig::locations`].
+    pub fn locations(&self) -> u32 {
+        self.slo
+            .locations
+            .map_or(self.cfg.locations, |l| l.total)
+            .max(1)
+    }
+
     /// Runs the window should hold at the journey's interval from
-    /// [`RulesConfig::locations`] locations, as the exact fraction `(num, den)`.
+    /// [`Self::locations`] locations, as the exact fraction `(num, den)`.
     pub fn expected_runs(&self, window_secs: u64) -> (u128, u128) {
-        let (n, d) = runs_in(window_secs, self.journey.interval, self.cfg.locations);
+        self.expected_runs_from(window_secs, self.locations())
+    }
+
+    fn expected_runs_from(&self, window_secs: u64, locations: u32) -> (u128, u128) {
+        let (n, d) = runs_in(window_secs, self.journey.interval, locations);
         let g = gcd(n, d);
         (n / g, d / g)
     }
 
     /// [`Self::expected_runs`] as a PromQL number expression (`20`, `20 / 3`).
     pub fn expected_literal(&self, window_secs: u64) -> String {
-        match self.expected_runs(window_secs) {
-            (n, 1) => n.to_string(),
-            (n, d) => format!("{n} / {d}"),
+        literal(self.expected_runs(window_secs))
+    }
+
+    /// The error ratio of each location over `window` (for `locations:`):
+    /// the ratio of [`Self::ratio_expr`], kept apart by `location`, each
+    /// location's runs never below one location's expected runs.
+    pub fn location_ratio_expr(&self, window: &str, window_secs: u64) -> String {
+        let floor = literal(self.expected_runs_from(window_secs, 1));
+        let c = |metric: &str, extra: &[(&str, &str)]| {
+            counted_by(metric, &self.selector(extra), window, "location")
+        };
+        match &self.le {
+            None => {
+                let total = c(self.runs_metric(), &[]);
+                format!(
+                    "(\n  {}\n  or\n  0 * {total}\n)\n/\nclamp_min(\n  {total},\n  {floor}\n)",
+                    c(self.runs_metric(), &[("result", "failure")]),
+                )
+            }
+            Some(le) => {
+                let count = c("journey_duration_seconds_count", &[("result", "success")]);
+                let bucket = c(
+                    "journey_duration_seconds_bucket",
+                    &[("result", "success"), ("le", le)],
+                );
+                format!("(\n  {count}\n  -\n  {bucket}\n)\n/\nclamp_min(\n  {count},\n  {floor}\n)")
+            }
         }
+    }
+
+    /// The locations burning over both windows of `tier`, one series each
+    /// (labels: the SLO's, and `location`).
+    fn burning_locations(&self, tier: BurnTier) -> String {
+        let thr = self.threshold(tier);
+        let id = self.id_selector();
+        format!(
+            "(\n    max without (sloth_window) ({LOCATION_RATIO}{long}{id} > {thr})\n    and\n    max without (sloth_window) ({LOCATION_RATIO}{short}{id} > {thr})\n  )",
+            long = tier.long().name,
+            short = tier.short().name,
+        )
+    }
+
+    /// A page tier's condition under `locations:`: at least `quorum`
+    /// locations burn (`$value` = how many).
+    fn quorum_expr(&self, tier: BurnTier, quorum: u32) -> String {
+        format!(
+            "count without (location) (\n  {}\n) >= {quorum}",
+            self.burning_locations(tier)
+        )
+    }
+
+    /// The ticket of one location burning at a page tier's rate while fewer
+    /// than `quorum` locations do (`$value` = that location's long-window ratio).
+    pub fn location_ticket_rule(&self, tier: BurnTier) -> Option<Rule> {
+        let l = self.slo.locations?;
+        if l.quorum <= 1 || !tier.is_page() || !self.tier_enabled(tier) {
+            return None;
+        }
+        let expr = format!(
+            "max without (sloth_window) ({LOCATION_RATIO}{long}{id})\nand\n{burning}\nunless on ()\n(\n  count(\n  {burning}\n  ) >= {q}\n)",
+            long = tier.long().name,
+            id = self.id_selector(),
+            burning = self.burning_locations(tier),
+            q = l.quorum,
+        );
+        let identity = self.cfg.identity_labels();
+        let mut labels: BTreeMap<String, String> = self
+            .slo
+            .alerting
+            .ticket
+            .labels
+            .iter()
+            .filter(|(k, _)| !is_generated_label(k) && !identity.contains_key(*k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let page = self.alert_labels(tier);
+        for k in [
+            "sloth_id",
+            "slo_kind",
+            "long_window",
+            "short_window",
+            "burn_rate_threshold",
+        ] {
+            labels.insert(k.to_string(), page[k].clone());
+        }
+        labels.insert("sloth_severity".into(), "ticket".into());
+        labels.insert(
+            "slo_alert_tier".into(),
+            format!("location-{}", tier.name().trim_start_matches("page-")),
+        );
+        let factor = tier.factor(self.slo.window);
+        let mut annotations = self.annotations(tier);
+        annotations.insert(
+            "summary".into(),
+            format!(
+                "{{{{ $labels.journey }}}} journey {} SLO ({}%) is burning {factor}x too fast from location {{{{ $labels.location }}}} only",
+                self.slo.kind_name(),
+                self.slo.objective.percent(),
+            ),
+        );
+        annotations.insert(
+            "description".into(),
+            format!(
+                "Seen from {{{{ $labels.location }}}}, the share of {} over the last {long} is {{{{ $value | humanizePercentage }}}} (threshold {thr}), confirmed over the last {short}; fewer than {q} of the {total} locations see it, so this looks like that location's network or region, not the service. It pages once {q} locations burn.",
+                self.bad_runs_phrase(),
+                long = tier.long().name,
+                short = tier.short().name,
+                thr = self.threshold(tier),
+                q = l.quorum,
+                total = l.total,
+            ),
+        );
+        Some(Rule {
+            record: None,
+            alert: Some(self.slo.alerting.name.clone()),
+            expr,
+            for_: None,
+            keep_firing_for: self.slo.alerting.keep_firing_for.map(prom_duration),
+            labels,
+            annotations,
+        })
     }
 
     /// The error ratio over `window` (a PromQL duration): bad runs over the
@@ -242,9 +406,7 @@ impl<'a> SloSpec<'a> {
     pub fn annotations(&self, tier: BurnTier) -> BTreeMap<String, String> {
         let a = &self.slo.alerting;
         let factor = tier.factor(self.slo.window);
-        let (fnum, fden) = factor.parts();
-        let period_hours = u128::from(self.slo.window.days()) * 24;
-        let hours = fmt_ratio(period_hours * fden, fnum, 1);
+        let hours = self.budget_hours(tier);
         let mut m = BTreeMap::new();
         m.insert(
             "summary".to_string(),
@@ -285,11 +447,16 @@ impl<'a> SloSpec<'a> {
     pub fn alert_rule(&self, tier: BurnTier) -> Rule {
         let thr = self.threshold(tier);
         let id = self.id_selector();
-        let mut expr = format!(
-            "(\n  max without (sloth_window) (slo:sli_error:ratio_rate{long}{id} > {thr})\n  and\n  max without (sloth_window) (slo:sli_error:ratio_rate{short}{id} > {thr})\n)",
-            long = tier.long().name,
-            short = tier.short().name,
-        );
+        let quorum = self.slo.locations.filter(|_| tier.is_page());
+        let mut expr = if let Some(l) = quorum {
+            self.quorum_expr(tier, l.quorum)
+        } else {
+            format!(
+                "(\n  max without (sloth_window) (slo:sli_error:ratio_rate{long}{id} > {thr})\n  and\n  max without (sloth_window) (slo:sli_error:ratio_rate{short}{id} > {thr})\n)",
+                long = tier.long().name,
+                short = tier.short().name,
+            )
+        };
         let min = self.min_bad_runs(tier);
         if min > 1 {
             expr.push_str(&format!(
@@ -298,6 +465,24 @@ impl<'a> SloSpec<'a> {
                 min - 1
             ));
         }
+        let mut annotations = self.annotations(tier);
+        if let Some(l) = quorum {
+            annotations.insert(
+                "description".into(),
+                format!(
+                    "{{{{ $value }}}} of the {total} locations see the share of {bad} over the last {long} above {thr} ({factor} x {budget} budget), confirmed over the last {short}: at least the quorum of {q} locations burn, so the journey itself is failing. At this rate the {period} error budget is gone in {hours}h or less.",
+                    total = l.total,
+                    bad = self.bad_runs_phrase(),
+                    long = tier.long().name,
+                    short = tier.short().name,
+                    factor = tier.factor(self.slo.window),
+                    budget = self.budget,
+                    q = l.quorum,
+                    period = self.slo.window.as_str(),
+                    hours = self.budget_hours(tier),
+                ),
+            );
+        }
         Rule {
             record: None,
             alert: Some(self.slo.alerting.name.clone()),
@@ -305,8 +490,15 @@ impl<'a> SloSpec<'a> {
             for_: None,
             keep_firing_for: self.slo.alerting.keep_firing_for.map(prom_duration),
             labels: self.alert_labels(tier),
-            annotations: self.annotations(tier),
+            annotations,
         }
+    }
+
+    /// Hours until the period's budget is gone at a tier's burn rate.
+    fn budget_hours(&self, tier: BurnTier) -> String {
+        let (fnum, fden) = tier.factor(self.slo.window).parts();
+        let period_hours = u128::from(self.slo.window.days()) * 24;
+        fmt_ratio(period_hours * fden, fnum, 1)
     }
 
     /// Group `slo-<id>`: ratios → constants → burn rate → info → alerts.
@@ -321,6 +513,21 @@ impl<'a> SloSpec<'a> {
                 self.ratio_expr(w.name, w.secs),
                 l,
             ));
+        }
+        if self.slo.locations.is_some() {
+            for w in WINDOWS.iter().filter(|w| {
+                BurnTier::ALL
+                    .iter()
+                    .any(|t| t.is_page() && (t.long().name == w.name || t.short().name == w.name))
+            }) {
+                let mut l = base.clone();
+                l.insert("sloth_window".into(), w.name.into());
+                rules.push(Rule::record(
+                    &format!("{LOCATION_RATIO}{}", w.name),
+                    self.location_ratio_expr(w.name, w.secs),
+                    l,
+                ));
+            }
         }
         rules.push(Rule::record(
             "slo:objective:ratio",
@@ -357,6 +564,9 @@ impl<'a> SloSpec<'a> {
             if self.tier_enabled(tier) {
                 rules.push(self.alert_rule(tier));
             }
+        }
+        for tier in BurnTier::ALL {
+            rules.extend(self.location_ticket_rule(tier));
         }
         RuleGroup {
             name: format!("slo-{}", self.id),
@@ -800,7 +1010,7 @@ mod tests {
         assert_eq!(spec.expected_literal(300), "20 / 3");
         assert_eq!(spec.expected_literal(3600), "80");
         let e = spec.ratio_expr("5m", 300);
-        assert!(e.ends_with("clamp_min(\n  sum(\n    (journey_runs_total{journey=\"j\"} - min_over_time(journey_runs_total{journey=\"j\"}[5m]))\n    unless (resets(journey_runs_total{journey=\"j\"}[5m]) > 0)\n    or increase(journey_runs_total{journey=\"j\"}[5m])\n  ),\n  20 / 3\n)"), "{e}");
+        assert!(e.ends_with("clamp_min(\n  sum(\n    max without (instance, pod, replica, shard) (\n      sum without (result) (\n        (journey_runs_total{journey=\"j\"} - min_over_time(journey_runs_total{journey=\"j\"}[5m]))\n        unless (resets(journey_runs_total{journey=\"j\"}[5m]) > 0)\n        or increase(journey_runs_total{journey=\"j\"}[5m])\n      )\n    )\n  ),\n  20 / 3\n)"), "{e}");
         cfg.locations = 3;
         let spec = SloSpec::new(&j, &j.slos[0], &cfg);
         assert_eq!(spec.expected_literal(300), "20");
@@ -818,7 +1028,9 @@ mod tests {
         let alerts: Vec<&Rule> = g.rules.iter().filter(|r| r.alert.is_some()).collect();
         assert_eq!(alerts.len(), 2);
         assert!(
-            alerts[0].expr.ends_with("[1h])\n  ) > 2.5)"),
+            alerts[0]
+                .expr
+                .ends_with("[1h])\n      )\n    )\n  ) > 2.5)"),
             "{}",
             alerts[0].expr
         );
@@ -826,5 +1038,131 @@ mod tests {
         assert_eq!(alerts[0].labels["severity"], "sev1");
         assert_eq!(alerts[0].labels["team"], "x");
         assert_eq!(alerts[1].labels["slo_alert_tier"], "page-slow");
+    }
+
+    #[test]
+    fn a_quorum_pages_on_burning_locations_and_one_location_tickets() {
+        let j = test_journey(
+            "j",
+            "30s",
+            "  - {name: availability, objective: 99.5%, locations: {total: 3, quorum: 2}}\n",
+        );
+        let cfg = RulesConfig::default();
+        let spec = SloSpec::new(&j, &j.slos[0], &cfg);
+        assert_eq!(spec.expected_literal(300), "30", "3 locations x 10 runs");
+        let g = spec.main_group();
+        let per_location: Vec<&str> = g
+            .rules
+            .iter()
+            .filter_map(|r| r.record.as_deref())
+            .filter(|r| r.starts_with(LOCATION_RATIO))
+            .collect();
+        assert_eq!(
+            per_location,
+            [
+                "slo_location:sli_error:ratio_rate5m",
+                "slo_location:sli_error:ratio_rate30m",
+                "slo_location:sli_error:ratio_rate1h",
+                "slo_location:sli_error:ratio_rate6h",
+            ]
+        );
+        let loc5m = g
+            .rules
+            .iter()
+            .find(|r| r.record.as_deref() == Some("slo_location:sli_error:ratio_rate5m"))
+            .unwrap();
+        assert!(loc5m.expr.contains("sum by (location)("), "{}", loc5m.expr);
+        assert!(
+            loc5m.expr.ends_with(",\n  10\n)"),
+            "one location's floor: {}",
+            loc5m.expr
+        );
+        let alerts: Vec<&Rule> = g.rules.iter().filter(|r| r.alert.is_some()).collect();
+        let tiers: Vec<(&str, &str)> = alerts
+            .iter()
+            .map(|r| {
+                (
+                    r.labels["slo_alert_tier"].as_str(),
+                    r.labels["sloth_severity"].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tiers,
+            [
+                ("page-fast", "page"),
+                ("page-slow", "page"),
+                ("ticket-fast", "ticket"),
+                ("ticket-slow", "ticket"),
+                ("location-fast", "ticket"),
+                ("location-slow", "ticket"),
+            ]
+        );
+        assert!(
+            alerts[0].expr.starts_with("count without (location) ("),
+            "{}",
+            alerts[0].expr
+        );
+        assert!(alerts[0].expr.ends_with(") >= 2"), "{}", alerts[0].expr);
+        assert!(
+            !alerts[2].expr.contains("location"),
+            "tickets stay on the aggregate"
+        );
+        assert!(
+            alerts[4].expr.contains("unless on ()"),
+            "{}",
+            alerts[4].expr
+        );
+        assert_eq!(alerts[4].labels["severity"], "warning");
+        assert!(alerts[4].annotations["summary"].contains("{{ $labels.location }}"));
+        // a quorum of 1: any location pages, no separate ticket
+        let j = test_journey(
+            "j",
+            "30s",
+            "  - {name: availability, objective: 99.5%, locations: {total: 2, quorum: 1}}\n",
+        );
+        let g = SloSpec::new(&j, &j.slos[0], &cfg).main_group();
+        assert_eq!(g.rules.iter().filter(|r| r.alert.is_some()).count(), 4);
+    }
+
+    #[test]
+    fn slo_locations_are_validated() {
+        use crate::diag::SourceFile;
+        use crate::journey::load::{LoadOptions, load_sources};
+        use crate::journey::slo::Locations;
+        let load = |l: &str| {
+            load_sources(
+                vec![SourceFile::new(
+                    "j.yaml",
+                    format!(
+                        "name: j\nsteps:\n  - name: home\n    http: {{url: \"https://shop.example.com/\"}}\nslos:\n  - {{name: availability, objective: 99%, locations: {l}}}\n"
+                    ),
+                )],
+                &LoadOptions::default(),
+                vec![],
+            )
+        };
+        let j = load("{total: 3}").unwrap().journeys.remove(0);
+        assert_eq!(
+            j.slos[0].locations,
+            Some(Locations {
+                total: 3,
+                quorum: 2
+            }),
+            "a majority by default"
+        );
+        for (bad, msg) in [
+            (
+                "{total: 2, quorum: 3}",
+                "error: `quorum` must be from 1 to `total` (2)\n --> j.yaml:6:72",
+            ),
+            ("{quorum: 1}", "`locations` needs a `total`"),
+            ("{total: 0}", "`total` must be at least 1"),
+            ("{total: 2, quorom: 1}", "quorom"),
+        ] {
+            let e = load(bad).unwrap_err();
+            let text: String = e.diagnostics().iter().map(|d| d.render(false)).collect();
+            assert!(text.contains(msg), "{bad}: {text}");
+        }
     }
 }

@@ -35,12 +35,40 @@ pub fn explain(journey: &Journey, locations: u32) -> Vec<Diagnostic> {
     let mut les: BTreeMap<String, (Duration, &str)> = BTreeMap::new();
     for slo in &journey.slos {
         let spec = SloSpec::new(journey, slo, &cfg);
+        // `locations.total` of the SLO counts the runs, whatever --locations says.
+        let loc = slo.locations.map_or(loc, |l| l.total.max(1));
         out.push(note(&spec, loc));
+        out.extend(locations_note(&spec));
         out.extend(warnings(&spec, loc));
         out.extend(errors(&spec, &mut les));
     }
     out.push(liveness_note(journey, &cfg));
     out
+}
+
+/// What `locations: {total, quorum}` does to the SLO's alerts.
+fn locations_note(spec: &SloSpec<'_>) -> Option<Diagnostic> {
+    let l = spec.slo.locations?;
+    let ticket = if l.quorum > 1 {
+        format!(
+            "; a location burning at a page tier's rate while fewer than {q} do opens a ticket (`slo_alert_tier=\"location-fast|location-slow\"`, with its `location` label): that location's network or region, not the shop",
+            q = l.quorum
+        )
+    } else {
+        "; with a quorum of 1 any burning location pages, so there is no separate location ticket"
+            .to_string()
+    };
+    Some(Diagnostic {
+        severity: Severity::Note,
+        ..Diagnostic::error(
+            &spec.journey.source,
+            spec.slo.span,
+            format!(
+                "`{}` SLO `{}`: the page fires only when at least {} of the {} locations burn budget on their own runs (each location's 1h & 5m, or 6h & 30m, ratios above the page threshold){ticket}. Every window expects the runs of all {} locations (`rules --locations` is ignored for this SLO).",
+                spec.journey.name, spec.slo.name, l.quorum, l.total, l.total
+            ),
+        )
+    })
 }
 
 /// What the liveness alerts of a journey do, and how long a dead prober goes

@@ -24,6 +24,15 @@
 //! ([`fingerprint`]), which fires when a prober runs other journeys than
 //! these rules were generated from.
 //!
+//! An SLO with `locations: {total, quorum}` also records each location's
+//! ratio (`slo_location:sli_error:ratio_rate<w>` for the page windows); its
+//! page tiers fire when at least `quorum` locations burn, and a location
+//! burning alone raises a ticket carrying its `location` label.
+//!
+//! Every count merges the processes probing one journey from one location
+//! (shards, HA replicas) with `max without (instance, pod, replica, shard)`,
+//! so the rules are the same at any number of shards or replicas.
+//!
 //! The rules read the metric contract of `wayprobe serve`:
 //! `journey_runs_total{journey,location,result}` (result `success|failure`,
 //! pre-initialised at 0) and the classic histogram
@@ -92,7 +101,7 @@ pub struct RulesConfig {
     /// location) never makes one bad run look like a burn. Fewer than the real
     /// number errs on the safe side only in steady state (the count of real
     /// runs is then larger and wins); `wayprobe check --locations` must not
-    /// claim more than this.
+    /// claim more than this. An SLO's own `locations: {total}` overrides it.
     pub locations: u32,
 }
 

@@ -49,6 +49,9 @@ const STOP_MIN: u64 = 10;
 ///   and severity, and no burn alert;
 /// - absent series raise `JourneyRunsMissing`.
 ///
+/// SLOs with `locations: {total, quorum}` are left out (their journey's
+/// liveness tests stay): their page needs several locations' series.
+///
 /// Inputs are sampled once a minute, like a 1m scrape; timelines are at
 /// most a day long, so the tests take seconds. Expected firing times come
 /// from a float-exact mirror of the rules for Prometheus 2.x (closed range
@@ -75,6 +78,10 @@ pub fn emit_tests(journeys: &[Journey], cfg: &RulesConfig) -> Vec<(String, Strin
             files.push((rules_name, rules));
             files.push((format!("{id}.test.yaml"), test));
         };
+        // The scenarios feed one location; an SLO with `locations:` pages
+        // only when several burn, so its tests are the fleet scenarios of
+        // tests/it/fleet.rs (promtool over several locations and shards).
+        let slos: Vec<_> = slos.into_iter().filter(|s| s.locations.is_none()).collect();
         if slos.is_empty() {
             let live = LiveBuilder::new(j, cfg);
             let id = format!("{}-{}-liveness", cfg.service, j.name);

@@ -279,6 +279,30 @@ def check_deployment(where, dep, values):
           where, "checksum annotation must be opt-in")
 
 
+def check_sharding(where, dep, kinds, values):
+    """Sharded: pod N of the StatefulSet runs `--shard N/replicas`, from the pod-index label."""
+    wp = container(dep, "wayprobe")
+    args = wp.get("args", [])
+    shard_args = [a for a in args if a.startswith("--shard")]
+    if not values.get("sharding", {}).get("enabled"):
+        check(not shard_args, where, f"--shard without sharding: {shard_args}")
+        return
+    n = values.get("replicas", 1)
+    check(shard_args == [f"--shard=$(WAYPROBE_POD_INDEX)/{n}"], where, f"shard argument: {shard_args}")
+    env = {e["name"]: e for e in wp.get("env", [])}
+    ref = env.get("WAYPROBE_POD_INDEX", {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    check(ref == "metadata.labels['apps.kubernetes.io/pod-index']", where, f"pod index from {ref}")
+    check(dep["spec"]["replicas"] == n, where, "replicas")
+    check(dep["spec"].get("podManagementPolicy") == "Parallel", where, "shards start one by one")
+    check(dep["spec"].get("serviceName"), where, "StatefulSet without serviceName")
+    check("strategy" not in dep["spec"], where, "a Deployment strategy on a StatefulSet")
+    pdb = kinds.get("PodDisruptionBudget")
+    if n > 1 and check(pdb is not None, where, "sharded without a PodDisruptionBudget"):
+        check(pdb["spec"].get("maxUnavailable") == 1, where, "PDB lets more than one shard go")
+        check(pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items(),
+              where, "PDB does not select the shards")
+
+
 def values_cases():
     cases = [("values.yaml", {})]
     for p in sorted(glob.glob(os.path.join(CHART, "ci", "*-values.yaml"))):
@@ -321,9 +345,12 @@ def check_case(name, values, args, crds, tmp):
                     fail(where, f"{d['kind']} {d['metadata'].get('name')}: {e.message} at {list(e.path)}")
                 except Exception as e:  # noqa: BLE001
                     fail(where, f"{d['kind']}: {e}")
-    dep = kinds.get("Deployment")
-    if check(dep is not None, name, "no Deployment"):
+    sharded = values.get("sharding", {}).get("enabled", False)
+    dep = kinds.get("StatefulSet" if sharded else "Deployment")
+    check(("Deployment" in kinds) != ("StatefulSet" in kinds), name, "exactly one of Deployment and StatefulSet")
+    if check(dep is not None, name, "no StatefulSet (sharding.enabled)" if sharded else "no Deployment"):
         check_deployment(name, dep, values)
+        check_sharding(name, dep, kinds, values)
     for kind, d in kinds.items():
         if kind in ("ServiceMonitor", "PrometheusRule", "ConfigMap"):
             continue

@@ -6,6 +6,7 @@ mod check;
 mod cli;
 mod drift;
 mod expect;
+mod fleet;
 mod hostile;
 mod http;
 #[cfg(feature = "browser")]
@@ -15,6 +16,7 @@ mod rules;
 mod scheduler;
 mod serve;
 mod serve_safety;
+mod shards;
 mod slo;
 mod support;
 mod trace;

@@ -85,7 +85,7 @@ fn promtool() -> Option<PathBuf> {
 }
 
 /// A fresh directory under the target dir.
-fn temp_dir(name: &str) -> PathBuf {
+pub(crate) fn temp_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("rules-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -94,7 +94,7 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 /// Runs promtool in `dir`; returns (success, stdout + stderr).
-fn run(promtool: &Path, dir: &Path, args: &[&str]) -> (bool, String) {
+pub(crate) fn run(promtool: &Path, dir: &Path, args: &[&str]) -> (bool, String) {
     let out = Command::new(promtool)
         .current_dir(dir)
         .args(args)

@@ -28,6 +28,8 @@ pub struct Target {
     pub ca_pem: String,
     hits: Hits,
     basket: Basket,
+    /// Locations `/region` fails for (503), by the `x-probe-location` header.
+    down: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -287,23 +289,51 @@ impl Target {
         self.basket.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Makes `/region` fail (503) for requests whose `x-probe-location`
+    /// header is `location`, or pass again.
+    pub fn set_location_down(&self, location: &str, down: bool) {
+        let mut d = self.down.lock().unwrap();
+        if down {
+            d.insert(location.to_string());
+        } else {
+            d.remove(location);
+        }
+    }
+
     /// Starts all the servers.
     pub async fn start() -> Target {
         let mut tasks = Vec::new();
         let (l, base) = bind().await;
         let hits = Hits::default();
         let counter = hits.clone();
+        let down: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+        let region_down = down.clone();
         let basket = Basket::default();
-        let app = app(basket.clone()).layer(axum::middleware::from_fn(
-            move |req: axum::extract::Request, next: axum::middleware::Next| {
-                let key = req
-                    .uri()
-                    .path_and_query()
-                    .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
-                *counter.lock().unwrap().entry(key).or_default() += 1;
-                next.run(req)
-            },
-        ));
+        let app = app(basket.clone())
+            .route(
+                "/region",
+                get(move |headers: HeaderMap| async move {
+                    let at = headers
+                        .get("x-probe-location")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    if region_down.lock().unwrap().contains(at) {
+                        (StatusCode::SERVICE_UNAVAILABLE, "down for this location")
+                    } else {
+                        (StatusCode::OK, "up")
+                    }
+                }),
+            )
+            .layer(axum::middleware::from_fn(
+                move |req: axum::extract::Request, next: axum::middleware::Next| {
+                    let key = req
+                        .uri()
+                        .path_and_query()
+                        .map_or_else(|| req.uri().path().to_string(), |p| p.to_string());
+                    *counter.lock().unwrap().entry(key).or_default() += 1;
+                    next.run(req)
+                },
+            ));
         tasks.push(tokio::spawn(async move {
             let _ = axum::serve(l, app).await;
         }));
@@ -358,6 +388,7 @@ impl Target {
             ca_pem,
             hits,
             basket,
+            down,
             tasks,
         }
     }
