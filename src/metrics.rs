@@ -56,16 +56,42 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// the `# EOF` / `# UNIT` lines go.
 pub fn to_prometheus_text(om: &str) -> String {
     let mut out = String::with_capacity(om.len());
-    let mut help: Option<&str> = None;
-    for line in om.lines() {
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            if let Some(h) = help.take() {
-                out.push_str(h);
-                out.push('\n');
-            }
-            help = Some(line);
-            let _ = rest;
-            continue;
+    let mut c = TextConverter::default();
+    c.push(om, &mut out);
+    c.finish(&mut out);
+    out
+}
+
+/// [`to_prometheus_text`] a piece at a time, for a streamed exposition:
+/// feed it whole lines in order ([`TextConverter::push`]), then
+/// [`TextConverter::finish`]. The only state between lines is a `# HELP`
+/// waiting for its `# TYPE` (whose name it takes).
+#[derive(Debug, Default)]
+pub struct TextConverter {
+    help: Option<String>,
+}
+
+impl TextConverter {
+    /// Converts whole lines of OpenMetrics text, appending to `out`.
+    pub fn push(&mut self, lines: &str, out: &mut String) {
+        for line in lines.lines() {
+            self.line(line, out);
+        }
+    }
+
+    /// Writes what is still pending (a `# HELP` without a `# TYPE`).
+    pub fn finish(&mut self, out: &mut String) {
+        if let Some(h) = self.help.take() {
+            out.push_str(&h);
+            out.push('\n');
+        }
+    }
+
+    fn line(&mut self, line: &str, out: &mut String) {
+        if line.starts_with("# HELP ") {
+            self.finish(out);
+            self.help = Some(line.to_string());
+            return;
         }
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -75,24 +101,97 @@ pub fn to_prometheus_text(om: &str) -> String {
                 "unknown" => (name.to_string(), "untyped"),
                 _ => (name.to_string(), kind),
             };
-            if let Some(h) = help.take() {
+            if let Some(h) = self.help.take() {
                 let text = h.splitn(4, ' ').nth(3).unwrap_or("");
                 out.push_str(&format!("# HELP {name} {text}\n"));
             }
             out.push_str(&format!("# TYPE {name} {kind}\n"));
-            continue;
+            return;
         }
-        if let Some(h) = help.take() {
-            out.push_str(h);
-            out.push('\n');
-        }
+        self.finish(out);
         if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
+            return;
         }
         out.push_str(without_exemplar(line));
         out.push('\n');
     }
-    out
+}
+
+/// A `fmt::Write` that hands the exposition on in pieces of whole lines of
+/// about [`EXPOSITION_CHUNK`] bytes (converted to the classic text format
+/// on the way when asked), so a scrape of 10,000 journeys never holds the
+/// whole 40-odd MB text, let alone a converted copy of it.
+pub struct ChunkWriter<F: FnMut(String) -> bool> {
+    buf: String,
+    convert: Option<TextConverter>,
+    sink: F,
+    /// The sink refused a piece (the scraper went away): stop encoding.
+    closed: bool,
+}
+
+/// Bytes of exposition handed on at once by [`ChunkWriter`].
+pub const EXPOSITION_CHUNK: usize = 64 * 1024;
+
+impl<F: FnMut(String) -> bool> ChunkWriter<F> {
+    /// Hands pieces to `sink` (false from it stops the encoding); with
+    /// `classic`, in the classic Prometheus text format.
+    pub fn new(classic: bool, sink: F) -> Self {
+        Self {
+            buf: String::with_capacity(EXPOSITION_CHUNK + 4096),
+            convert: classic.then(TextConverter::default),
+            sink,
+            closed: false,
+        }
+    }
+
+    fn hand_on(&mut self, upto: usize) {
+        let rest = self.buf.split_off(upto);
+        let piece = std::mem::replace(&mut self.buf, rest);
+        let piece = match &mut self.convert {
+            Some(c) => {
+                let mut out = String::with_capacity(piece.len());
+                c.push(&piece, &mut out);
+                out
+            }
+            None => piece,
+        };
+        if !piece.is_empty() && !(self.sink)(piece) {
+            self.closed = true;
+        }
+    }
+
+    /// Hands on the rest; false if the sink went away at any point.
+    pub fn finish(mut self) -> bool {
+        let n = self.buf.len();
+        self.hand_on(n);
+        if let Some(mut c) = self.convert.take() {
+            let mut out = String::new();
+            c.finish(&mut out);
+            if !out.is_empty() && !(self.sink)(out) {
+                self.closed = true;
+            }
+        }
+        !self.closed
+    }
+}
+
+impl<F: FnMut(String) -> bool> std::fmt::Write for ChunkWriter<F> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.closed {
+            return Err(std::fmt::Error);
+        }
+        self.buf.push_str(s);
+        if self.buf.len() >= EXPOSITION_CHUNK
+            && let Some(i) = self.buf.rfind('\n')
+        {
+            self.hand_on(i + 1);
+        }
+        if self.closed {
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A sample line without its OpenMetrics exemplar (the classic text format
@@ -328,13 +427,15 @@ fn journey_labels<'a>(s: &'a JourneySeries, loc: &'a str) -> [(&'static str, &'a
 
 impl Collector for JourneyMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let journeys = self.read();
+        // A copy of the handles, not the lock: a streamed scrape to a slow
+        // reader must never hold up a reload.
+        let journeys: Vec<Arc<JourneySeries>> = self.read().values().cloned().collect();
         let loc = self.location.as_str();
         // Both per-result families: one series per journey and result.
         let per_result = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
                           pick: &dyn Fn(&JourneySeries, usize) -> &dyn EncodeMetric|
          -> std::fmt::Result {
-            for s in journeys.values() {
+            for s in journeys.iter() {
                 for (i, r) in RESULTS.iter().enumerate() {
                     let labels = [
                         ("journey", s.name.as_str()),
@@ -377,7 +478,7 @@ impl Collector for JourneyMetrics {
             "Wall time of journey steps that ran.",
             MetricType::Histogram,
             |f| {
-                for s in journeys.values() {
+                for s in journeys.iter() {
                     for st in &s.steps {
                         let labels = [
                             ("journey", s.name.as_str()),
@@ -396,7 +497,7 @@ impl Collector for JourneyMetrics {
             "Failed steps by bounded reason.",
             MetricType::Counter,
             |f| {
-                for s in journeys.values() {
+                for s in journeys.iter() {
                     for st in &s.steps {
                         // Only reasons that occurred: steps x reasons would be too many series.
                         for (reason, n) in Reason::ALL.iter().zip(st.failures.values()) {
@@ -445,7 +546,7 @@ impl Collector for JourneyMetrics {
         let per_journey = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
                            pick: &dyn Fn(&JourneySeries) -> &dyn EncodeMetric|
          -> std::fmt::Result {
-            for s in journeys.values() {
+            for s in journeys.iter() {
                 pick(s).encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
             }
             Ok(())
@@ -472,7 +573,7 @@ impl Collector for JourneyMetrics {
             |f| {
                 let one = Gauge::<i64>::default();
                 one.set(1);
-                for s in journeys.values() {
+                for s in journeys.iter() {
                     let mut labels: Vec<(&str, &str)> = journey_labels(s, loc).to_vec();
                     labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
                     one.encode(f.encode_family(&labels.as_slice())?)?;
@@ -486,7 +587,7 @@ impl Collector for JourneyMetrics {
             "Scheduled runs skipped because the previous run was still going.",
             MetricType::Counter,
             |f| {
-                for s in journeys.values() {
+                for s in journeys.iter() {
                     let labels = [("journey", s.name.as_str())];
                     s.skipped.encode(f.encode_family(&labels.as_slice())?)?;
                 }
@@ -643,10 +744,16 @@ impl Metrics {
     /// The OpenMetrics exposition.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(64 * 1024);
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if self.encode_to(&mut out).is_err() {
             out.clear();
         }
         out
+    }
+
+    /// Writes the OpenMetrics exposition to `w` (a [`ChunkWriter`] streams
+    /// it); fails only when `w` does.
+    pub fn encode_to(&self, w: &mut impl std::fmt::Write) -> std::fmt::Result {
+        prometheus_client::encoding::text::encode(w, &self.registry)
     }
 }
 

@@ -52,9 +52,15 @@ impl Source {
         }
     }
 
-    /// A checksum of every journey and fragments file (names and contents, read through
-    /// symlinks, so a Kubernetes ConfigMap's `..data` swap is seen).
+    /// A fingerprint of every journey and fragments file: its name and, read through
+    /// symlinks (so a Kubernetes ConfigMap's `..data` swap is seen), its
+    /// device, inode, size, mtime and ctime. Only metadata: reading every
+    /// file on every tick was a third of all CPU at 10,000 journeys. An
+    /// editor's in-place write changes mtime and ctime, an atomic rename or
+    /// a ConfigMap swap the inode; a file that cannot be stat'ed counts as
+    /// missing.
     fn checksum(&self) -> Option<u64> {
+        use std::os::unix::fs::MetadataExt;
         let Source::Paths { paths, .. } = self else {
             return None;
         };
@@ -64,7 +70,20 @@ impl Source {
                 Ok(files) => {
                     for f in files {
                         f.hash(&mut h);
-                        std::fs::read(&f).ok().hash(&mut h);
+                        std::fs::metadata(&f)
+                            .ok()
+                            .map(|m| {
+                                (
+                                    m.dev(),
+                                    m.ino(),
+                                    m.size(),
+                                    m.mtime(),
+                                    m.mtime_nsec(),
+                                    m.ctime(),
+                                    m.ctime_nsec(),
+                                )
+                            })
+                            .hash(&mut h);
                     }
                 }
                 Err(_) => p.hash(&mut h),
@@ -430,5 +449,39 @@ async fn reload(
             }));
             Err(text)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The watch reads metadata only: an in-place edit of the same size, a
+    /// new file and a removed one all change the fingerprint; nothing
+    /// changing keeps it.
+    #[test]
+    fn the_watch_fingerprint_sees_edits_without_reading_files() {
+        let dir = std::env::temp_dir().join(format!("wayprobe-watch-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.yaml");
+        std::fs::write(&a, "name: a\n").unwrap();
+        let src = Source::Paths {
+            paths: vec![dir.clone()],
+            opts: LoadOptions::default(),
+        };
+        let first = src.checksum();
+        assert!(first.is_some());
+        assert_eq!(src.checksum(), first, "nothing changed");
+        // Past the file system's timestamp granularity (a jiffy at worst).
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&a, "name: b\n").unwrap();
+        let edited = src.checksum();
+        assert_ne!(edited, first, "same-size edit in place");
+        std::fs::write(dir.join("b.yaml"), "name: c\n").unwrap();
+        let added = src.checksum();
+        assert_ne!(added, edited, "a new file");
+        std::fs::remove_file(dir.join("b.yaml")).unwrap();
+        assert_ne!(src.checksum(), added, "a removed file");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

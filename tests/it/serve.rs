@@ -86,6 +86,55 @@ fn metrics_exposition_golden() {
     );
 }
 
+/// `/metrics` streams the exposition in pieces of whole lines: joined, the
+/// pieces are exactly the one-piece text, in both formats, and a scraper
+/// that goes away stops the encoding.
+#[test]
+fn the_streamed_exposition_is_the_same_text_in_pieces() {
+    use wayprobe::metrics::{ChunkWriter, EXPOSITION_CHUNK};
+    let m = Metrics::new("eu-west-1");
+    let js: Vec<_> = (0..300)
+        .map(|i| {
+            journey(
+                &format!("name: j{i:03}\nsteps:\n  - name: get\n    http: {{url: \"http://127.0.0.1:9/\"}}\n"),
+                &[],
+            )
+        })
+        .collect();
+    let series = m.set_journeys(&js);
+    series[7].record(&outcome("j007", &[("get", 30, Some(Reason::Status))]));
+    let whole = m.encode();
+    assert!(whole.len() > 2 * EXPOSITION_CHUNK, "{} bytes", whole.len());
+    for classic in [false, true] {
+        let mut pieces = Vec::new();
+        let mut w = ChunkWriter::new(classic, |p| {
+            pieces.push(p);
+            true
+        });
+        m.encode_to(&mut w).unwrap();
+        assert!(w.finish());
+        assert!(pieces.len() > 2, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.ends_with('\n')));
+        let want = if classic {
+            wayprobe::metrics::to_prometheus_text(&whole)
+        } else {
+            whole.clone()
+        };
+        assert_eq!(pieces.concat(), want, "classic: {classic}");
+    }
+    let mut handed = 0;
+    let mut w = ChunkWriter::new(false, |_| {
+        handed += 1;
+        false
+    });
+    assert!(
+        m.encode_to(&mut w).is_err(),
+        "a gone scraper stops the encoding"
+    );
+    drop(w);
+    assert_eq!(handed, 1);
+}
+
 #[test]
 fn promtool_accepts_the_exposition() {
     if !tool("promtool") {
