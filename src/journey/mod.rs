@@ -7,8 +7,10 @@
 
 mod browser;
 pub mod load;
+pub mod schema;
 pub mod slo;
 mod validate;
+mod walk;
 pub mod yaml;
 
 use std::collections::BTreeMap;
