@@ -30,7 +30,7 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// One or more files are invalid; every problem is listed.
-    #[error("{} in {files} file(s)", summary(diagnostics))]
+    #[error("{} in {files} file{}", summary(diagnostics), if *files == 1 { "" } else { "s" })]
     Invalid {
         /// All errors and warnings, in file order.
         diagnostics: Vec<Diagnostic>,

@@ -111,6 +111,34 @@ fn summaries_count_files_and_say_one_in_the_singular() {
     );
 }
 
+/// The status page counts its journeys in the right number.
+#[tokio::test]
+async fn the_status_page_says_1_journey() {
+    let dir = scratch("page");
+    journey_file(&dir, "shop.yaml", SHOP);
+    let port = crate::support::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = bin()
+        .current_dir(&dir)
+        .args(["serve", "--journeys", "shop.yaml", "--listen", &listen])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://{listen}/");
+    let page = crate::support::eventually(20, "the status page", || async {
+        match reqwest::get(&url).await {
+            Ok(r) => r.text().await.ok(),
+            Err(_) => None,
+        }
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(page.contains("<h1>wayprobe — 1 journey, "), "{page}");
+}
+
 /// `run --help` and the README say where screenshots of failed browser
 /// steps go by default.
 #[test]
