@@ -198,6 +198,12 @@ fn the_schema_agrees_with_check_over_every_fixture_and_example() {
         .flat_map(|u| verdicts(read(&u)))
         .collect();
     verdicts_all.extend(readme_sources().into_iter().flat_map(|s| verdicts(vec![s])));
+    // The journeys the demo embeds, as it loads them.
+    let embedded = wayprobe::cli::EXAMPLES
+        .iter()
+        .map(|(p, t)| SourceFile::new(root().join(format!("embedded/{p}")), *t))
+        .collect();
+    verdicts_all.extend(verdicts(embedded));
     let (mut accepted, mut rejected) = (0, 0);
     let mut problems = Vec::new();
     for v in &verdicts_all {
