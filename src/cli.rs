@@ -50,6 +50,8 @@ pub enum Command {
     Rules(RulesArgs),
     /// Start the built-in demo shop and probe it with the example journeys.
     Demo(DemoArgs),
+    /// Print the JSON Schema of journey files, for editors (YAML language server).
+    Schema,
 }
 
 /// Log line format.
@@ -460,6 +462,10 @@ pub fn main() -> i32 {
             Command::Serve(a) => serve(a).await,
             Command::Rules(a) => rules(a),
             Command::Demo(a) => demo(a).await,
+            Command::Schema => {
+                stdout(journey::schema::JOURNEY_SCHEMA);
+                Ok(Exit::Ok)
+            }
         }
     });
     match res {
@@ -656,12 +662,17 @@ fn report_invalid(e: &LoadError) {
         paths.dedup();
         paths.len()
     };
-    eprintln!(
-        "error: {} in {} of {}",
-        plural(count(diagnostics, Severity::Error), "error"),
-        plural(files_with_errors, "file"),
-        *files
-    );
+    let errors = plural(count(diagnostics, Severity::Error), "error");
+    // Errors of the command line (`--var`) are in no file.
+    if files_with_errors == 0 {
+        eprintln!("error: {errors}");
+    } else {
+        eprintln!(
+            "error: {errors} in {} of {}",
+            plural(files_with_errors, "file"),
+            *files
+        );
+    }
 }
 
 /// Runs every journey once, concurrently, and prints the outcomes in name order.

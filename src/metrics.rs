@@ -523,7 +523,7 @@ impl Collector for JourneyMetrics {
             "Failed `finally:` (cleanup) steps by bounded reason; they do not change the run's result.",
             MetricType::Counter,
             |f| {
-                for s in journeys.values() {
+                for s in &journeys {
                     for (step, counters) in &s.finally {
                         for (reason, n) in Reason::ALL.iter().zip(counters.values()) {
                             if n > 0 {

@@ -68,8 +68,15 @@ impl Runner {
         &self.opts
     }
 
-    fn resolve_secrets(&self, journey: &Journey) -> Result<BTreeMap<String, String>, Failure> {
-        let mut out = BTreeMap::new();
+    /// Reads every secret of the journey: the values, and for each secret
+    /// that cannot be read, why. A missing secret fails the step that first
+    /// uses it (see [`crate::step::run`]), not the whole run up front.
+    fn resolve_secrets(
+        &self,
+        journey: &Journey,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        let mut values = BTreeMap::new();
+        let mut unavailable = BTreeMap::new();
         for (name, src) in &journey.secrets {
             let value = match src {
                 SecretSource::Env(var) => self
@@ -79,24 +86,17 @@ impl Runner {
                     .cloned()
                     .or_else(|| std::env::var(var).ok())
                     .filter(|v| !v.is_empty())
-                    .ok_or_else(|| {
-                        Failure::new(
-                            Reason::Secret,
-                            format!("secret `{name}`: environment variable `{var}` is not set"),
-                        )
-                    })?,
+                    .ok_or_else(|| format!("environment variable `{var}` is not set")),
                 SecretSource::File(path) => std::fs::read_to_string(path)
                     .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                    .map_err(|e| {
-                        Failure::new(
-                            Reason::Secret,
-                            format!("secret `{name}`: cannot read `{}`: {e}", path.display()),
-                        )
-                    })?,
+                    .map_err(|e| format!("cannot read `{}`: {e}", path.display())),
             };
-            out.insert(name.clone(), value);
+            match value {
+                Ok(v) => values.insert(name.clone(), v),
+                Err(why) => unavailable.insert(name.clone(), why),
+            };
         }
-        Ok(out)
+        (values, unavailable)
     }
 
     fn client(
@@ -151,7 +151,8 @@ impl Runner {
             .as_deref()
             .map(|t| crate::trace::trace_url(t, &trace.trace_id));
 
-        let setup = self.resolve_secrets(journey).and_then(|secrets| {
+        let (secrets, unavailable) = self.resolve_secrets(journey);
+        let setup = (|| -> Result<StepCtx, Failure> {
             let jar = Arc::new(CookieStoreMutex::new(cookie_store::CookieStore::default()));
             let phases = crate::step::timing::Phases::default();
             let client = self.client(journey, jar.clone(), &phases)?;
@@ -167,6 +168,7 @@ impl Runner {
                     captures: BTreeMap::new(),
                     secrets,
                     params: BTreeMap::new(),
+                    unavailable,
                 }),
                 redactor,
                 verbose: self.opts.verbose,
@@ -175,11 +177,11 @@ impl Runner {
                 trace,
                 deadline,
             })
-        });
+        })();
         let mut ctx = match setup {
             Ok(ctx) => ctx,
             Err(f) => {
-                // Nothing can run without its secrets: fail the first step.
+                // Nothing can run without an HTTP client: fail the first step.
                 for (i, s) in journey.steps.iter().enumerate() {
                     if i == 0 {
                         steps.push(StepOutcome {

@@ -858,10 +858,11 @@ fn render_status_page(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
          <title>wayprobe: {failing} failing</title><style>{STYLE}</style></head><body>\
-         <h1>wayprobe — {} journeys, <span class={}>{failing} failing</span>, <span class={}>{slow} slow</span></h1>\
+         <h1>wayprobe — {} journey{}, <span class={}>{failing} failing</span>, <span class={}>{slow} slow</span></h1>\
          <p>Location <code>{}</code>. This page refreshes every 10 s. \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/journeys\">/api/v1/journeys</a></p>",
         snap.len(),
+        if snap.len() == 1 { "" } else { "s" },
         if failing > 0 { "fail" } else { "ok" },
         if slow > 0 { "slow" } else { "ok" },
         esc(&status.location)

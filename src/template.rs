@@ -12,6 +12,8 @@ use std::sync::{Arc, OnceLock};
 use minijinja::value::{Object, Value};
 use minijinja::{Environment, UndefinedBehavior};
 
+use crate::diag::Span;
+
 /// Functions every template may call; they are not variables.
 pub const FUNCTIONS: &[&str] = &["uuid", "timestamp", "timestamp_ms"];
 
@@ -35,11 +37,20 @@ fn unix_now() -> std::time::Duration {
 }
 
 /// A parsed template string.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Template {
     src: String,
     literal: bool,
     refs: Vec<String>,
+    /// Where it is written, once [`Template::at`] says (a run's failure
+    /// points there); not part of its identity.
+    span: Span,
+}
+
+impl PartialEq for Template {
+    fn eq(&self, other: &Self) -> bool {
+        self.src == other.src && self.literal == other.literal && self.refs == other.refs
+    }
 }
 
 impl Template {
@@ -59,6 +70,7 @@ impl Template {
             src: src.to_string(),
             literal: false,
             refs,
+            span: Span::default(),
         })
     }
 
@@ -68,7 +80,19 @@ impl Template {
             src: src.to_string(),
             literal: true,
             refs: Vec::new(),
+            span: Span::default(),
         }
+    }
+
+    /// The same template, known to be written at `span` in its file.
+    pub fn at(mut self, span: Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// Where the template is written (unknown for one made in code).
+    pub fn span(&self) -> Span {
+        self.span
     }
 
     /// The text as written in the journey.
@@ -88,7 +112,8 @@ impl Template {
             .any(|r| r == "secret" || r.starts_with("secret."))
     }
 
-    /// Renders against `scope`; the error names what was undefined.
+    /// Renders against `scope`; the error names what was undefined
+    /// (`environment variable `SHOP_URL` is not set`).
     pub fn render<'a>(&'a self, scope: &Arc<Scope>) -> Result<Cow<'a, str>, String> {
         if self.literal {
             return Ok(Cow::Borrowed(&self.src));
@@ -96,7 +121,14 @@ impl Template {
         engine()
             .render_str(&self.src, Value::from_dyn_object(scope.clone()))
             .map(Cow::Owned)
-            .map_err(|e| describe(&e))
+            .map_err(|e| match e.kind() {
+                minijinja::ErrorKind::UndefinedError => self
+                    .refs
+                    .iter()
+                    .find_map(|r| scope.why_undefined(r))
+                    .unwrap_or_else(|| describe(&e)),
+                _ => describe(&e),
+            })
     }
 }
 
@@ -123,9 +155,35 @@ pub struct Scope {
     pub secrets: BTreeMap<String, String>,
     /// Inside a fragment's step: its parameter values, seen as `params.NAME`.
     pub params: BTreeMap<String, String>,
+    /// Secrets that could not be read at the start of the run, with why
+    /// (`environment variable `SHOP_PASSWORD` is not set`): the step that
+    /// first uses one fails, not the run's first step.
+    pub unavailable: BTreeMap<String, String>,
 }
 
 impl Scope {
+    /// Why the name a template reads (`base_url`, `env.HOME`,
+    /// `secret.password`) has no value, or `None` when it has one.
+    pub fn why_undefined(&self, name: &str) -> Option<String> {
+        let (head, rest) = name.split_once('.').unwrap_or((name, ""));
+        match head {
+            "env" if !rest.is_empty() => std::env::var_os(rest)
+                .is_none()
+                .then(|| format!("environment variable `{rest}` (`env.{rest}`) is not set")),
+            "secret" if !rest.is_empty() => match self.unavailable.get(rest) {
+                Some(why) => Some(format!("secret `{rest}`: {why}")),
+                None => {
+                    (!self.secrets.contains_key(rest)).then(|| format!("undefined secret `{rest}`"))
+                }
+            },
+            "env" | "secret" => None,
+            _ => self
+                .lookup(head)
+                .is_none()
+                .then(|| format!("undefined variable `{head}`")),
+        }
+    }
+
     fn lookup(&self, name: &str) -> Option<Value> {
         self.captures
             .get(name)

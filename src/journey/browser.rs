@@ -7,7 +7,7 @@ use super::*;
 use crate::diag::{did_you_mean, one_of};
 use crate::template::Template;
 
-const ACTIONS: &[&str] = &[
+pub(super) const ACTIONS: &[&str] = &[
     "goto",
     "click",
     "fill",
@@ -18,7 +18,7 @@ const ACTIONS: &[&str] = &[
     "capture",
     "screenshot",
 ];
-const EXPECT_KEYS: &[&str] = &[
+pub(super) const EXPECT_KEYS: &[&str] = &[
     "selector",
     "equals",
     "not_equals",

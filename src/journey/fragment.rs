@@ -31,11 +31,11 @@ use crate::diag::{SourceFile, Span, did_you_mean, one_of};
 use crate::template::{Scope, Template};
 
 /// Keys of a fragment definition.
-const FRAGMENT_KEYS: &[&str] = &["description", "params", "steps"];
+pub(super) const FRAGMENT_KEYS: &[&str] = &["description", "params", "steps"];
 /// Keys of a `use:` step.
-const USE_KEYS: &[&str] = &["use", "name", "with"];
+pub(super) const USE_KEYS: &[&str] = &["use", "name", "with"];
 /// Keys of a parameter written as a mapping.
-const PARAM_KEYS: &[&str] = &["default", "description"];
+pub(super) const PARAM_KEYS: &[&str] = &["default", "description"];
 /// How deep fragments may use fragments; deeper is surely a mistake.
 const MAX_DEPTH: usize = 8;
 

@@ -31,7 +31,7 @@ pub struct Loaded {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// One or more files are invalid; every problem is listed.
-    #[error("{} in {files} file(s)", summary(diagnostics))]
+    #[error("{} in {files} file{}", summary(diagnostics), if *files == 1 { "" } else { "s" })]
     Invalid {
         /// All errors and warnings, in file order.
         diagnostics: Vec<Diagnostic>,
@@ -205,16 +205,22 @@ pub fn load_sources(
     opts: &LoadOptions,
     mut diags: Vec<Diagnostic>,
 ) -> Result<Loaded, LoadError> {
-    let files = sources.len();
+    // Paths that could not be read count among the files (`1 error in 1 file of 1`).
+    let files = sources.len()
+        + diags
+            .iter()
+            .filter(|d| d.file.is_none() && d.path.is_some())
+            .count();
     let mut journeys: Vec<(Journey, Span)> = Vec::new();
     let mut parsed = Vec::new();
+    let mut declared = std::collections::BTreeSet::new();
     for src in &sources {
         match yaml::parse(&src.text) {
             Ok(r) => parsed.push((src, r)),
             Err(e) => {
                 diags.push(
                     Diagnostic::error(src, e.span, format!("invalid YAML: {}", e.message))
-                        .with_label("fix the YAML syntax here"),
+                        .with_label(e.help.as_deref().unwrap_or("fix the YAML syntax here")),
                 );
             }
         }
@@ -238,6 +244,7 @@ pub fn load_sources(
         if fragment::is_fragments_file(root) {
             continue;
         }
+        declared.extend(declared_vars(root));
         let mut v = Validator {
             file: src,
             diags: &mut diags,
@@ -273,6 +280,10 @@ pub fn load_sources(
             seen.insert(j.name.clone(), j.source.clone());
         }
     }
+    if !diags.iter().any(|d| d.severity == Severity::Error) {
+        let js: Vec<&Journey> = journeys.iter().map(|(j, _)| j).collect();
+        diags.extend(unknown_overrides(&opts.vars, &declared, &js));
+    }
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(LoadError::Invalid {
             diagnostics: diags,
@@ -292,4 +303,70 @@ pub fn load_sources(
         warnings: diags,
         files,
     })
+}
+
+/// The names under a file's top-level `vars:`.
+fn declared_vars(root: &yaml::SNode) -> Vec<String> {
+    use yaml::Node;
+    let Node::Map(entries) = &root.node else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter(|(k, _)| k.name == "vars")
+        .flat_map(|(_, v)| match &v.node {
+            Node::Map(vars) => vars.iter().map(|(k, _)| k.name.clone()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// A `--var NAME=VALUE` that no journey declares or reads would change
+/// nothing (a typo such as `baseurl`, and the run probes the default URL):
+/// it is an error, with the nearest name. Its value is never shown.
+fn unknown_overrides(
+    overrides: &BTreeMap<String, String>,
+    declared: &std::collections::BTreeSet<String>,
+    journeys: &[&Journey],
+) -> Vec<Diagnostic> {
+    let mut known = declared.clone();
+    for j in journeys {
+        for s in j.steps.iter().chain(&j.finally) {
+            for t in s.templates() {
+                for r in t.refs() {
+                    known.insert(r.split('.').next().unwrap_or(r).to_string());
+                }
+            }
+        }
+    }
+    known.remove("env");
+    known.remove("secret");
+    let names: Vec<&str> = known.iter().map(String::as_str).collect();
+    overrides
+        .keys()
+        .filter(|k| !known.contains(*k))
+        .map(|k| {
+            let hint = match crate::diag::did_you_mean(k, &names) {
+                Some(s) => format!("did you mean `--var {s}=...`?"),
+                None if names.is_empty() => "the journeys have no variables".to_string(),
+                None => format!(
+                    "the journeys' variables: {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            };
+            Diagnostic {
+                severity: Severity::Error,
+                title: format!("`--var {k}=...`: no journey has a variable `{k}`"),
+                file: None,
+                path: None,
+                span: Span::default(),
+                label: Some(hint),
+                notes: Vec::new(),
+            }
+        })
+        .collect()
 }

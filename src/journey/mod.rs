@@ -8,8 +8,10 @@
 mod browser;
 pub mod fragment;
 pub mod load;
+pub mod schema;
 pub mod slo;
 mod validate;
+mod walk;
 pub mod yaml;
 
 use std::collections::BTreeMap;

@@ -18,7 +18,7 @@ use super::*;
 use crate::diag::{Diagnostic, SourceFile, Span, did_you_mean, one_of};
 use crate::template::Template;
 
-const JOURNEY_KEYS: &[&str] = &[
+pub(super) const JOURNEY_KEYS: &[&str] = &[
     "name",
     "description",
     "interval",
@@ -37,9 +37,9 @@ const JOURNEY_KEYS: &[&str] = &[
     "retries",
     "retry_delay",
 ];
-const STEP_KEYS: &[&str] = &["name", "timeout", "http", "browser", "expect", "capture"];
+pub(super) const STEP_KEYS: &[&str] = &["name", "timeout", "http", "browser", "expect", "capture"];
 const STEP_KINDS: &[&str] = &["http", "browser"];
-const HTTP_KEYS: &[&str] = &[
+pub(super) const HTTP_KEYS: &[&str] = &[
     "method",
     "url",
     "query",
@@ -68,7 +68,7 @@ const MAX_REDIRECTS: u64 = 50;
 /// Largest `max_body`.
 const MAX_BODY: u64 = 1024 * 1024 * 1024;
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-const EXPECT_KEYS: &[&str] = &[
+pub(super) const EXPECT_KEYS: &[&str] = &[
     "status", "url", "headers", "cookies", "body", "jsonpath", "duration",
 ];
 pub(super) const TEXT_PREDICATES: &[&str] = &[
@@ -81,7 +81,7 @@ pub(super) const TEXT_PREDICATES: &[&str] = &[
     "exists",
 ];
 /// Predicates on a text that is always there (a body, a final URL).
-const TEXT_ONLY_PREDICATES: &[&str] = &[
+pub(super) const TEXT_ONLY_PREDICATES: &[&str] = &[
     "equals",
     "not_equals",
     "contains",
@@ -89,7 +89,7 @@ const TEXT_ONLY_PREDICATES: &[&str] = &[
     "starts_with",
     "matches",
 ];
-const JSON_PREDICATES: &[&str] = &[
+pub(super) const JSON_PREDICATES: &[&str] = &[
     "equals",
     "not_equals",
     "contains",
@@ -103,7 +103,7 @@ const JSON_PREDICATES: &[&str] = &[
     "ge",
     "length",
 ];
-const COOKIE_KEYS: &[&str] = &[
+pub(super) const COOKIE_KEYS: &[&str] = &[
     "exists",
     "value",
     "equals",
@@ -113,13 +113,13 @@ const COOKIE_KEYS: &[&str] = &[
     "path",
     "domain",
 ];
-const CAPTURE_SOURCES: &[&str] = &[
+pub(super) const CAPTURE_SOURCES: &[&str] = &[
     "jsonpath", "css", "regex", "header", "cookie", "status", "url",
 ];
-const CAPTURE_KEYS: &[&str] = &[
+pub(super) const CAPTURE_KEYS: &[&str] = &[
     "jsonpath", "css", "attr", "regex", "group", "header", "cookie", "status", "url", "redact",
 ];
-const SLO_KEYS: &[&str] = &[
+pub(super) const SLO_KEYS: &[&str] = &[
     "name",
     "objective",
     "window",
@@ -129,7 +129,7 @@ const SLO_KEYS: &[&str] = &[
     "judge",
     "locations",
 ];
-const ALERTING_KEYS: &[&str] = &[
+pub(super) const ALERTING_KEYS: &[&str] = &[
     "name",
     "page",
     "ticket",
@@ -422,8 +422,11 @@ impl<'a> Validator<'a> {
         match JsonPath::parse(q) {
             Ok(p) => Some(Arc::new(p)),
             Err(e) => {
-                self.error(span, format!("invalid JSONPath `{q}`")).label =
-                    Some(format!("{e} (RFC 9535 syntax, e.g. `$.items[0].id`)"));
+                let hint = match jsonpath_fix(q) {
+                    Some((fixed, why)) => format!("{e}; write `{fixed}` ({why})"),
+                    None => format!("{e} (RFC 9535 syntax, e.g. `$.items[0].id`)"),
+                };
+                self.error(span, format!("invalid JSONPath `{q}`")).label = Some(hint);
                 None
             }
         }
@@ -478,7 +481,7 @@ impl Validator<'_> {
     pub(super) fn template(&mut self, n: &SNode, what: &str, names: &Names) -> Option<Template> {
         let text = self.text(n, what)?;
         let t = match Template::parse(&text) {
-            Ok(t) => t,
+            Ok(t) => t.at(n.span),
             Err(e) => {
                 self.error(n.span, format!("invalid template in {what}"))
                     .label = Some(e);
@@ -547,6 +550,68 @@ impl Validator<'_> {
         }
         Some(t)
     }
+}
+
+/// What to write instead of a JSONPath query that does not parse, when the
+/// mistake is a common one: no leading `$` (`items[0].sku`), or a member
+/// name that dot notation cannot hold (`$.headers.X-Api-Key`).
+fn jsonpath_fix(q: &str) -> Option<(String, String)> {
+    let mut why = Vec::new();
+    let rooted = if q.starts_with('$') {
+        q.to_string()
+    } else {
+        why.push("a query starts with `$`");
+        if q.starts_with(['.', '[']) {
+            format!("${q}")
+        } else {
+            format!("$.{q}")
+        }
+    };
+    // Rewrite `.name` segments outside brackets and quotes as `['name']`
+    // when the name is not an RFC 9535 member-name shorthand.
+    let shorthand = |n: &str| {
+        n.chars()
+            .next()
+            .is_some_and(|c| c.is_alphabetic() || c == '_')
+            && n.chars().all(|c| c.is_alphanumeric() || c == '_')
+    };
+    let mut out = String::with_capacity(rooted.len() + 8);
+    let mut bracketed = false;
+    let (mut depth, mut quote) = (0usize, None::<char>);
+    let chars: Vec<char> = rooted.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match (quote, c) {
+            (Some(qc), _) if c == qc => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') if depth > 0 => quote = Some(c),
+            (None, '[') => depth += 1,
+            (None, ']') => depth = depth.saturating_sub(1),
+            (None, '.') if depth == 0 && chars.get(i + 1).is_some_and(|n| *n != '.') => {
+                let end = (i + 1..chars.len())
+                    .find(|&j| matches!(chars[j], '.' | '['))
+                    .unwrap_or(chars.len());
+                let name: String = chars[i + 1..end].iter().collect();
+                if !name.is_empty() && name != "*" && !shorthand(&name) {
+                    out.push_str(&format!(
+                        "['{}']",
+                        name.replace('\\', "\\\\").replace('\'', "\\'")
+                    ));
+                    bracketed = true;
+                    i = end;
+                    continue;
+                }
+            }
+            _ => {}
+        }
+        out.push(c);
+        i += 1;
+    }
+    if bracketed {
+        why.push("names with characters other than letters, digits and `_` go in brackets");
+    }
+    (!why.is_empty() && JsonPath::parse(&out).is_ok()).then(|| (out, why.join("; ")))
 }
 
 pub(super) fn is_label_safe(s: &str) -> bool {
@@ -2142,6 +2207,25 @@ mod tests {
         assert_eq!(parse_size("10MB"), Some(10_000_000));
         assert_eq!(parse_size("100"), Some(100));
         assert_eq!(parse_size("lots"), None);
+    }
+
+    #[test]
+    fn jsonpath_mistakes_get_what_to_write() {
+        let fix = |q: &str| jsonpath_fix(q).map(|(f, _)| f);
+        assert_eq!(
+            fix("$.headers.X-Api-Key").as_deref(),
+            Some("$.headers['X-Api-Key']")
+        );
+        assert_eq!(fix("products[0].sku").as_deref(), Some("$.products[0].sku"));
+        assert_eq!(fix("[0].id").as_deref(), Some("$[0].id"));
+        assert_eq!(
+            fix("data.user name").as_deref(),
+            Some("$.data['user name']")
+        );
+        assert_eq!(fix("$.a['b.c'].d-e").as_deref(), Some("$.a['b.c']['d-e']"));
+        // Nothing to suggest for other mistakes, or for valid queries.
+        assert_eq!(fix("$.items[?@.id in [1,2]]"), None);
+        assert_eq!(fix("$.items[0]"), None);
     }
 
     #[test]

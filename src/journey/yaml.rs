@@ -165,10 +165,13 @@ fn to_snode(s: Spanned<RawNode>) -> SNode {
 /// A YAML syntax error with its position and a plain message.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
-    /// Where the parser stopped.
+    /// Where the parser stopped (or, for the mistakes we know, where the
+    /// mistake is: the tab, the second `---`).
     pub span: Span,
     /// What it says, without its own snippet.
     pub message: String,
+    /// What to do about it, when we know better than "fix the syntax".
+    pub help: Option<String>,
 }
 
 /// Parses a whole document into a spanned tree.
@@ -184,12 +187,120 @@ pub fn parse(text: &str) -> Result<SNode, SyntaxError> {
                 Span::new(l.line() as u32, l.column() as u32, 1)
             });
             let message = e.without_snippet().to_string();
-            Err(SyntaxError {
-                span,
-                message: clean_message(&message),
-            })
+            Err(explain(
+                text,
+                SyntaxError {
+                    span,
+                    message: clean_message(&message),
+                    help: None,
+                },
+            ))
         }
     }
+}
+
+/// Says the parser's messages in the journey's terms, for the mistakes
+/// people make: the parser's own words name its functions and options
+/// ("use from_str_multiple", "set DuplicateKeyPolicy"), and it reports a
+/// tab where the token before it started.
+fn explain(text: &str, mut e: SyntaxError) -> SyntaxError {
+    let lines: Vec<&str> = text.lines().collect();
+    let msg = e.message.to_ascii_lowercase();
+    if msg.contains("multiple yaml documents") {
+        // Point at the `---` that starts the second document.
+        let upto = (e.span.line as usize).min(lines.len());
+        if let Some(i) = (1..upto).rev().find(|&i| lines[i].starts_with("---")) {
+            e.span = Span::new(i as u32 + 1, 1, 3);
+        }
+        e.message = "a journey file holds one YAML document; this starts a second".into();
+        e.help = Some("put each journey in its own file (or remove the `---`)".into());
+    } else if let Some(key) = e
+        .message
+        .strip_prefix("duplicate mapping key: ")
+        .map(|rest| rest.split(',').next().unwrap_or(rest).trim().to_string())
+    {
+        let first = first_key_line(&lines, &key, e.span);
+        e.span.len = key.chars().count().max(1) as u32;
+        e.message = format!("duplicate key `{key}`");
+        e.help = Some(match first {
+            Some(l) => format!("`{key}` is already set on line {l}; keep one"),
+            None => format!("`{key}` is already set in this mapping; keep one"),
+        });
+    } else if msg.contains("unknown anchor") {
+        // The alias as written, e.g. `*common-headers`.
+        let line = lines.get((e.span.line as usize).wrapping_sub(1)).copied();
+        let alias: String = line
+            .map(|l| l.chars().skip((e.span.col as usize).saturating_sub(1)))
+            .into_iter()
+            .flatten()
+            .skip_while(|c| *c == '*')
+            .take_while(|c| !c.is_whitespace() && !matches!(c, ',' | '}' | ']'))
+            .collect();
+        let alias = if alias.is_empty() {
+            "name".into()
+        } else {
+            alias
+        };
+        e.span.len = alias.chars().count() as u32 + 1;
+        e.message = format!("the alias `*{alias}` refers to no anchor defined before it");
+        e.help = Some(format!(
+            "mark a value above with `&{alias}`, or spell the alias as the anchor"
+        ));
+    } else if msg.contains("recursive") {
+        e.message = "an alias refers to the value that contains it".into();
+        e.help = Some("an alias (`*name`) may only repeat a value defined before it".into());
+    } else if msg.contains("tab") {
+        if let Some(span) = first_tab(&lines, e.span.line) {
+            e.span = span;
+        }
+        e.message = "a tab in indentation; YAML indents with spaces".into();
+        e.help = Some("replace the tab with spaces".into());
+    }
+    e
+}
+
+/// The line where `key` was first written in the mapping of the duplicate
+/// at `dup`: the nearest line above at the same column that sets it.
+fn first_key_line(lines: &[&str], key: &str, dup: Span) -> Option<usize> {
+    let col = (dup.col as usize).saturating_sub(1);
+    let line = dup.line as usize;
+    let sets = |l: &str, at: usize| {
+        l.get(at..).is_some_and(|rest| {
+            rest.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with(':'))
+        })
+    };
+    // A flow mapping (`{a: 1, a: 2}`): the same line, earlier.
+    if let Some(l) = lines.get(line.checked_sub(1)?)
+        && l.get(..col)
+            .is_some_and(|before| before.contains(&format!("{key}:")))
+    {
+        return Some(line);
+    }
+    (1..line).rev().find(|&i| {
+        let l = lines[i - 1];
+        let indent = l.len() - l.trim_start_matches([' ', '-']).len();
+        indent == col && sets(l, col)
+    })
+}
+
+/// The first tab in leading whitespace from `line` on (1-based), else the
+/// first tab on `line`.
+fn first_tab(lines: &[&str], line: u32) -> Option<Span> {
+    let from = (line as usize).saturating_sub(1);
+    for (i, l) in lines.iter().enumerate().skip(from) {
+        let lead = l.len() - l.trim_start_matches([' ', '\t']).len();
+        if let Some(c) = l[..lead].find('\t') {
+            return Some(Span::new(
+                i as u32 + 1,
+                l[..c].chars().count() as u32 + 1,
+                1,
+            ));
+        }
+    }
+    let l = lines.get(from)?;
+    l.find('\t')
+        .map(|c| Span::new(line, l[..c].chars().count() as u32 + 1, 1))
 }
 
 /// serde-saphyr prefixes messages with "line X column Y: "; our renderer shows
@@ -256,5 +367,47 @@ mod tests {
         assert!(!err.message.contains("line 2"), "{}", err.message);
         let dup = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(dup.span.line, 2);
+    }
+
+    #[test]
+    fn known_mistakes_are_said_in_our_words_where_they_are() {
+        let two = parse("name: a\nsteps: []\n---\nname: b\n").unwrap_err();
+        assert_eq!((two.span.line, two.span.col), (3, 1));
+        assert!(two.message.contains("one YAML document"), "{}", two.message);
+        let dup = parse("name: a\nvars:\n  x: 1\nname: b\n").unwrap_err();
+        assert_eq!(dup.message, "duplicate key `name`");
+        assert_eq!(
+            dup.help.as_deref(),
+            Some("`name` is already set on line 1; keep one")
+        );
+        let nested = parse("steps:\n  - name: a\n    http: {}\n    name: b\n").unwrap_err();
+        assert_eq!(
+            nested.help.as_deref(),
+            Some("`name` is already set on line 2; keep one")
+        );
+        let flow = parse("{a: 1, a: 2}\n").unwrap_err();
+        assert_eq!(
+            flow.help.as_deref(),
+            Some("`a` is already set on line 1; keep one")
+        );
+        let tab = parse("steps:\n  - name: b\n\t\thttp: {}\n").unwrap_err();
+        assert_eq!((tab.span.line, tab.span.col), (3, 1), "{}", tab.message);
+        let tab = parse("a:\n  b: 1\n \tc: 2\n").unwrap_err();
+        assert_eq!((tab.span.line, tab.span.col), (3, 2), "{}", tab.message);
+        let alias = parse("a: *nope\n").unwrap_err();
+        assert!(
+            alias.message.contains("refers to no anchor"),
+            "{}",
+            alias.message
+        );
+        let rec = parse("a: &x [*x]\n").unwrap_err();
+        assert!(rec.message.contains("contains it"), "{}", rec.message);
+        for e in [two, dup, nested, flow, alias, rec] {
+            let all = format!("{} {:?}", e.message, e.help);
+            assert!(
+                !all.contains("from_str") && !all.contains("Policy"),
+                "{all}"
+            );
+        }
     }
 }

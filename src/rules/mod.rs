@@ -542,7 +542,11 @@ pub enum RulesError {
         second: String,
     },
     /// Some SLOs cannot produce working rules; the diagnostics say why.
-    #[error("{} SLO problem(s) prevent generating rules", diagnostics.len())]
+    #[error(
+        "{} SLO problem{} generating rules",
+        diagnostics.len(),
+        if diagnostics.len() == 1 { " prevents" } else { "s prevent" }
+    )]
     Invalid {
         /// The errors, pointing into the journey files.
         diagnostics: Vec<Diagnostic>,

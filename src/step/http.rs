@@ -131,7 +131,7 @@ fn render(
 ) -> Result<String, Failure> {
     t.render(scope)
         .map(|s| s.into_owned())
-        .map_err(|m| Failure::new(Reason::Template, format!("{what}: {m}")))
+        .map_err(|m| Failure::new(Reason::Template, format!("{what}: {m}")).at(t.span()))
 }
 
 fn render_json(j: &JsonTemplate, scope: &Arc<Scope>) -> Result<Value, Failure> {
@@ -409,7 +409,14 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
     let mut out = HttpResult::default();
     let started = Instant::now();
     let redactor = ctx.redactor.clone();
-    let failure = |f: Failure| f.at(step.span);
+    // A failure that knows its place (a template) keeps it; others are the step's.
+    let failure = |f: Failure| {
+        if f.span.is_unknown() {
+            f.at(step.span)
+        } else {
+            f
+        }
+    };
 
     let url = match render(&http.url, &ctx.scope, "url") {
         Ok(u) => u,

@@ -57,6 +57,14 @@ pub async fn run(
     let own = t0.checked_add(step_limit).unwrap_or(run_deadline);
     ctx.deadline = own.min(run_deadline);
     let span_id = Some(ctx.trace.start_step());
+    if let Some(f) = unavailable_secret(step, ctx) {
+        return StepOutcome {
+            status: StepStatus::Failed,
+            failure: Some(f),
+            span_id,
+            ..StepOutcome::skipped(&step.name, step.kind_name())
+        };
+    }
     let res = tokio::time::timeout_at(ctx.deadline.into(), execute(step, ctx, ex)).await;
     let duration = t0.elapsed();
     match res {
@@ -86,6 +94,25 @@ pub async fn run(
             }
         }
     }
+}
+
+/// A secret the run could not read fails the step that first uses it,
+/// pointing at the template that reads it (steps before it run as usual).
+fn unavailable_secret(step: &Step, ctx: &StepCtx) -> Option<Failure> {
+    if ctx.scope.unavailable.is_empty() {
+        return None;
+    }
+    step.templates().into_iter().find_map(|t| {
+        t.refs().iter().find_map(|r| {
+            let name = r.strip_prefix("secret.")?;
+            let why = ctx.scope.unavailable.get(name)?;
+            Some(
+                Failure::new(Reason::Secret, format!("secret `{name}`: {why}"))
+                    .at(step.span)
+                    .at(t.span()),
+            )
+        })
+    })
 }
 
 fn round_ms(d: Duration) -> Duration {

@@ -439,8 +439,10 @@ async fn templates_render_functions_comments_and_blocks() {
     assert_eq!(f.reason, Reason::Template);
     assert_eq!(
         f.message,
-        "url: undefined variable: `env.WAYPROBE_SURELY_UNSET` is undefined"
+        "url: environment variable `WAYPROBE_SURELY_UNSET` (`env.WAYPROBE_SURELY_UNSET`) is not set"
     );
+    // At the template that reads it, not at the step's name.
+    assert_eq!(f.location.as_deref(), Some("6:17"));
 }
 
 /// The first failure of a one-step journey whose step is `step` (YAML lines
