@@ -129,11 +129,8 @@ fn units() -> Vec<Vec<PathBuf>> {
     units
 }
 
-/// The README's journey examples, each ```yaml block that is a journey or a
-/// part of one (a list of steps, `slos:`, `liveness:`), made whole the same
-/// way: parts get a `base_url` and one step, so `check` can judge them.
-pub fn readme_journeys() -> Vec<(usize, String)> {
-    const JOURNEY_PARTS: &[&str] = &["name", "steps", "slos", "liveness", "vars", "finally"];
+/// Every ```yaml block of the README, with the line its text starts on.
+fn readme_blocks() -> Vec<(usize, String)> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let mut blocks = Vec::new();
     let mut block: Option<(usize, String)> = None;
@@ -150,6 +147,29 @@ pub fn readme_journeys() -> Vec<(usize, String)> {
             None => {}
         }
     }
+    blocks
+}
+
+/// The README's fragments files (a block whose top level is `fragments:`):
+/// its journey examples that `use:` a fragment are checked beside them.
+fn readme_fragments() -> Vec<std::sync::Arc<SourceFile>> {
+    readme_blocks()
+        .into_iter()
+        .filter(|(_, text)| {
+            text.lines()
+                .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .is_some_and(|l| l.starts_with("fragments:"))
+        })
+        .map(|(line, text)| SourceFile::new(root().join(format!("readme-line-{line}.yaml")), text))
+        .collect()
+}
+
+/// The README's journey examples, each ```yaml block that is a journey or a
+/// part of one (a list of steps, `slos:`, `liveness:`), made whole the same
+/// way: parts get a `base_url` and one step, so `check` can judge them.
+pub fn readme_journeys() -> Vec<(usize, String)> {
+    const JOURNEY_PARTS: &[&str] = &["name", "steps", "slos", "liveness", "vars", "finally"];
+    let blocks = readme_blocks();
     let step = "steps:\n  - {name: home, http: {url: \"http://127.0.0.1:1/\"}}\n";
     let vars = "vars: {base_url: \"http://127.0.0.1:1\"}\n";
     blocks
@@ -197,7 +217,11 @@ fn the_schema_agrees_with_check_over_every_fixture_and_example() {
         .into_iter()
         .flat_map(|u| verdicts(read(&u)))
         .collect();
-    verdicts_all.extend(readme_sources().into_iter().flat_map(|s| verdicts(vec![s])));
+    verdicts_all.extend(readme_sources().into_iter().flat_map(|s| {
+        let mut set = vec![s];
+        set.extend(readme_fragments());
+        verdicts(set)
+    }));
     // The journeys the demo embeds, as it loads them.
     let embedded = wayprobe::cli::EXAMPLES
         .iter()
@@ -256,9 +280,19 @@ fn the_readme_journey_examples_pass_check() {
         examples.len() >= 4,
         "the README's annotated example and its parts are found: {examples:?}"
     );
+    assert!(
+        !readme_fragments().is_empty(),
+        "the README's fragments example is found"
+    );
     for s in readme_sources() {
-        let v = verdicts(vec![s]);
-        let rendered: String = v[0].errors.iter().map(|d| d.render(false)).collect();
+        let mut set = vec![s];
+        set.extend(readme_fragments());
+        let v = verdicts(set);
+        let rendered: String = v
+            .iter()
+            .flat_map(|f| &f.errors)
+            .map(|d| d.render(false))
+            .collect();
         assert!(rendered.is_empty(), "{}:\n{rendered}", v[0].path.display());
     }
     // The example directory, as `check` sees it from the command line.

@@ -94,8 +94,11 @@ fn an_unknown_var_is_a_usage_error_with_did_you_mean() {
 /// Counts agree with what was read, in the right number.
 #[test]
 fn summaries_count_files_and_say_one_in_the_singular() {
-    let (_, stdout, _) = wayprobe(&root(), &["check", "-q", "journeys/checkout.yaml"]);
-    assert_eq!(stdout, "ok: 1 journey in 1 file\n");
+    let (_, stdout, _) = wayprobe(&root(), &["check", "-q", "journeys/api-login.yaml"]);
+    assert_eq!(
+        stdout, "ok: 1 journey in 2 files\n",
+        "with the fragments file beside it"
+    );
     let (_, _, stderr) = wayprobe(&root(), &["check", "/nonexistent/shop.yaml"]);
     assert!(
         stderr.ends_with("error: 1 error in 1 file of 1\n"),
@@ -106,7 +109,7 @@ fn summaries_count_files_and_say_one_in_the_singular() {
         &["check", "/nonexistent/shop.yaml", "journeys/checkout.yaml"],
     );
     assert!(
-        stderr.ends_with("error: 1 error in 1 file of 2\n"),
+        stderr.ends_with("error: 1 error in 1 file of 3\n"), // with the fragments file checkout.yaml uses,
         "{stderr}"
     );
 }
