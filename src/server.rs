@@ -783,9 +783,7 @@ fn ago(t: SystemTime) -> String {
     }
 }
 
-fn ms(d: std::time::Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
+use crate::diag::duration as ms;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em}table{border-collapse:collapse;width:100%;margin-bottom:1em}\
@@ -897,7 +895,7 @@ fn render_status_page(
             "<tr class=journey data-journey=\"{}\"><td><b>{}</b><br><span class=steps>every {} · {}</span></td><td class={class}>{state}<br><span class=steps>{}/{} ok</span>",
             esc(&j.name),
             esc(&j.name),
-            humantime::format_duration(j.interval),
+            crate::diag::duration(j.interval),
             esc(j.description.as_deref().unwrap_or("")),
             st.successes,
             st.runs
@@ -936,7 +934,14 @@ fn render_status_page(
                     if !step.timings.is_empty() {
                         h.push_str("<details class=timings><summary>timings</summary>");
                         for t in &step.timings {
-                            let _ = write!(h, "{} {:.0} ms<br>", esc(&t.name), t.ms);
+                            // A page load's phases sit under their action.
+                            let indent = if t.within.is_some() { "&emsp;" } else { "" };
+                            let _ = write!(
+                                h,
+                                "{indent}{} {}<br>",
+                                esc(&t.name),
+                                crate::diag::millis(t.ms)
+                            );
                         }
                         h.push_str("</details>");
                     }

@@ -82,7 +82,7 @@ impl RunLog {
             .map(|(t, judge)| match (t, judge) {
                 (None, Judge::First) => u32::from(!first_ok),
                 (None, Judge::Final) => u32::from(!ok),
-                (Some(t), _) => u32::from(ok && o.duration > *t),
+                (Some(t), _) => u32::from(ok && o.sli_duration() > *t),
             })
             .collect();
         let m = minute(o.started_at + o.duration);
@@ -255,7 +255,7 @@ pub fn is_slow(j: &Journey, last: &JourneyOutcome) -> bool {
         && j.slos
             .iter()
             .filter_map(|s| s.threshold())
-            .any(|t| last.duration > t)
+            .any(|t| last.sli_duration() > t)
 }
 
 /// The SLO table of one journey for the status page (HTML).

@@ -8,6 +8,7 @@ mod drift;
 mod expect;
 mod hostile;
 mod http;
+mod output;
 #[cfg(feature = "browser")]
 mod pid1;
 mod rules;
