@@ -136,6 +136,12 @@ pub fn response(
     page(redactor, &title, &visible, anchor.or(focus.as_deref()))
 }
 
+/// Elements that do not break a line of text (HTML's phrasing content).
+const INLINE: &[&str] = &[
+    "a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "i", "kbd", "label",
+    "mark", "q", "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var",
+];
+
 /// An HTML document's title, the visible text of its body (no `<head>`,
 /// scripts, styles or templates) and the text of its first [`FOCUS`]
 /// element that has any.
@@ -155,9 +161,16 @@ pub fn visible_text(doc: &scraper::Html) -> (String, String, Option<String>) {
                 }
                 Node::Element(_) => {
                     if let Some(c) = ElementRef::wrap(child) {
-                        out.push(' ');
+                        // Blocks are apart, inline elements run on, as a
+                        // browser's `innerText` has them.
+                        let gap = if INLINE.contains(&c.value().name()) {
+                            ""
+                        } else {
+                            " "
+                        };
+                        out.push_str(gap);
                         walk(c, out);
-                        out.push(' ');
+                        out.push_str(gap);
                     }
                 }
                 _ => {}

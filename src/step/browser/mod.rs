@@ -79,9 +79,18 @@ async fn landed(
     if let Some(code) = &doc.error {
         let reason = call::net_reason(code);
         let what = reason.network_summary().unwrap_or("the page did not load");
+        // An error page's own URL says nothing; a `goto` knows where it went.
+        let wanted = match kind {
+            ActionKind::Goto(u) => u.render(&ctx.scope).ok().map(|u| u.into_owned()),
+            _ => None,
+        };
+        let whence = match wanted {
+            Some(u) => format!("GET {}", crate::step::excerpt::url(&ctx.redactor, &u)),
+            None => "the browser shows its error page".into(),
+        };
         return Some(Err(Failure::new(
             reason,
-            format!("{what}: net::{code} (the browser shows its error page)"),
+            format!("{what}: net::{code} ({whence})"),
         )));
     }
     let status = doc.status?;
@@ -166,11 +175,12 @@ pub async fn execute(
             started.elapsed().as_secs_f64() * 1000.0,
         ));
         // An `expect: {status: ...}` right after this action judges the
-        // status of the page it lands on.
-        let status_expected = b
-            .actions
-            .get(i + 1)
-            .is_some_and(|n| matches!(n.kind, ActionKind::Expect(BrowserExpect::Status(_))));
+        // status of the page it lands on; so does this action if it is one
+        // (a form's navigation may commit only after the click returned).
+        let judges_status =
+            |k: &ActionKind| matches!(k, ActionKind::Expect(BrowserExpect::Status(_)));
+        let status_expected =
+            judges_status(&a.kind) || b.actions.get(i + 1).is_some_and(|n| judges_status(&n.kind));
         let res = match (res, landed(run, &client, &a.kind, ctx, &mut out).await) {
             (res, None) => res,
             // A failed page load already says why.
