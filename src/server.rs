@@ -929,7 +929,12 @@ fn render_status_page(
                     } else {
                         ms(step.duration)
                     };
-                    let _ = write!(h, "{mark} {} {}<br>", esc(&step.name), t);
+                    let _ = write!(h, "{mark} {} {}", esc(&step.name), t);
+                    // Start-up is the prober's time, shown apart from the step's.
+                    if let Some(b) = step.browser_start {
+                        let _ = write!(h, " <span class=steps>(+{} browser start)</span>", ms(b));
+                    }
+                    h.push_str("<br>");
                     // HTTP phases, or each browser action and the page's Navigation Timing.
                     if !step.timings.is_empty() {
                         h.push_str("<details class=timings><summary>timings</summary>");

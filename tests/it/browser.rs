@@ -333,6 +333,26 @@ async fn the_status_page_reads_well_in_a_browser() {
         (!links.is_empty()).then_some(links)
     })
     .await;
+    // The API has the browser's start-up apart from the step's time.
+    let api: serde_json::Value = serde_json::from_str(
+        &crate::support::get(&format!("{status}/api/v1/journeys"))
+            .await
+            .1,
+    )
+    .unwrap();
+    let clicky = api["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "clicky")
+        .unwrap();
+    assert!(
+        clicky["last"]["steps"][0]["browser_start"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{clicky:#}"
+    );
     let png = links.iter().find(|l| l.ends_with(".png")).unwrap();
     let r = reqwest::get(format!("{status}{png}")).await.unwrap();
     assert_eq!(r.headers()["content-type"], "image/png");
@@ -363,6 +383,7 @@ steps:
       - expect: {{selector: "tr[data-journey=broken] td.fail", contains: "failing"}}
       - expect: {{selector: "tr[data-journey=broken] .why", contains: "step get failed (status)"}}
       - expect: {{selector: "tr[data-journey=broken] .why", contains: "expected 2xx or 3xx"}}
+      - expect: {{selector: "tr[data-journey=clicky]", contains: "browser start)"}}
 "#
         ),
         &[],
@@ -962,4 +983,34 @@ async fn browser_start_is_reported_apart_and_kept_out_of_the_slis() {
         assert_eq!(p.within.as_deref(), Some(&*format!("goto {}/ok", t.base)));
     }
     r.browser.shutdown().await;
+}
+
+/// `expect: {status}` in a browser step is checked like an HTTP step's.
+#[test]
+fn a_browser_status_expectation_is_validated() {
+    use wayprobe::journey::{ActionKind, BrowserExpect, LoadOptions, StepKind, load::load_sources};
+    let yaml = |status: &str| {
+        format!(
+            "name: s\ninterval: 1m\nsteps:\n  - name: page\n    browser:\n      - goto: \"http://127.0.0.1:9/\"\n      - expect: {{status: {status}}}\n"
+        )
+    };
+    let j = journey(&yaml("[200, 4xx]"), &[]);
+    let StepKind::Browser(b) = &j.steps[0].kind else {
+        panic!("a browser step")
+    };
+    assert!(matches!(
+        &b.actions[1].kind,
+        ActionKind::Expect(BrowserExpect::Status(m)) if m.len() == 2
+    ));
+    for bad in ["999", "[]", "teapot"] {
+        let Err(e) = load_sources(
+            vec![wayprobe::diag::SourceFile::new("s.yaml", yaml(bad))],
+            &LoadOptions::default(),
+            Vec::new(),
+        ) else {
+            panic!("`status: {bad}` accepted")
+        };
+        let text: String = e.diagnostics().iter().map(|d| d.render(false)).collect();
+        assert!(text.contains("s.yaml:7:"), "{bad}: {text}");
+    }
 }
