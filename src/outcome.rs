@@ -44,7 +44,9 @@ pub enum Reason {
     Secret,
     /// No WebDriver session could be had (driver down, crashed browser).
     BrowserSession,
-    /// A page load failed.
+    /// A page load failed for a cause HTTP steps have no reason for (a
+    /// Chromium error such as `ERR_BLOCKED_BY_CLIENT`); network causes get
+    /// `dns`, `connect`, `tls`... as in HTTP steps.
     BrowserNavigation,
     /// An element was missing, hidden or not interactable.
     BrowserElement,

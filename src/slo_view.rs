@@ -268,7 +268,11 @@ pub fn render_html(views: &[SloView]) -> String {
     h.push_str("<table class=slos><tr><th>SLO</th><th>5m</th><th>1h</th><th>6h</th><th>budget spent</th><th>burn</th></tr>");
     for v in views {
         let what = match v.threshold_seconds {
-            Some(t) => format!("{}% within {t}s", v.objective_percent),
+            Some(t) => format!(
+                "{}% within {}",
+                v.objective_percent,
+                crate::diag::millis(t * 1000.0)
+            ),
             None => format!("{}% succeed", v.objective_percent),
         };
         let bad = if v.kind == "latency" {

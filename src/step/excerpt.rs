@@ -98,7 +98,11 @@ pub fn page(redactor: &Redactor, title: &str, text: &str, anchor: Option<&str>) 
         }
     };
     let lead = if start > 0 { "…" } else { "" };
-    let shown = format!("title: {title} · text: {lead}{}", &text[start..]);
+    let shown = if title.is_empty() {
+        format!("text: {lead}{}", &text[start..])
+    } else {
+        format!("title: {title} · text: {lead}{}", &text[start..])
+    };
     shape(redactor, &shown, EXCERPT_CHARS)
 }
 
@@ -267,6 +271,7 @@ mod tests {
             page(&r, "t", "a b c", Some("absent")),
             "title: t · text: a b c"
         );
+        assert_eq!(page(&r, " ", "a\n b", None), "text: a b");
         // Not HTML: the body as it is.
         let json = crate::step::response::Response::new(
             500,

@@ -67,9 +67,6 @@ async fn landed(
     ctx: &StepCtx,
     out: &mut StepOutcome,
 ) -> Option<Result<(), Failure>> {
-    if matches!(kind, ActionKind::Screenshot(_)) {
-        return None;
-    }
     let doc = actions::document(client).await.ok()?;
     if run.document == Some(doc.origin) {
         return None;
@@ -161,6 +158,8 @@ pub async fn execute(
         let left = deadline.saturating_duration_since(Instant::now());
         let t = a.timeout.map_or(left, |t| t.min(left));
         let started = Instant::now();
+        // The action's timing goes before the page-load phases it records.
+        let first = out.timings.len();
         let (label, res) = actions::run_action(
             &a.kind,
             &browser.config().artifacts_dir,
@@ -170,10 +169,13 @@ pub async fn execute(
             &mut out,
         )
         .await;
-        out.timings.push(Timing::new(
-            ctx.redactor.apply(&label),
-            started.elapsed().as_secs_f64() * 1000.0,
-        ));
+        out.timings.insert(
+            first,
+            Timing::new(
+                ctx.redactor.apply(&label),
+                started.elapsed().as_secs_f64() * 1000.0,
+            ),
+        );
         // An `expect: {status: ...}` right after this action judges the
         // status of the page it lands on; so does this action if it is one
         // (a form's navigation may commit only after the click returned).
@@ -181,7 +183,22 @@ pub async fn execute(
             |k: &ActionKind| matches!(k, ActionKind::Expect(BrowserExpect::Status(_)));
         let status_expected =
             judges_status(&a.kind) || b.actions.get(i + 1).is_some_and(|n| judges_status(&n.kind));
-        let res = match (res, landed(run, &client, &a.kind, ctx, &mut out).await) {
+        // Only an action that can load a page (or one that failed, where
+        // the page may explain why) costs a look at the document.
+        let navigates = matches!(
+            a.kind,
+            ActionKind::Goto(_)
+                | ActionKind::Click(_)
+                | ActionKind::Press { .. }
+                | ActionKind::Select { .. }
+                | ActionKind::WaitFor(_)
+        ) || judges_status(&a.kind);
+        let page = if navigates || res.is_err() {
+            landed(run, &client, &a.kind, ctx, &mut out).await
+        } else {
+            None
+        };
+        let res = match (res, page) {
             (res, None) => res,
             // A failed page load already says why.
             (Err(f), _) if matches!(a.kind, ActionKind::Goto(_)) => Err(f),
