@@ -1035,7 +1035,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<Exit> {
         "wayprobe demo\n\n  status page   http://{paddr}/\n  metrics       http://{paddr}/metrics\n  journeys API  http://{paddr}/api/v1/journeys\n  demo shop     {base_url}/  (user alice, password {})\n\n\
          The example journeys run every {}. Break checkout with\n  curl -X POST '{base_url}/-/demo/checkout?fail=true'\nand heal it with ?fail=false. Ctrl-C stops.\n\n",
         crate::demo::DemoShop::PASSWORD,
-        humantime::format_duration(args.interval)
+        crate::diag::duration(args.interval)
     ));
     let mut cfg =
         crate::serve::ServeConfig::new(crate::serve::Source::Fixed(loaded.journeys), runner);

@@ -341,9 +341,72 @@ pub fn one_of(names: &[&str]) -> String {
     }
 }
 
+/// A duration as every output prints it (run output, messages, reports'
+/// text, the status page, `check`): `2.5ms`, `37ms`, `1.25s`, `30s`,
+/// `1m30s`, `2h`. Below 10 ms one decimal of a millisecond; below a second
+/// whole milliseconds; below a minute seconds with at most two decimals;
+/// from a minute on whole seconds in hours, minutes and seconds, which reads
+/// back as a journey duration. Machine outputs (JSON, metrics) keep numbers.
+pub fn duration(d: std::time::Duration) -> String {
+    millis(d.as_secs_f64() * 1000.0)
+}
+
+/// [`duration`] of a number of milliseconds (timings are kept as `f64` ms).
+pub fn millis(ms: f64) -> String {
+    let ms = if ms.is_finite() { ms.max(0.0) } else { 0.0 };
+    if ms < 9.95 {
+        let s = format!("{ms:.1}");
+        format!("{}ms", s.strip_suffix(".0").unwrap_or(&s))
+    } else if ms < 999.5 {
+        format!("{ms:.0}ms")
+    } else if ms < 59_995.0 {
+        let s = format!("{:.2}", ms / 1000.0);
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        format!("{s}s")
+    } else {
+        let total = (ms / 1000.0).round() as u64;
+        let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
+        let mut out = String::new();
+        for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+            if n > 0 {
+                let _ = write!(out, "{n}{unit}");
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_in_one_format() {
+        let cases = [
+            (0.0, "0ms"),
+            (2.54, "2.5ms"),
+            (9.96, "10ms"),
+            (37.4, "37ms"),
+            (999.4, "999ms"),
+            (999.6, "1s"),
+            (1250.0, "1.25s"),
+            (1500.0, "1.5s"),
+            (5000.0, "5s"),
+            (59_990.0, "59.99s"),
+            (60_000.0, "1m"),
+            (90_000.0, "1m30s"),
+            (7_205_000.0, "2h5s"),
+            (86_400_000.0, "24h"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(millis(ms), want, "{ms} ms");
+        }
+        // What a journey may write reads back as itself.
+        for d in ["1m30s", "2h", "24h", "2h5s"] {
+            let parsed = humantime::parse_duration(d).unwrap();
+            assert_eq!(duration(parsed), d);
+        }
+    }
 
     #[test]
     fn carets_under_the_span_with_tabs() {

@@ -230,6 +230,14 @@ fn step_bounds() -> Arc<[f64]> {
     B.clone()
 }
 
+/// `last_success` of a journey that has not finished a run yet. Before its
+/// first run a journey has no last result, so `journey_last_success` is
+/// absent rather than 0 (the Prometheus convention for an unknown value: no
+/// sample), and an alert on `journey_last_success == 0` does not fire at
+/// start-up. (`journey_last_run_timestamp_seconds` stays at 0 until then:
+/// the liveness rules read 0 as "no run yet".)
+const NOT_RUN: i64 = -1;
+
 /// Series of one step.
 #[derive(Debug)]
 pub struct StepSeries {
@@ -312,9 +320,19 @@ impl JourneySeries {
                 .map(|s| (s.name.clone(), ReasonCounters::new(Reason::ALL.len())))
                 .collect(),
             last_run: F64Gauge::default(),
-            last_success: Gauge::default(),
+            last_success: {
+                // Absent until the first run (see `NOT_RUN`).
+                let g = Gauge::default();
+                g.set(NOT_RUN);
+                g
+            },
             skipped: Counter::default(),
         }
+    }
+
+    /// Whether the journey has finished a run since the prober started.
+    fn has_run(&self) -> bool {
+        self.last_success.get() != NOT_RUN
     }
 
     /// A series set for `j` that keeps every value of `old` that still applies:
@@ -356,7 +374,8 @@ impl JourneySeries {
                 self.runs_failed.inc_by(1, exemplar(), ended);
             }
         }
-        self.duration[i].observe(o.duration.as_secs_f64());
+        // Without browser start-up: SLIs measure the target, not the prober.
+        self.duration[i].observe(o.sli_duration().as_secs_f64());
         for (series, step) in self.steps.iter().zip(&o.steps) {
             if step.status == StepStatus::Skipped {
                 continue;
@@ -542,11 +561,13 @@ impl Collector for JourneyMetrics {
                 Ok(())
             },
         )?;
-        // Per-journey gauges: one series per journey.
+        // Per-journey gauges: one series per journey (`ran`: only journeys
+        // that have finished a run, see `NOT_RUN`).
         let per_journey = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
+                           ran: bool,
                            pick: &dyn Fn(&JourneySeries) -> &dyn EncodeMetric|
          -> std::fmt::Result {
-            for s in journeys.iter() {
+            for s in journeys.iter().filter(|s| !ran || s.has_run()) {
                 pick(s).encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
             }
             Ok(())
@@ -556,14 +577,14 @@ impl Collector for JourneyMetrics {
             "journey_last_run_timestamp_seconds",
             "Unix time the last run of the journey finished.",
             MetricType::Gauge,
-            |f| per_journey(f, &|s| &s.last_run),
+            |f| per_journey(f, false, &|s| &s.last_run),
         )?;
         family(
             &mut encoder,
             "journey_last_success",
-            "Whether the last run of the journey succeeded (1) or failed (0).",
+            "Whether the last run of the journey succeeded (1) or failed (0); absent before its first run.",
             MetricType::Gauge,
-            |f| per_journey(f, &|s| &s.last_success),
+            |f| per_journey(f, true, &|s| &s.last_success),
         )?;
         family(
             &mut encoder,

@@ -44,7 +44,9 @@ pub enum Reason {
     Secret,
     /// No WebDriver session could be had (driver down, crashed browser).
     BrowserSession,
-    /// A page load failed.
+    /// A page load failed for a cause HTTP steps have no reason for (a
+    /// Chromium error such as `ERR_BLOCKED_BY_CLIENT`); network causes get
+    /// `dns`, `connect`, `tls`... as in HTTP steps.
     BrowserNavigation,
     /// An element was missing, hidden or not interactable.
     BrowserElement,
@@ -101,6 +103,24 @@ impl Reason {
             Reason::BrowserScript => "browser_script",
             Reason::Internal => "internal",
         }
+    }
+}
+
+impl Reason {
+    /// How messages open for a failure of the network or the target before
+    /// a response, the same words in HTTP and browser steps; `None` for
+    /// other reasons.
+    pub fn network_summary(self) -> Option<&'static str> {
+        Some(match self {
+            Reason::Dns => "DNS lookup failed",
+            Reason::Connect => "cannot connect",
+            Reason::Tls => "TLS handshake failed",
+            Reason::Timeout => "timed out",
+            Reason::Reset => "connection broken mid-response",
+            Reason::Protocol => "invalid HTTP response",
+            Reason::Redirect => "too many redirects",
+            _ => return None,
+        })
     }
 }
 
@@ -201,15 +221,43 @@ pub struct Exchange {
     pub response: String,
     /// Response headers (sensitive ones masked).
     pub response_headers: Vec<(String, String)>,
+    /// Cookies the run's jar sent with the request, `name=value`, redacted
+    /// as every output is (secret values and credential fields masked).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub request_cookies: Vec<String>,
+    /// The request body (text, cut), redacted the same way; multipart
+    /// fields and files are named, file contents are not shown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_body: Option<String>,
+    /// Cookies the response set (each `Set-Cookie` value), redacted the same way.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub response_cookies: Vec<String>,
 }
 
-/// Timing of one browser action or page load.
+/// Timing of one browser action or page load, or one phase of a request.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
-    /// What was timed (`goto /shop`, `click #checkout`, `dns`...).
+    /// What was timed (`goto /shop`, `click #checkout`, `dns`...): a clean
+    /// name, never padded for display.
     pub name: String,
     /// Milliseconds.
     pub ms: f64,
+    /// The action this is a phase of (the page load of `goto /shop` has
+    /// `dns`, `connect`... from the browser's Navigation Timing); outputs
+    /// show it nested under that action.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub within: Option<String>,
+}
+
+impl Timing {
+    /// A top-level timing.
+    pub fn new(name: impl Into<String>, ms: f64) -> Self {
+        Self {
+            name: name.into(),
+            ms,
+            within: None,
+        }
+    }
 }
 
 /// A value a step captured into a variable, as outputs show it.
@@ -231,9 +279,19 @@ pub struct StepOutcome {
     pub kind: &'static str,
     /// Passed, failed or skipped.
     pub status: StepStatus,
-    /// Wall time of the step.
+    /// Time the step spent on the target: its wall time less
+    /// `browser_start`. This is what `journey_step_duration_seconds` observes.
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
+    /// Time to get the run's browser session, when this step opened it
+    /// (waiting for a free browser slot, starting chromedriver if needed,
+    /// starting Chromium): reported on its own and kept out of `duration`
+    /// and of every SLI, as it is the prober's time, not the target's.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_secs"
+    )]
+    pub browser_start: Option<Duration>,
     /// `METHOD URL` of the (first) request, redacted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
@@ -269,6 +327,13 @@ fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
     s.serialize_f64((d.as_secs_f64() * 1e6).round() / 1e6)
 }
 
+fn ser_opt_secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_secs(d, s),
+        None => s.serialize_none(),
+    }
+}
+
 impl StepOutcome {
     /// A step that did not run because an earlier one failed.
     pub fn skipped(name: &str, kind: &'static str) -> Self {
@@ -277,6 +342,7 @@ impl StepOutcome {
             kind,
             status: StepStatus::Skipped,
             duration: Duration::ZERO,
+            browser_start: None,
             request: None,
             http_status: None,
             redirects: 0,
@@ -323,7 +389,8 @@ pub struct JourneyOutcome {
     /// When the run started.
     #[serde(serialize_with = "ser_time")]
     pub started_at: SystemTime,
-    /// Wall time of the whole run.
+    /// Wall time of the whole run, browser start-up included (see
+    /// [`JourneyOutcome::sli_duration`]).
     #[serde(serialize_with = "ser_secs")]
     pub duration: Duration,
     /// Attempts made (1: no retry). A run that needed a retry (`retries:`)
@@ -364,5 +431,17 @@ impl JourneyOutcome {
     /// The failed `finally:` step, if any (it does not fail the run).
     pub fn failed_cleanup(&self) -> Option<&StepOutcome> {
         self.finally.iter().find(|s| s.status == StepStatus::Failed)
+    }
+
+    /// Time spent getting browser sessions in this run (see
+    /// [`StepOutcome::browser_start`]).
+    pub fn browser_start(&self) -> Duration {
+        self.steps.iter().filter_map(|s| s.browser_start).sum()
+    }
+
+    /// The run's duration as SLIs see it: its wall time less browser
+    /// start-up (`journey_duration_seconds`, latency SLOs).
+    pub fn sli_duration(&self) -> Duration {
+        self.duration.saturating_sub(self.browser_start())
     }
 }

@@ -11,14 +11,7 @@ use crate::diag::{Diagnostic, Paint};
 use crate::journey::Journey;
 use crate::outcome::{JourneyOutcome, RunResult, StepStatus};
 
-fn ms(d: std::time::Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 1000.0 {
-        format!("{:.2}s", ms / 1000.0)
-    } else {
-        format!("{ms:.0}ms")
-    }
-}
+use crate::diag::duration as ms;
 
 /// Human-readable text for one run.
 pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -> String {
@@ -90,6 +83,11 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
         } else {
             ms(s.duration)
         };
+        // Browser start-up is the prober's time: shown apart from the step's.
+        let timing = match s.browser_start {
+            Some(b) => format!("{timing} {}", p.dim(&format!("(+{} browser start)", ms(b)))),
+            None => timing,
+        };
         let redirects = if s.redirects > 0 {
             p.dim(&format!(
                 " ({} redirect{})",
@@ -113,14 +111,28 @@ pub fn text(journey: &Journey, o: &JourneyOutcome, color: bool, verbose: bool) -
                 for (k, v) in &x.request_headers {
                     let _ = writeln!(out, "      > {k}: {v}");
                 }
+                for c in &x.request_cookies {
+                    let _ = writeln!(out, "      > (cookie) {c}");
+                }
+                if let Some(b) = &x.request_body {
+                    let _ = writeln!(out, "      > (body) {}", b.replace('\n', "⏎"));
+                }
                 let _ = writeln!(out, "      < {}", x.response);
                 for (k, v) in &x.response_headers {
                     let _ = writeln!(out, "      < {k}: {v}");
                 }
+                for c in &x.response_cookies {
+                    let _ = writeln!(out, "      < (set-cookie) {c}");
+                }
             }
             for t in &s.timings {
-                let prec = if t.ms < 10.0 { 1 } else { 0 };
-                let _ = writeln!(out, "      · {} {:.prec$}ms", t.name, t.ms);
+                let indent = if t.within.is_some() { "  " } else { "" };
+                let _ = writeln!(
+                    out,
+                    "      · {indent}{} {}",
+                    t.name,
+                    crate::diag::millis(t.ms)
+                );
             }
         }
         if let Some(f) = &s.failure {

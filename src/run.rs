@@ -353,7 +353,7 @@ pub fn timed_out(j: &Journey, started: SystemTime, after: Duration) -> JourneyOu
                             Reason::Timeout,
                             format!(
                                 "the run did not finish within {}",
-                                humantime::format_duration(after)
+                                crate::diag::duration(after)
                             ),
                         )
                         .at(s.span),

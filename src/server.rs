@@ -807,9 +807,7 @@ fn ago(t: SystemTime) -> String {
     }
 }
 
-fn ms(d: std::time::Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
+use crate::diag::duration as ms;
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}\
 h1{font-size:1.4em}table{border-collapse:collapse;width:100%;margin-bottom:1em}\
@@ -942,7 +940,7 @@ fn render_status_page(
             "<tr class=journey data-journey=\"{}\"><td><b>{}</b><br><span class=steps>every {} · {}</span></td><td class={class}>{state}<br><span class=steps>{}/{} ok</span>",
             esc(&j.name),
             esc(&j.name),
-            humantime::format_duration(j.interval),
+            crate::diag::duration(j.interval),
             esc(j.description.as_deref().unwrap_or("")),
             st.successes,
             st.runs
@@ -991,12 +989,24 @@ fn render_status_page(
                     } else {
                         ms(step.duration)
                     };
-                    let _ = write!(h, "{mark} {} {}<br>", esc(&step.name), t);
+                    let _ = write!(h, "{mark} {} {}", esc(&step.name), t);
+                    // Start-up is the prober's time, shown apart from the step's.
+                    if let Some(b) = step.browser_start {
+                        let _ = write!(h, " <span class=steps>(+{} browser start)</span>", ms(b));
+                    }
+                    h.push_str("<br>");
                     // HTTP phases, or each browser action and the page's Navigation Timing.
                     if !step.timings.is_empty() {
                         h.push_str("<details class=timings><summary>timings</summary>");
                         for t in &step.timings {
-                            let _ = write!(h, "{} {:.0} ms<br>", esc(&t.name), t.ms);
+                            // A page load's phases sit under their action.
+                            let indent = if t.within.is_some() { "&emsp;" } else { "" };
+                            let _ = write!(
+                                h,
+                                "{indent}{} {}<br>",
+                                esc(&t.name),
+                                crate::diag::millis(t.ms)
+                            );
                         }
                         h.push_str("</details>");
                     }

@@ -82,7 +82,7 @@ impl RunLog {
             .map(|(t, judge)| match (t, judge) {
                 (None, Judge::First) => u32::from(!first_ok),
                 (None, Judge::Final) => u32::from(!ok),
-                (Some(t), _) => u32::from(ok && o.duration > *t),
+                (Some(t), _) => u32::from(ok && o.sli_duration() > *t),
             })
             .collect();
         let m = minute(o.started_at + o.duration);
@@ -255,7 +255,7 @@ pub fn is_slow(j: &Journey, last: &JourneyOutcome) -> bool {
         && j.slos
             .iter()
             .filter_map(|s| s.threshold())
-            .any(|t| last.duration > t)
+            .any(|t| last.sli_duration() > t)
 }
 
 /// The SLO table of one journey for the status page (HTML).
@@ -268,7 +268,11 @@ pub fn render_html(views: &[SloView]) -> String {
     h.push_str("<table class=slos><tr><th>SLO</th><th>5m</th><th>1h</th><th>6h</th><th>budget spent</th><th>burn</th></tr>");
     for v in views {
         let what = match v.threshold_seconds {
-            Some(t) => format!("{}% within {t}s", v.objective_percent),
+            Some(t) => format!(
+                "{}% within {}",
+                v.objective_percent,
+                crate::diag::millis(t * 1000.0)
+            ),
             None => format!("{}% succeed", v.objective_percent),
         };
         let bad = if v.kind == "latency" {

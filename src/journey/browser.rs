@@ -32,6 +32,7 @@ pub(super) const EXPECT_KEYS: &[&str] = &[
     "attr",
     "url",
     "title",
+    "status",
     "timeout",
 ];
 
@@ -213,7 +214,17 @@ fn action(v: &mut Validator<'_>, n: &SNode, names: &Names) -> Option<BrowserActi
             let f = v.map(val, "a browser `expect`", EXPECT_KEYS)?;
             timeout = timeout.or(inner_timeout(v, val));
 
-            if let Some(u) = f.get("url") {
+            if let Some(s) = f.get("status") {
+                let m = super::validate::status_matches(v, s);
+                if m.is_empty() {
+                    if matches!(s.node, Node::Seq(_)) {
+                        v.error(s.span, "`status` lists no code").label =
+                            Some("write a code (`200`), a class (`4xx`) or a list".into());
+                    }
+                    return None;
+                }
+                ActionKind::Expect(BrowserExpect::Status(m))
+            } else if let Some(u) = f.get("url") {
                 ActionKind::Expect(BrowserExpect::Url(first_pred(v, u, names)?))
             } else if let Some(t) = f.get("title") {
                 ActionKind::Expect(BrowserExpect::Title(first_pred(v, t, names)?))

@@ -733,4 +733,8 @@ pub enum BrowserExpect {
     Url(Predicate),
     /// The page title.
     Title(Predicate),
+    /// The HTTP status of the current page's main document (its last
+    /// navigation). Written right after the action that navigates, it also
+    /// lets that action land on a 4xx/5xx page without failing `status`.
+    Status(Vec<StatusMatch>),
 }

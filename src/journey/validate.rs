@@ -318,13 +318,10 @@ impl<'a> Validator<'a> {
                 format!(
                     "{what}: `{}` is longer than wayprobe allows ({})",
                     text.trim(),
-                    humantime::format_duration(max)
+                    crate::diag::duration(max)
                 ),
             )
-            .label = Some(format!(
-                "write at most `{}`",
-                humantime::format_duration(max)
-            ));
+            .label = Some(format!("write at most `{}`", crate::diag::duration(max)));
             return None;
         }
         Some(d)
@@ -717,8 +714,8 @@ pub(super) fn journey(
                 if t >= interval {
                     v.error(n.span, format!(
                         "timeout ({}) must be shorter than the interval ({})",
-                        humantime::format_duration(t),
-                        humantime::format_duration(interval)
+                        crate::diag::duration(t),
+                        crate::diag::duration(interval)
                     ))
                     .label = Some("a run must end before the next one starts; lower `timeout` or raise `interval`".into());
                 } else if t.is_zero() {
@@ -1582,7 +1579,7 @@ pub(super) fn predicates(
     out
 }
 
-fn status_matches(v: &mut Validator<'_>, n: &SNode) -> Vec<StatusMatch> {
+pub(super) fn status_matches(v: &mut Validator<'_>, n: &SNode) -> Vec<StatusMatch> {
     let one = |v: &mut Validator<'_>, n: &SNode| -> Option<StatusMatch> {
         match &n.node {
             Node::Int(i) if (100..=599).contains(i) => Some(StatusMatch::Code(*i as u16)),
@@ -2099,8 +2096,8 @@ fn liveness(v: &mut Validator<'_>, n: &SNode, interval: Duration) -> Liveness {
                 a.span,
                 format!(
                     "`after` ({}) must be longer than the interval ({}) and at least 1m",
-                    humantime::format_duration(d),
-                    humantime::format_duration(interval)
+                    crate::diag::duration(d),
+                    crate::diag::duration(interval)
                 ),
             )
             .label = Some(

@@ -25,7 +25,7 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
         )
         .at(c.span);
         if !resp.body.is_empty() {
-            f.excerpt = Some(shape::body(redactor, resp.text()));
+            f.excerpt = Some(shape::response(redactor, resp, None));
         }
         f
     };
@@ -37,7 +37,7 @@ pub fn extract(c: &Capture, resp: &Response, redactor: &Redactor) -> Result<Stri
                     redactor.apply(&format!("capture `{}`: the body is not JSON ({m})", c.name)),
                 )
                 .at(c.span);
-                f.excerpt = Some(shape::body(redactor, resp.text()));
+                f.excerpt = Some(shape::response(redactor, resp, None));
                 f
             })?;
             path.query(json)

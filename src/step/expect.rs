@@ -257,6 +257,18 @@ pub fn json_predicate(
     Ok(r)
 }
 
+/// Where in a body a text was found: line and column (1-based, columns in
+/// characters); the excerpt shows the page there.
+fn found_at(text: &str, at: usize) -> String {
+    let before = &text[..at];
+    let line = before.matches('\n').count() + 1;
+    let col = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+        .chars()
+        .count()
+        + 1;
+    format!("it at line {line}, column {col} of the body")
+}
+
 /// Checks one assertion against a response.
 pub fn check(
     a: &Assertion,
@@ -272,7 +284,7 @@ pub fn check(
         .expected_actual(redactor.apply(&exp), redactor.apply(&act))
         .at(a.span);
         if matches!(reason, Reason::Assertion | Reason::Status) && !resp.body.is_empty() {
-            f.excerpt = Some(shape::body(redactor, resp.text()));
+            f.excerpt = Some(shape::response(redactor, resp, None));
         }
         f
     };
@@ -366,6 +378,16 @@ pub fn check(
             text_predicate(pred, Some(text), scope, redactor)
                 .map_err(with_span)?
                 .map_err(|(exp, act)| {
+                    // A refused text: say where it is, and show the page there.
+                    if let Predicate::NotContains(e) = pred
+                        && let Ok(want) = expected_text(e, scope)
+                        && let Some(at) = text.find(want.as_str())
+                    {
+                        let found = found_at(text, at);
+                        let mut f = fail(Reason::Assertion, "body".into(), (exp, found));
+                        f.excerpt = Some(shape::response(redactor, resp, Some(&want)));
+                        return f;
+                    }
                     // The body itself goes in the excerpt, not the message.
                     let act = if act.len() > 60 {
                         "a body that does not".to_string()
@@ -382,7 +404,7 @@ pub fn check(
                     redactor.apply(&format!("`{query}`: the body is not JSON ({m})")),
                 )
                 .at(a.span);
-                f.excerpt = Some(shape::body(redactor, resp.text()));
+                f.excerpt = Some(shape::response(redactor, resp, None));
                 f
             })?;
             let nodes = path.query(json).all();
@@ -398,8 +420,8 @@ pub fn check(
                     Reason::Assertion,
                     "duration".into(),
                     (
-                        format!("under {}", humantime::format_duration(*limit)),
-                        format!("{:.3}s", resp.elapsed.as_secs_f64()),
+                        format!("under {}", crate::diag::duration(*limit)),
+                        crate::diag::duration(resp.elapsed),
                     ),
                 ))
             }

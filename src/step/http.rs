@@ -54,22 +54,19 @@ fn record_phases(out: &mut HttpResult, phases: &crate::step::timing::Phases, to_
     };
     let (dns, connect) = (ms("dns"), ms("connect"));
     if events.iter().any(|e| e.name == "dns") {
-        out.timings.push(Timing {
-            name: format!("{prefix}dns"),
-            ms: dns,
-        });
+        out.timings.push(Timing::new(format!("{prefix}dns"), dns));
     }
     if events.iter().any(|e| e.name == "connect") {
         // The connector's time includes the lookup; report TCP+TLS alone.
-        out.timings.push(Timing {
-            name: format!("{prefix}connect"),
-            ms: (connect - dns).max(0.0),
-        });
+        out.timings.push(Timing::new(
+            format!("{prefix}connect"),
+            (connect - dns).max(0.0),
+        ));
     }
-    out.timings.push(Timing {
-        name: format!("{prefix}ttfb"),
-        ms: (to_headers.as_secs_f64() * 1000.0 - connect).max(0.0),
-    });
+    out.timings.push(Timing::new(
+        format!("{prefix}ttfb"),
+        (to_headers.as_secs_f64() * 1000.0 - connect).max(0.0),
+    ));
 }
 
 /// A rendered body that can be sent more than once (307/308 redirects).
@@ -89,6 +86,37 @@ enum MPart {
 }
 
 impl Prepared {
+    /// The body as `--verbose` shows it: text redacted and cut; binary
+    /// data and files by size only.
+    fn shown(&self, r: &Redactor) -> Option<String> {
+        let bytes = |data: &[u8], ct: &str| match std::str::from_utf8(data) {
+            Ok(t) => shown(r, t),
+            Err(_) => format!("({} bytes of {ct})", data.len()),
+        };
+        match self {
+            Prepared::None => None,
+            Prepared::Bytes { data, content_type } => Some(bytes(data, content_type)),
+            Prepared::Multipart(parts) => Some(
+                parts
+                    .iter()
+                    .map(|(name, p)| match p {
+                        MPart::Text(t) => shown(r, &format!("{name}={t}")),
+                        MPart::File {
+                            data,
+                            content_type,
+                            filename,
+                        } => format!(
+                            "{name}=@{} ({} bytes of {content_type})",
+                            r.apply(filename),
+                            data.len()
+                        ),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        }
+    }
+
     fn apply(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder, Failure> {
         Ok(match self {
             Prepared::None => rb,
@@ -215,7 +243,8 @@ async fn prepare(body: Option<&Body>, scope: &Arc<Scope>) -> Result<Prepared, Fa
     })
 }
 
-/// Maps a reqwest error to a reason and a short message (not yet redacted).
+/// Maps a reqwest error to a reason and a short message (not yet redacted;
+/// the caller names the URL).
 pub fn classify(e: &reqwest::Error) -> (Reason, String) {
     let mut chain = Vec::new();
     let mut src: Option<&dyn std::error::Error> = e.source();
@@ -257,15 +286,7 @@ pub fn classify(e: &reqwest::Error) -> (Reason, String) {
     } else {
         Reason::Internal
     };
-    let what = match reason {
-        Reason::Dns => "DNS lookup failed",
-        Reason::Connect => "cannot connect",
-        Reason::Tls => "TLS handshake failed",
-        Reason::Timeout => "timed out",
-        Reason::Reset => "connection broken mid-response",
-        Reason::Protocol => "invalid HTTP response",
-        _ => "request failed",
-    };
+    let what = reason.network_summary().unwrap_or("request failed");
     let detail = match reason {
         Reason::Tls => crate::tls::explain(e).unwrap_or(detail),
         _ => detail,
@@ -332,6 +353,32 @@ fn cookies_for(
         }
     }
     out
+}
+
+/// Characters of a cookie or request body `--verbose` shows.
+const VERBOSE_CHARS: usize = 1000;
+
+/// A cookie or body for `--verbose`: secrets and credential fields masked,
+/// as every output is, then cut.
+fn shown(r: &Redactor, text: &str) -> String {
+    crate::step::excerpt::shape(r, text, VERBOSE_CHARS)
+}
+
+/// The cookies the run's jar sends to `url` (reqwest adds them after the
+/// request is built, so they are not among its headers), for `--verbose`.
+fn sent_cookies(
+    jar: &reqwest_cookie_store::CookieStoreMutex,
+    url: &url::Url,
+    r: &Redactor,
+) -> Vec<String> {
+    let store = match jar.lock() {
+        Ok(s) => s,
+        Err(p) => p.into_inner(),
+    };
+    store
+        .get_request_values(url)
+        .map(|(name, value)| shown(r, &format!("{name}={value}")))
+        .collect()
 }
 
 fn headers_of(h: &reqwest::header::HeaderMap, r: &Redactor) -> Vec<(String, String)> {
@@ -533,6 +580,8 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         let mut exchange = ctx.verbose.then(|| Exchange {
             request: redactor.apply(&format!("{} {}", req.method(), req.url())),
             request_headers: headers_of(req.headers(), &redactor),
+            request_cookies: sent_cookies(&ctx.jar, req.url(), &redactor),
+            request_body: send_body.then(|| body.shown(&redactor)).flatten(),
             ..Default::default()
         });
         let sent = Instant::now();
@@ -540,6 +589,11 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             Ok(r) => r,
             Err(e) => {
                 let (reason, msg) = classify(&e);
+                // Which request failed: a run reaches many hosts.
+                let msg = format!(
+                    "{msg} ({method} {})",
+                    crate::step::excerpt::url(&redactor, url.as_str())
+                );
                 out.failure = Some(failure(Failure::new(reason, redactor.apply(&msg))));
                 return out;
             }
@@ -549,6 +603,12 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         if let Some(x) = exchange.as_mut() {
             x.response = format!("{:?} {}", resp.version(), resp.status());
             x.response_headers = headers_of(resp.headers(), &redactor);
+            x.response_cookies = resp
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .map(|v| shown(&redactor, &String::from_utf8_lossy(v.as_bytes())))
+                .collect();
         }
         out.exchanges.extend(exchange);
         if http.follow_redirects && is_redirect(status) {
@@ -638,10 +698,10 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                 buf.extend_from_slice(&chunk);
             }
             Ok(None) => {
-                out.timings.push(Timing {
-                    name: "download".into(),
-                    ms: reading.elapsed().as_secs_f64() * 1000.0,
-                });
+                out.timings.push(Timing::new(
+                    "download",
+                    reading.elapsed().as_secs_f64() * 1000.0,
+                ));
                 break;
             }
             Err(e) => {

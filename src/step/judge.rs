@@ -73,7 +73,7 @@ pub fn judge_now(
         .expected_actual("2xx or 3xx", status.to_string())
         .at(span);
         if !response.body.is_empty() {
-            f.excerpt = Some(excerpt::body(&redactor, response.text()));
+            f.excerpt = Some(excerpt::response(&redactor, response, None));
         }
         return Err(shown(f));
     }

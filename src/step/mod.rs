@@ -69,7 +69,8 @@ pub async fn run(
     let duration = t0.elapsed();
     match res {
         Ok(mut o) => {
-            o.duration = duration;
+            // Browser start-up is the prober's time, reported on its own.
+            o.duration = duration.saturating_sub(o.browser_start.unwrap_or_default());
             o.span_id = span_id;
             o
         }
@@ -77,12 +78,12 @@ pub async fn run(
             let msg = if run_deadline < own {
                 format!(
                     "journey timeout ({}) reached during this step",
-                    humantime::format_duration(journey_timeout)
+                    crate::diag::duration(journey_timeout)
                 )
             } else {
                 format!(
                     "step did not finish within {}",
-                    humantime::format_duration(round_ms(step_limit))
+                    crate::diag::duration(round_ms(step_limit))
                 )
             };
             StepOutcome {
@@ -133,6 +134,7 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> Step
                     StepStatus::Passed
                 },
                 duration: Duration::ZERO,
+                browser_start: None,
                 request: r.request,
                 http_status: r.status,
                 redirects: r.redirects,

@@ -24,10 +24,7 @@ impl Phases {
         let mut v = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // A run makes a handful of connections; never let this grow unbounded.
         if v.len() < 256 {
-            v.push(Timing {
-                name: name.to_string(),
-                ms: since.elapsed().as_secs_f64() * 1000.0,
-            });
+            v.push(Timing::new(name, since.elapsed().as_secs_f64() * 1000.0));
         }
     }
 

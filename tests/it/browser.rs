@@ -342,6 +342,26 @@ async fn the_status_page_reads_well_in_a_browser() {
         (!links.is_empty()).then_some(links)
     })
     .await;
+    // The API has the browser's start-up apart from the step's time.
+    let api: serde_json::Value = serde_json::from_str(
+        &crate::support::get(&format!("{status}/api/v1/journeys"))
+            .await
+            .1,
+    )
+    .unwrap();
+    let clicky = api["journeys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["name"] == "clicky")
+        .unwrap();
+    assert!(
+        clicky["last"]["steps"][0]["browser_start"]
+            .as_f64()
+            .unwrap()
+            > 0.0,
+        "{clicky:#}"
+    );
     let png = links.iter().find(|l| l.ends_with(".png")).unwrap();
     let r = reqwest::get(format!("{status}{png}")).await.unwrap();
     assert_eq!(r.headers()["content-type"], "image/png");
@@ -372,6 +392,7 @@ steps:
       - expect: {{selector: "tr[data-journey=broken] td.fail", contains: "failing"}}
       - expect: {{selector: "tr[data-journey=broken] .why", contains: "step get failed (status)"}}
       - expect: {{selector: "tr[data-journey=broken] .why", contains: "expected 2xx or 3xx"}}
+      - expect: {{selector: "tr[data-journey=clicky]", contains: "browser start)"}}
 "#
         ),
         &[],
@@ -674,4 +695,366 @@ async fn finally_runs_after_the_browser_crashed() {
     );
     assert_eq!(t.basket(), 0);
     r.browser.shutdown().await;
+}
+
+/// The main document's status is recorded on every navigation (`goto`, a
+/// clicked link, a submitted form); a 4xx/5xx page fails with `status`
+/// (its excerpt the same as an HTTP step's), unless an `expect: {status}`
+/// right after the navigating action judges it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_page_fails_with_status_as_over_http() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    let browser = |name: &str, actions: &str| {
+        journey(
+            &format!(
+                "name: {name}\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: page\n    browser:\n{actions}"
+            ),
+            &[],
+        )
+    };
+    // goto a 500 page: `status`, not "element not found" later.
+    let o = r
+        .runner
+        .run(&browser(
+            "goto-500",
+            &format!(
+                "      - goto: \"{}/page/500\"\n      - expect: {{selector: \"#basket\", visible: true}}\n",
+                t.base
+            ),
+        ))
+        .await;
+    let f = o.failure().expect("a 500 page fails");
+    assert_eq!(f.reason, Reason::Status, "{f:#?}");
+    assert_eq!(o.steps[0].http_status, Some(500));
+    assert_eq!(f.location.as_deref(), Some("7:9"), "{f:#?}");
+    assert_eq!(
+        f.message,
+        format!(
+            "status 500 from {}/page/500: expected 2xx or 3xx (no `expect: {{status: ...}}` right after this action)",
+            t.base
+        )
+    );
+    // The same page over HTTP: the same reason and the same excerpt.
+    let http = crate::support::run(
+        &journey(
+            &format!(
+                "name: http-500\ninterval: 1m\nsteps:\n  - name: page\n    http: {{url: \"{}/page/500\"}}\n",
+                t.base
+            ),
+            &[],
+        ),
+        &[],
+    )
+    .await;
+    let hf = http.failure().expect("fails over HTTP too");
+    assert_eq!(hf.reason, f.reason);
+    assert_eq!(f.excerpt, hf.excerpt);
+    assert!(
+        f.excerpt
+            .as_deref()
+            .is_some_and(|x| x.starts_with("title: Basket | Tea shop · text: ")),
+        "{f:#?}"
+    );
+
+    // Expected, it passes, and the page can be checked further.
+    let o = r
+        .runner
+        .run(&browser(
+            "goto-404",
+            &format!(
+                "      - goto: \"{}/page/404\"\n      - expect: {{status: 404}}\n      - expect: {{selector: \".error\", contains: \"answered 404\"}}\n",
+                t.base
+            ),
+        ))
+        .await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    assert_eq!(o.steps[0].http_status, Some(404));
+
+    // A clicked link and a submitted form are navigations too.
+    for (button, code) in [("#go", 503), ("#send", 502)] {
+        let o = r
+            .runner
+            .run(&browser(
+                "click",
+                &format!(
+                    "      - goto: \"{}/link?to=/page/{code}\"\n      - click: \"{button}\"\n",
+                    t.base
+                ),
+            ))
+            .await;
+        let f = o.failure().expect("the page after the click fails");
+        assert_eq!(f.reason, Reason::Status, "{button}: {f:#?}");
+        assert_eq!(f.location.as_deref(), Some("8:9"), "{button}: {f:#?}");
+        assert_eq!(o.steps[0].http_status, Some(code), "{button}");
+    }
+
+    // A wrong status expected is a `status` failure of that expect.
+    let o = r
+        .runner
+        .run(&browser(
+            "wrong-expect",
+            &format!(
+                "      - goto: \"{}/ok\"\n      - expect: {{status: [201, 4xx], timeout: 1s}}\n",
+                t.base
+            ),
+        ))
+        .await;
+    let f = o.failure().expect("200 is not 201 or 4xx");
+    assert_eq!(f.reason, Reason::Status, "{f:#?}");
+    assert_eq!(o.steps[0].http_status, Some(200));
+    assert!(
+        f.message.contains(&format!(
+            "status of {}/ok: expected 201 or 4xx, got 200",
+            t.base
+        )),
+        "{}",
+        f.message
+    );
+    r.browser.shutdown().await;
+}
+
+/// One cause, one reason: a refused port, an unknown host and an untrusted
+/// certificate fail browser steps as they fail HTTP steps, and the browser
+/// message names the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_failures_get_the_reasons_of_http_steps() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    let refused = format!("http://127.0.0.1:{}/", crate::support::free_port());
+    let untrusted = format!("{}/", t.tls);
+    let cases = [
+        (
+            refused.as_str(),
+            Reason::Connect,
+            "cannot connect: net::ERR_CONNECTION_REFUSED",
+        ),
+        (
+            "http://wayprobe-test.invalid/",
+            Reason::Dns,
+            "DNS lookup failed: net::ERR_NAME_NOT_RESOLVED",
+        ),
+        (
+            untrusted.as_str(),
+            Reason::Tls,
+            "TLS handshake failed: net::ERR_CERT_AUTHORITY_INVALID",
+        ),
+    ];
+    for (url, want, says) in cases {
+        let http = crate::support::run(
+            &journey(
+                &format!(
+                    "name: h\ninterval: 1m\nsteps:\n  - name: get\n    http: {{url: \"{url}\"}}\n"
+                ),
+                &[],
+            ),
+            &[],
+        )
+        .await;
+        assert_eq!(
+            http.failure().map(|f| f.reason),
+            Some(want),
+            "HTTP {url}: {:#?}",
+            http.failure()
+        );
+        let o = r
+            .runner
+            .run(&journey(
+                &format!("name: b\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: open\n    browser:\n      - goto: \"{url}\"\n"),
+                &[],
+            ))
+            .await;
+        let f = o.failure().expect("fails");
+        assert_eq!(f.reason, want, "browser {url}: {f:#?}");
+        assert_eq!(f.message, format!("{says} (GET {url})"), "{url}");
+    }
+    r.browser.shutdown().await;
+}
+
+/// A wrong password answers 401: `status` over HTTP and in the browser
+/// (not a timeout waiting for "Signed in"); expecting the 401 passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_status_in_both_kinds_of_step() {
+    let Some((_serial, _t, r)) = setup().await else {
+        return;
+    };
+    let (shop, _s) = crate::support::demo_shop().await;
+    let http = journey(
+        &format!(
+            r##"name: http-login
+interval: 1m
+steps:
+  - name: open
+    http: {{url: "{shop}/login"}}
+    capture:
+      csrf: {{css: "#login-form input[name=csrf_token]", attr: value}}
+  - name: log-in
+    http:
+      method: POST
+      url: "{shop}/login"
+      form: {{csrf_token: "{{{{ csrf }}}}", username: alice, password: wrong}}
+"##
+        ),
+        &[],
+    );
+    let o = crate::support::run(&http, &[]).await;
+    let hf = o.failure().expect("a wrong password fails");
+    assert_eq!(hf.reason, Reason::Status, "{hf:#?}");
+    let browser = |then: &str| {
+        journey(
+            &format!(
+                "name: browser-login\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: log-in\n    browser:\n      - goto: \"{shop}/login\"\n      - fill: {{selector: \"#username\", value: alice}}\n      - fill: {{selector: \"#password\", value: wrong}}\n      - click: \"#login-button\"\n{then}"
+            ),
+            &[],
+        )
+    };
+    let o = r
+        .runner
+        .run(&browser(
+            "      - expect: {selector: body, contains: \"Signed in as alice\"}\n",
+        ))
+        .await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, hf.reason, "{f:#?}");
+    assert_eq!(o.steps[0].http_status, Some(401));
+    // At the click, or at the next action when the form's navigation
+    // committed after the click returned.
+    assert!(
+        matches!(f.location.as_deref(), Some("10:9" | "11:9")),
+        "at the click: {f:#?}"
+    );
+    // The excerpt is the page's message, as over HTTP.
+    assert_eq!(f.excerpt, hf.excerpt, "{f:#?}");
+
+    let o = r
+        .runner
+        .run(&browser(
+            "      - expect: {status: 401}\n      - expect: {selector: \"#login-error\", visible: true}\n",
+        ))
+        .await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    r.browser.shutdown().await;
+}
+
+/// Browser start-up is timed on its own (`browser_start`, on the step that
+/// opened the session) and kept out of the step's and the journey's SLI
+/// durations: the histograms' sums are the outcome's durations without it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_start_is_reported_apart_and_kept_out_of_the_slis() {
+    let Some((_serial, t, r)) = setup().await else {
+        return;
+    };
+    let j = journey(
+        &format!(
+            "name: started\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: first\n    browser:\n      - goto: \"{base}/ok\"\n  - name: second\n    browser:\n      - goto: \"{base}/late?ms=0\"\n",
+            base = t.base
+        ),
+        &[],
+    );
+    let o = r.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    let start = o.steps[0]
+        .browser_start
+        .expect("the first step opened the session");
+    assert!(start > Duration::ZERO);
+    assert_eq!(o.steps[1].browser_start, None, "the session is reused");
+    assert_eq!(o.browser_start(), start);
+    // Wall time includes it; the SLI duration does not.
+    assert_eq!(o.sli_duration(), o.duration - start);
+    let m = wayprobe::metrics::Metrics::new("here");
+    m.set_journeys(std::slice::from_ref(&j))[0].record(&o);
+    let exposition = m.encode();
+    let sum = |prefix: &str| -> f64 {
+        exposition
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{exposition}"))
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    let step_sum =
+        sum(r#"journey_step_duration_seconds_sum{journey="started",location="here",step="first"}"#);
+    assert!(
+        close(step_sum, o.steps[0].duration.as_secs_f64()),
+        "{step_sum} vs {:?}",
+        o.steps[0]
+    );
+    let journey_sum =
+        sum(r#"journey_duration_seconds_sum{journey="started",location="here",result="success"}"#);
+    assert!(
+        close(journey_sum, o.sli_duration().as_secs_f64()),
+        "{journey_sum} vs {o:#?}"
+    );
+    assert!(!close(journey_sum, o.duration.as_secs_f64()));
+    // Every output shows it.
+    let text = wayprobe::report::text(&j, &o, false, false);
+    assert!(
+        text.contains(&format!(
+            "(+{} browser start)",
+            wayprobe::diag::duration(start)
+        )),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&wayprobe::report::json(std::slice::from_ref(&o))).unwrap();
+    assert!(
+        json["journeys"][0]["steps"][0]["browser_start"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        json["journeys"][0]["steps"][1]
+            .get("browser_start")
+            .is_none()
+    );
+    // The page load's phases have clean names and say which action they belong to.
+    let phases: Vec<_> = o.steps[0]
+        .timings
+        .iter()
+        .filter(|t| t.within.is_some())
+        .collect();
+    assert!(
+        phases.iter().any(|t| t.name == "ttfb"),
+        "{:?}",
+        o.steps[0].timings
+    );
+    for p in &phases {
+        assert_eq!(p.name.trim(), p.name);
+        assert_eq!(p.within.as_deref(), Some(&*format!("goto {}/ok", t.base)));
+    }
+    r.browser.shutdown().await;
+}
+
+/// `expect: {status}` in a browser step is checked like an HTTP step's.
+#[test]
+fn a_browser_status_expectation_is_validated() {
+    use wayprobe::journey::{ActionKind, BrowserExpect, LoadOptions, StepKind, load::load_sources};
+    let yaml = |status: &str| {
+        format!(
+            "name: s\ninterval: 1m\nsteps:\n  - name: page\n    browser:\n      - goto: \"http://127.0.0.1:9/\"\n      - expect: {{status: {status}}}\n"
+        )
+    };
+    let j = journey(&yaml("[200, 4xx]"), &[]);
+    let StepKind::Browser(b) = &j.steps[0].kind else {
+        panic!("a browser step")
+    };
+    assert!(matches!(
+        &b.actions[1].kind,
+        ActionKind::Expect(BrowserExpect::Status(m)) if m.len() == 2
+    ));
+    for bad in ["999", "[]", "teapot"] {
+        let Err(e) = load_sources(
+            vec![wayprobe::diag::SourceFile::new("s.yaml", yaml(bad))],
+            &LoadOptions::default(),
+            Vec::new(),
+        ) else {
+            panic!("`status: {bad}` accepted")
+        };
+        let text: String = e.diagnostics().iter().map(|d| d.render(false)).collect();
+        assert!(text.contains("s.yaml:7:"), "{bad}: {text}");
+    }
 }

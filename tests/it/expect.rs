@@ -318,7 +318,11 @@ async fn header_and_body_predicates_hold_and_fail() {
             ("body: {not_contains: oolong}", None),
             (
                 "body: {not_contains: GET}",
-                Some(("not to contain `GET`", "a body that does not")),
+                // Where the refused text is (`{"body":"",...,"method":"GET"`).
+                Some((
+                    "not to contain `GET`",
+                    "it at line 1, column 40 of the body",
+                )),
             ),
         ],
     )

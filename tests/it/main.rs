@@ -9,6 +9,7 @@ mod expect;
 mod fleet;
 mod hostile;
 mod http;
+mod output;
 #[cfg(feature = "browser")]
 mod pid1;
 mod reuse;

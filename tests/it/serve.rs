@@ -19,6 +19,8 @@ use crate::support::{
 const SHOP: &str = "name: shop\ninterval: 30s\ntimeout: 10s\nlabels: {team: web}\nsteps:\n  - name: home\n    http: {url: \"http://127.0.0.1:9/\"}\n  - name: buy\n    http: {url: \"http://127.0.0.1:9/buy\"}\nslos:\n  - {name: latency, objective: 95%, threshold: 750ms}\n  - {name: slow-latency, objective: 99%, threshold: 2s}\n";
 const API: &str = "name: api\ninterval: 1m\nsteps:\n  - name: ping\n    http: {url: \"http://127.0.0.1:9/ping\"}\n";
 
+const FRESH: &str = "name: fresh\ninterval: 1m\nsteps:\n  - name: ping\n    http: {url: \"http://127.0.0.1:9/ping\"}\n";
+
 /// The trace id of every run [`outcome`] makes: the exemplars' label.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -66,7 +68,8 @@ fn outcome(name: &str, steps: &[(&str, u64, Option<Reason>)]) -> JourneyOutcome 
 #[test]
 fn metrics_exposition_golden() {
     let m = Metrics::new("eu-west-1");
-    let js = vec![journey(SHOP, &[]), journey(API, &[])];
+    // `fresh` never runs: its last-run gauges are absent, not 0.
+    let js = vec![journey(SHOP, &[]), journey(API, &[]), journey(FRESH, &[])];
     let series = m.set_journeys(&js);
     series[0].record(&outcome("shop", &[("home", 120, None), ("buy", 600, None)]));
     series[0].record(&outcome(

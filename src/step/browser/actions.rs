@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use fantoccini::error::CmdError;
 
-use super::call::{CALL_TIMEOUT, bounded, classify, round, short};
+use super::call::{CALL_TIMEOUT, bounded, classify, net_error, round, short};
 use crate::journey::{ActionKind, BrowserExpect, CaptureSource, Predicate, WaitCondition};
 use crate::outcome::{Failure, Reason, StepOutcome, Timing};
 use crate::step::context::StepCtx;
@@ -60,8 +60,8 @@ where
 }
 
 /// A duration as messages print it (`5s`, `1s 500ms`).
-fn human(d: Duration) -> humantime::FormattedDuration {
-    humantime::format_duration(round(d))
+fn human(d: Duration) -> String {
+    crate::diag::duration(round(d))
 }
 
 /// Says how long the page was given: the last state seen is what it showed
@@ -134,6 +134,75 @@ return {dns: n.domainLookupEnd - n.domainLookupStart, connect: n.connectEnd - n.
 tls: n.secureConnectionStart > 0 ? n.connectEnd - n.secureConnectionStart : 0, ttfb: n.responseStart - n.requestStart, \
 download: n.responseEnd - n.responseStart, dom_ready: n.domContentLoadedEventEnd, load: n.loadEventEnd};";
 
+/// What identifies the current document and how it was loaded: its
+/// time origin (new for every document), the main response's HTTP status
+/// (Navigation Timing's `responseStatus`; 0 when not loaded over HTTP), its
+/// URL, and for a browser error page the network error code it shows.
+const DOCUMENT_JS: &str = "const n = performance.getEntriesByType('navigation')[0]; \
+const err = location.protocol === 'chrome-error:' ? ((document.body && document.body.innerText || '').match(/ERR_[A-Z0-9_]+/) || [''])[0] : ''; \
+return {origin: performance.timeOrigin, status: n && n.responseStatus ? n.responseStatus : 0, url: location.href, error: err};";
+
+/// The current document (see [`DOCUMENT_JS`]).
+#[derive(Debug, Clone)]
+pub(super) struct Document {
+    /// `performance.timeOrigin`: differs between any two documents.
+    pub origin: f64,
+    /// The main document's HTTP status, if it came over HTTP.
+    pub status: Option<u16>,
+    /// `location.href`.
+    pub url: String,
+    /// The Chromium network error a browser error page shows.
+    pub error: Option<String>,
+}
+
+/// Reads the current document's identity and status (one bounded call).
+pub(super) async fn document(c: &fantoccini::Client) -> Result<Document, Failure> {
+    let v = bounded(
+        "reading the page's status",
+        CALL_TIMEOUT,
+        c.execute(DOCUMENT_JS, vec![]),
+    )
+    .await?;
+    Ok(Document {
+        origin: v["origin"].as_f64().unwrap_or_default(),
+        status: v["status"]
+            .as_u64()
+            .filter(|s| (100..=599).contains(s))
+            .map(|s| s as u16),
+        url: v["url"].as_str().unwrap_or_default().to_string(),
+        error: v["error"]
+            .as_str()
+            .filter(|e| !e.is_empty())
+            .map(str::to_string),
+    })
+}
+
+/// The page's title, its visible text and the text of its first
+/// [`crate::step::excerpt::FOCUS`] element, as HTTP excerpts show HTML.
+const PAGE_TEXT_JS: &str = "const focus = arguments[0].map(s => document.querySelector(s)).find(e => e && e.innerText.trim()); \
+return {title: document.title, text: document.body ? document.body.innerText : '', focus: focus ? focus.innerText : null};";
+
+/// The failure excerpt of the current page (redacted and cut), if it can be read.
+pub(super) async fn page_excerpt(c: &fantoccini::Client, ctx: &StepCtx) -> Option<String> {
+    let focus: Vec<serde_json::Value> = crate::step::excerpt::FOCUS
+        .iter()
+        .map(|s| serde_json::Value::from(*s))
+        .collect();
+    let v = tokio::time::timeout(
+        CALL_TIMEOUT,
+        c.execute(PAGE_TEXT_JS, vec![serde_json::Value::Array(focus)]),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    Some(crate::step::excerpt::page(
+        &ctx.redactor,
+        v["title"].as_str().unwrap_or_default(),
+        v["text"].as_str().unwrap_or_default(),
+        v["focus"].as_str(),
+    ))
+}
+
 pub(super) async fn run_action(
     kind: &ActionKind,
     artifacts: &Path,
@@ -175,15 +244,29 @@ pub(super) async fn run_action(
                 for (k, v) in o {
                     if let Some(ms) = v.as_f64() {
                         out.timings.push(Timing {
-                            name: format!("  {k}"),
+                            name: k.clone(),
                             ms,
+                            within: Some(ctx.redactor.apply(&label)),
                         });
                     }
                 }
             }
-            if res.is_ok() && out.request.is_none() {
+            if out.request.is_none() {
                 out.request = Some(ctx.redactor.apply(&format!("GET {url}")));
             }
+            // A network failure reads as in an HTTP step: same reason, same
+            // words, and the URL it was for.
+            let res = res.map_err(|mut f| {
+                if let Some(code) = net_error(&f.message).map(str::to_string)
+                    && let Some(what) = f.reason.network_summary()
+                {
+                    f.message = format!(
+                        "{what}: net::{code} (GET {})",
+                        crate::step::excerpt::url(&ctx.redactor, &url)
+                    );
+                }
+                f
+            });
             (label, res)
         }
         ActionKind::Click(t_sel) => {
@@ -468,7 +551,7 @@ async fn expect(
         | BrowserExpect::Absent(s)
         | BrowserExpect::Count { selector: s, .. } => (Some(s), None),
         BrowserExpect::Attribute { selector, name, .. } => (Some(selector), Some(name)),
-        BrowserExpect::Url(_) | BrowserExpect::Title(_) => (None, None),
+        BrowserExpect::Url(_) | BrowserExpect::Title(_) | BrowserExpect::Status(_) => (None, None),
     };
     let maybe = |t: Option<&Template>| t.map_or(Ok(String::new()), |t| render(t, ctx));
     let (sel, attr) = match (maybe(sel), maybe(attr)) {
@@ -566,6 +649,32 @@ async fn expect(
                     .await?
                     .to_string();
                 pred_ok(p, Some(&u), ctx, "URL")
+            })
+            .await,
+        ),
+        BrowserExpect::Status(want) => (
+            "expect status".into(),
+            poll(t, || async {
+                let doc = document(c).await?;
+                match doc.status {
+                    Some(got) if want.iter().any(|m| m.matches(got)) => Ok(()),
+                    got => {
+                        let want: Vec<String> = want.iter().map(|m| m.to_string()).collect();
+                        let want = want.join(" or ");
+                        let got = got.map_or_else(
+                            || "no HTTP status (the page was not loaded over HTTP)".to_string(),
+                            |g| g.to_string(),
+                        );
+                        Err(Failure::new(
+                            Reason::Status,
+                            ctx.redactor.apply(&format!(
+                                "status of {}: expected {want}, got {got}",
+                                crate::step::excerpt::url(&ctx.redactor, &doc.url)
+                            )),
+                        )
+                        .expected_actual(want, got))
+                    }
+                }
             })
             .await,
         ),

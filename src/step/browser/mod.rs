@@ -19,7 +19,7 @@ pub mod session;
 
 use std::time::{Duration, Instant};
 
-use crate::journey::{BrowserStep, Step};
+use crate::journey::{ActionKind, BrowserExpect, BrowserStep, Step};
 use crate::outcome::{Failure, Reason, StepOutcome, StepStatus, Timing};
 use crate::step::context::StepCtx;
 
@@ -33,6 +33,9 @@ pub use session::Session;
 pub struct RunBrowser {
     endpoint: Option<Browser>,
     session: Option<Session>,
+    /// The time origin of the last document seen, so a navigation (by
+    /// `goto`, a click, a submitted form) is noticed once.
+    document: Option<f64>,
 }
 
 impl RunBrowser {
@@ -41,6 +44,7 @@ impl RunBrowser {
         Self {
             endpoint,
             session: None,
+            document: None,
         }
     }
 
@@ -50,6 +54,56 @@ impl RunBrowser {
             s.close().await;
         }
     }
+}
+
+/// After an action: if the browser is on a new document, records its
+/// status (the step's `http_status`) and returns its verdict: a 4xx/5xx
+/// page fails with `status`, a browser error page with the reason of its
+/// network error, as in HTTP steps. `None`: still the same document.
+async fn landed(
+    run: &mut RunBrowser,
+    client: &fantoccini::Client,
+    kind: &ActionKind,
+    ctx: &StepCtx,
+    out: &mut StepOutcome,
+) -> Option<Result<(), Failure>> {
+    let doc = actions::document(client).await.ok()?;
+    if run.document == Some(doc.origin) {
+        return None;
+    }
+    run.document = Some(doc.origin);
+    let url = crate::step::excerpt::url(&ctx.redactor, &doc.url);
+    if let Some(code) = &doc.error {
+        let reason = call::net_reason(code);
+        let what = reason.network_summary().unwrap_or("the page did not load");
+        // An error page's own URL says nothing; a `goto` knows where it went.
+        let wanted = match kind {
+            ActionKind::Goto(u) => u.render(&ctx.scope).ok().map(|u| u.into_owned()),
+            _ => None,
+        };
+        let whence = match wanted {
+            Some(u) => format!("GET {}", crate::step::excerpt::url(&ctx.redactor, &u)),
+            None => "the browser shows its error page".into(),
+        };
+        return Some(Err(Failure::new(
+            reason,
+            format!("{what}: net::{code} ({whence})"),
+        )));
+    }
+    let status = doc.status?;
+    out.http_status = Some(status);
+    if status < 400 {
+        return Some(Ok(()));
+    }
+    let mut f = Failure::new(
+        Reason::Status,
+        format!(
+            "status {status} from {url}: expected 2xx or 3xx (no `expect: {{status: ...}}` right after this action)"
+        ),
+    )
+    .expected_actual("2xx or 3xx", status.to_string());
+    f.excerpt = actions::page_excerpt(client, ctx).await;
+    Some(Err(f))
 }
 
 /// Characters of a browser failure message kept (WebDriver errors can be long).
@@ -79,7 +133,13 @@ pub async fn execute(
     let reserve = (limit / 4).min(Duration::from_secs(3));
     let deadline = Instant::now() + limit.saturating_sub(reserve);
     if run.session.is_none() {
-        match browser.open(limit).await {
+        // The prober's own time, not the target's: kept apart (see
+        // `StepOutcome::browser_start`).
+        let started = Instant::now();
+        let opened = browser.open(limit).await;
+        out.browser_start = Some(started.elapsed());
+        run.document = None;
+        match opened {
             Ok(s) => run.session = Some(s),
             Err(f) => {
                 out.status = StepStatus::Failed;
@@ -94,10 +154,12 @@ pub async fn execute(
         .map(|s| s.client.clone())
         .expect("opened above");
     session::push_cookies(ctx, &client).await;
-    for a in &b.actions {
+    for (i, a) in b.actions.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());
         let t = a.timeout.map_or(left, |t| t.min(left));
         let started = Instant::now();
+        // The action's timing goes before the page-load phases it records.
+        let first = out.timings.len();
         let (label, res) = actions::run_action(
             &a.kind,
             &browser.config().artifacts_dir,
@@ -107,10 +169,45 @@ pub async fn execute(
             &mut out,
         )
         .await;
-        out.timings.push(Timing {
-            name: ctx.redactor.apply(&label),
-            ms: started.elapsed().as_secs_f64() * 1000.0,
-        });
+        out.timings.insert(
+            first,
+            Timing::new(
+                ctx.redactor.apply(&label),
+                started.elapsed().as_secs_f64() * 1000.0,
+            ),
+        );
+        // An `expect: {status: ...}` right after this action judges the
+        // status of the page it lands on; so does this action if it is one
+        // (a form's navigation may commit only after the click returned).
+        let judges_status =
+            |k: &ActionKind| matches!(k, ActionKind::Expect(BrowserExpect::Status(_)));
+        let status_expected =
+            judges_status(&a.kind) || b.actions.get(i + 1).is_some_and(|n| judges_status(&n.kind));
+        // Only an action that can load a page (or one that failed, where
+        // the page may explain why) costs a look at the document.
+        let navigates = matches!(
+            a.kind,
+            ActionKind::Goto(_)
+                | ActionKind::Click(_)
+                | ActionKind::Press { .. }
+                | ActionKind::Select { .. }
+                | ActionKind::WaitFor(_)
+        ) || judges_status(&a.kind);
+        let page = if navigates || res.is_err() {
+            landed(run, &client, &a.kind, ctx, &mut out).await
+        } else {
+            None
+        };
+        let res = match (res, page) {
+            (res, None) => res,
+            // A failed page load already says why.
+            (Err(f), _) if matches!(a.kind, ActionKind::Goto(_)) => Err(f),
+            // The page it landed on explains the failure better than
+            // what the action saw there ("element not found").
+            (Err(f), Some(page)) => Err(page.err().unwrap_or(f)),
+            (Ok(()), Some(Err(f))) if f.reason == Reason::Status && status_expected => Ok(()),
+            (Ok(()), Some(page)) => page,
+        };
         if let Err(mut f) = res {
             f.message = crate::step::excerpt::shape(&ctx.redactor, &f.message, MESSAGE_CHARS);
             f = f.at(a.span);

@@ -196,6 +196,49 @@ fn app(basket: Basket) -> Router {
             }),
         )
         .route(
+            "/set-cookie",
+            get(|Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                let name = q.get("name").cloned().unwrap_or_else(|| "c".into());
+                let value = q.get("value").cloned().unwrap_or_default();
+                ([(header::SET_COOKIE, format!("{name}={value}; Path=/"))], "set")
+            }),
+        )
+        .route(
+            "/link",
+            get(|Query(q): Query<std::collections::HashMap<String, String>>| async move {
+                // A link and a form to `to`: navigations made by a click.
+                let to = q.get("to").cloned().unwrap_or_else(|| "/ok".into());
+                axum::response::Html(format!(
+                    "<html><head><title>links</title></head><body><a id=go href=\"{to}\">go</a>\
+                     <form method=post action=\"{to}\"><button id=send>send</button></form></body></html>"
+                ))
+            }),
+        )
+        .route(
+            "/page/{code}",
+            get(|Path(code): Path<u16>| async move {
+                // An HTML error page as shops make them: a head full of
+                // assets, navigation, then the message.
+                (
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    axum::response::Html(format!(
+                        "<!doctype html><html><head><title>Basket | Tea shop</title>\
+                         <meta name=viewport content=\"width=device-width\"><link rel=stylesheet href=/s.css>\
+                         <script>window.analytics = {{id: 'UA-1'}};</script></head><body>\
+                         <nav>Home Teas Basket Account</nav><h1>Basket</h1>\
+                         <p class=error>Unavailable: the basket service answered {code}. Out of stock: Oolong.</p>\
+                         <footer>© Tea shop</footer></body></html>"
+                    )),
+                )
+            })
+            .post(|Path(code): Path<u16>| async move {
+                (
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    axum::response::Html(format!("<html><head><title>posted</title></head><body><p class=error>posted: {code}</p></body></html>")),
+                )
+            }),
+        )
+        .route(
             "/redirect-loop",
             get(|| async { (StatusCode::FOUND, [(header::LOCATION, "/redirect-loop")]) }),
         )
