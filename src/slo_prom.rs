@@ -10,6 +10,14 @@ use serde::Serialize;
 /// Windows read from `slo:sli_error:ratio_rate<w>`.
 const WINDOWS: &str = "5m|30m|1h|6h";
 
+/// Most steps asked of Prometheus in one range query.
+pub const MAX_POINTS: usize = 10_000;
+
+/// The value of a `[time, "value"]` pair.
+fn sample(v: &serde_json::Value) -> Option<f64> {
+    v[1].as_str()?.parse().ok()
+}
+
 /// Why Prometheus could not be read. Messages never carry the URL (it may
 /// hold credentials) nor response bodies.
 #[derive(Debug, thiserror::Error)]
@@ -59,11 +67,32 @@ impl PromReader {
         })
     }
 
+    /// A reader for `url` whose queries may take up to `timeout` (range
+    /// queries over weeks of history take longer than the status page's 3s).
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, PromError> {
+        let mut r = Self::new(url)?;
+        r.client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|_| PromError::Query("cannot build an HTTP client"))?;
+        Ok(r)
+    }
+
     async fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, PromError> {
+        self.api("query", &[("query", q.to_string())]).await
+    }
+
+    /// `POST /api/v1/<path>` with form `params` (POST: the SLO expressions
+    /// are long); the `data.result` array.
+    async fn api(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<serde_json::Value>, PromError> {
         let r = self
             .client
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", q)])
+            .post(format!("{}/api/v1/{path}", self.base))
+            .form(params)
             .send()
             .await
             .map_err(|e| {
@@ -84,6 +113,60 @@ impl PromReader {
             .as_array()
             .cloned()
             .ok_or(PromError::Query("not a Prometheus API response"))
+    }
+
+    /// The value of the single-series expression `q` at Unix time `at`
+    /// (`None`: no series, e.g. no runs in the window). Expressions with
+    /// several series (a `by` clause) are summed.
+    pub async fn value_at(&self, q: &str, at: f64) -> Result<Option<f64>, PromError> {
+        let r = self
+            .api(
+                "query",
+                &[("query", q.to_string()), ("time", format!("{at}"))],
+            )
+            .await?;
+        let vals: Vec<f64> = r.iter().filter_map(|s| sample(&s["value"])).collect();
+        Ok((!vals.is_empty()).then(|| vals.iter().sum()))
+    }
+
+    /// The values of `q` at `start + k × step` up to `end` (Unix seconds),
+    /// as `(time, value)` in time order; a step without a value is left out.
+    /// Split into queries of at most [`MAX_POINTS`] steps (Prometheus refuses
+    /// more than 11,000 per series). With several series, the first one's.
+    pub async fn range(
+        &self,
+        q: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<(f64, f64)>, PromError> {
+        let mut out = Vec::new();
+        let mut from = start;
+        while from <= end {
+            let to = (from + step * (MAX_POINTS - 1) as f64).min(end);
+            let r = self
+                .api(
+                    "query_range",
+                    &[
+                        ("query", q.to_string()),
+                        ("start", format!("{from}")),
+                        ("end", format!("{to}")),
+                        ("step", format!("{step}")),
+                    ],
+                )
+                .await?;
+            if let Some(series) = r.first()
+                && let Some(values) = series["values"].as_array()
+            {
+                out.extend(
+                    values
+                        .iter()
+                        .filter_map(|v| Some((v[0].as_f64()?, sample(v)?))),
+                );
+            }
+            from = to + step;
+        }
+        Ok(out)
     }
 
     /// Every SLO's numbers, keyed by `sloth_slo` (`<journey>-<slo>`).

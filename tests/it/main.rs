@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 #[cfg(feature = "browser")]
 mod pid1;
+mod review;
 mod rules;
 mod scheduler;
 mod serve;

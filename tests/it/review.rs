@@ -1,0 +1,396 @@
+//! `wayprobe slo review` (and the journey report) against a real Prometheus
+//! whose TSDB holds a known synthetic history, backfilled with
+//! `promtool tsdb create-blocks-from openmetrics` under the series names and
+//! labels `serve` exports (tests/golden/metrics). The pages each candidate
+//! objective would have raised are held against `promtool test rules` over
+//! the same series and the rules `wayprobe rules` generates.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::support::{Prometheus, bin, tool};
+
+/// Minutes of history (one run a minute, run `k` ends at minute `k`).
+pub const MINUTES: u64 = 720;
+/// Where the history starts: a whole minute in the past.
+pub const T0: &str = "2026-11-02T00:00:00Z";
+
+/// A step failure: which step, and its bounded reason.
+#[derive(Clone, Copy)]
+pub struct Fail {
+    pub step: &'static str,
+    pub reason: &'static str,
+}
+
+/// The known pattern: what happened to run `k`.
+pub fn failure(k: u64) -> Option<Fail> {
+    match k {
+        // Flaky for 6h: every 20th run times out on the home page.
+        60..=419 if k.is_multiple_of(20) => Some(Fail {
+            step: "home",
+            reason: "timeout",
+        }),
+        // A real outage: 20 minutes of payment errors.
+        480..=499 => Some(Fail {
+            step: "pay",
+            reason: "status",
+        }),
+        // A blip: two failed runs in a row.
+        560 | 561 => Some(Fail {
+            step: "pay",
+            reason: "timeout",
+        }),
+        _ => None,
+    }
+}
+
+/// Whether successful run `k` was slower than 2s.
+pub fn slow(k: u64) -> bool {
+    (620..=679).contains(&k) && k % 2 == 1 && failure(k).is_none()
+}
+
+pub fn t0() -> u64 {
+    humantime::parse_rfc3339(T0)
+        .unwrap()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+const LABELS: &str = r#"instance="wayprobe:9469",job="wayprobe",journey="shop",location="test""#;
+
+/// Every input series as `(series, value at each minute 0..=MINUTES)`.
+pub fn series() -> Vec<(String, Vec<f64>)> {
+    let mut fail = vec![0.0];
+    let mut ok = vec![0.0];
+    let mut fast = vec![0.0];
+    let mut dur_sum = vec![0.0];
+    let mut step_fail: Vec<((&str, &str), Vec<f64>)> =
+        [("home", "timeout"), ("pay", "status"), ("pay", "timeout")]
+            .into_iter()
+            .map(|k| (k, vec![0.0]))
+            .collect();
+    for k in 1..=MINUTES {
+        let f = failure(k);
+        fail.push(fail[k as usize - 1] + f64::from(f.is_some()));
+        ok.push(ok[k as usize - 1] + f64::from(f.is_none()));
+        fast.push(fast[k as usize - 1] + f64::from(f.is_none() && !slow(k)));
+        dur_sum.push(dur_sum[k as usize - 1] + if slow(k) { 3.0 } else { 0.5 });
+        for ((step, reason), v) in step_fail.iter_mut() {
+            let hit = f.is_some_and(|f| f.step == *step && f.reason == *reason);
+            v.push(v[k as usize - 1] + f64::from(hit));
+        }
+    }
+    let mut out = vec![
+        (
+            format!(r#"journey_runs_total{{{LABELS},result="failure"}}"#),
+            fail,
+        ),
+        (
+            format!(r#"journey_runs_total{{{LABELS},result="success"}}"#),
+            ok.clone(),
+        ),
+        (
+            format!(r#"journey_duration_seconds_bucket{{{LABELS},result="success",le="2.0"}}"#),
+            fast,
+        ),
+        (
+            format!(r#"journey_duration_seconds_bucket{{{LABELS},result="success",le="+Inf"}}"#),
+            ok.clone(),
+        ),
+        (
+            format!(r#"journey_duration_seconds_count{{{LABELS},result="success"}}"#),
+            ok,
+        ),
+        (
+            format!(r#"journey_duration_seconds_sum{{{LABELS},result="success"}}"#),
+            dur_sum,
+        ),
+    ];
+    for ((step, reason), v) in step_fail {
+        out.push((
+            format!(r#"journey_step_failures_total{{{LABELS},step="{step}",reason="{reason}"}}"#),
+            v,
+        ));
+    }
+    out
+}
+
+/// The history as OpenMetrics text with timestamps, for `promtool tsdb
+/// create-blocks-from openmetrics`.
+fn openmetrics() -> String {
+    let t0 = t0();
+    let mut out = String::new();
+    let mut typed = BTreeSet::new();
+    for (s, values) in series() {
+        let family = s.split('{').next().unwrap();
+        let (fam, ty) = if let Some(f) = family.strip_suffix("_total") {
+            (f, "counter")
+        } else if let Some(f) = family
+            .strip_suffix("_bucket")
+            .or_else(|| family.strip_suffix("_count"))
+            .or_else(|| family.strip_suffix("_sum"))
+        {
+            (f, "histogram")
+        } else {
+            (family, "gauge")
+        };
+        if typed.insert(fam.to_string()) {
+            let _ = writeln!(out, "# TYPE {fam} {ty}");
+        }
+        for (m, v) in values.iter().enumerate() {
+            let _ = writeln!(out, "{s} {v} {}", t0 + 60 * m as u64);
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// A journey file for the `shop` journey with these SLOs.
+pub fn journey_yaml(slos: &str) -> String {
+    format!(
+        "name: shop\ninterval: 60s\ntimeout: 30s\nsteps:\n  - name: home\n    http: {{url: \"https://shop.example.com/\"}}\n  - name: pay\n    http: {{url: \"https://shop.example.com/pay\"}}\nslos:\n{slos}"
+    )
+}
+
+const SLOS: &str = "  - {name: availability, objective: 99.5%}\n  - {name: latency, objective: 95%, threshold: 2s}\n";
+
+/// A Prometheus whose TSDB holds [`series`]; `None` when a tool is missing.
+pub async fn history_prometheus(dir: &Path) -> Option<Prometheus> {
+    if !tool("promtool") || !tool("prometheus") {
+        return None;
+    }
+    let om = dir.join("history.om");
+    std::fs::write(&om, openmetrics()).unwrap();
+    // `Prometheus::start_with` may retry on data-1 and data-2.
+    for attempt in 0..3 {
+        let data = dir.join(format!("data-{attempt}"));
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&om)
+            .arg(&data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "backfill failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let config = "global:\n  scrape_interval: 1m\n";
+    Some(Prometheus::start_with(dir, config, &["--storage.tsdb.retention.time=100y"]).await)
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn until() -> String {
+    humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(t0() + 60 * MINUTES),
+    )
+    .to_string()
+}
+
+/// Runs `wayprobe slo review` over the history; its JSON.
+fn review(journeys: &Path, url: &str) -> serde_json::Value {
+    let out = bin()
+        .args(["slo", "review"])
+        .arg(journeys)
+        .args(["--prometheus-url", url, "--since", "12h", "--until"])
+        .arg(until())
+        .args(["--interval", "1m", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "slo review failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn slo<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    r["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slo"] == name)
+        .unwrap_or_else(|| panic!("no SLO {name} in {r:#}"))
+}
+
+/// The counts of one window ending at the last minute: `(runs, bad)`.
+fn counts(window_min: u64, latency: bool) -> (f64, f64) {
+    let from = MINUTES.saturating_sub(window_min) + 1;
+    let (mut runs, mut bad) = (0.0, 0.0);
+    for k in from.max(1)..=MINUTES {
+        let failed = failure(k).is_some();
+        if latency {
+            runs += f64::from(!failed);
+            bad += f64::from(slow(k));
+        } else {
+            runs += 1.0;
+            bad += f64::from(failed);
+        }
+    }
+    (runs, bad)
+}
+
+#[tokio::test]
+async fn review_replays_the_rules_as_promtool_does() {
+    let dir = crate::http::tempdir();
+    let Some(prom) = history_prometheus(&dir).await else {
+        return;
+    };
+    let journeys = write(&dir, "shop.yaml", &journey_yaml(SLOS));
+    let r = review(&journeys, &prom.url);
+    assert_eq!(r["source"], "prometheus");
+
+    // The exact achieved SLI (12h of history: every window holds all runs).
+    for (name, latency) in [("availability", false), ("latency", true)] {
+        let s = slo(&r, name);
+        for (i, (w, minutes)) in [("1d", 1440), ("7d", 7 * 1440), ("28d", 28 * 1440)]
+            .into_iter()
+            .enumerate()
+        {
+            let (runs, bad) = counts(minutes, latency);
+            let a = &s["achieved"][i];
+            assert_eq!(a["window"], w);
+            assert_eq!(a["runs"].as_f64(), Some(runs), "{name} {w}: {a}");
+            assert_eq!(a["bad"].as_f64(), Some(bad), "{name} {w}: {a}");
+            // Exact counts; the ratio to the last bit but one (serde_json's
+            // default float parsing may round the printed value 1 ulp off).
+            let sli = a["sli"].as_f64().unwrap();
+            assert!(
+                (sli - (1.0 - bad / runs)).abs() <= 2.0 * f64::EPSILON,
+                "{name} {w}: {a}"
+            );
+        }
+    }
+    let avail = slo(&r, "availability");
+    let (_, bad) = counts(MINUTES, false);
+    // The period ratio counts at least the 30d's 43200 runs.
+    let spent = avail["budget_spent_percent"].as_f64().unwrap();
+    assert!(
+        (spent - bad / 43200.0 / 0.005 * 100.0).abs() < 1e-12,
+        "{spent}"
+    );
+    // The outage: from the 3rd failed run of five (minute 482) to the last
+    // 5 minutes holding three (minute 501).
+    let at = |m: u64| t0() as f64 + 60.0 * m as f64;
+    assert_eq!(avail["incidents"].as_array().unwrap().len(), 1, "{avail:#}");
+    assert_eq!(avail["incidents"][0]["start_unix"].as_f64(), Some(at(482)));
+    assert_eq!(avail["incidents"][0]["end_unix"].as_f64(), Some(at(501)));
+
+    // The flaky hours page at 99.5% but not at 99%, where the only page is
+    // the outage's: 99% is the suggestion.
+    let cand = |o: &str| {
+        avail["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["objective_percent"] == o)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(cand("99")["pages"], 1, "{avail:#}");
+    assert_eq!(cand("99")["pages_outside_incidents"], 0, "{avail:#}");
+    assert_eq!(cand("99.5")["current"], true);
+    let flaky_page = cand("99.5")["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["severity"] == "page" && e["during_incident"] == false)
+        .cloned()
+        .unwrap_or_else(|| panic!("99.5% pages on the flaky hours: {avail:#}"));
+    let t = flaky_page["start_unix"].as_f64().unwrap();
+    assert!(t > at(60) && t < at(420), "{flaky_page}");
+    assert_eq!(avail["suggestion"]["objective_percent"], "99", "{avail:#}");
+
+    // promtool over the same series, with the rules of every candidate
+    // objective (one SLO each), counts the same pages and tickets.
+    let mut ladder = String::new();
+    let mut expected = Vec::new();
+    for (name, kind) in [("availability", ""), ("latency", ", threshold: 2s")] {
+        for c in slo(&r, name)["candidates"].as_array().unwrap() {
+            let o = c["objective_percent"].as_str().unwrap();
+            let id = format!("{}{}", &name[..1], o.replace('.', "_"));
+            let _ = writeln!(ladder, "  - {{name: {id}, objective: {o}%{kind}}}");
+            for sev in ["page", "ticket"] {
+                let n = c[format!("{sev}s")].as_u64().unwrap();
+                expected.push((format!("wayprobe-shop-{id}"), sev, n));
+            }
+        }
+    }
+    let ladder_file = write(&dir, "ladder.yaml", &journey_yaml(&ladder));
+    let rules = bin()
+        .arg("rules")
+        .arg(&ladder_file)
+        .args(["--interval", "1m", "-o"])
+        .arg(dir.join("ladder.rules.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        rules.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rules.stderr)
+    );
+    let mut test = "rule_files: [ladder.rules.yaml]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n".to_string();
+    for (s, values) in series() {
+        let v: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let _ = writeln!(
+            test,
+            "      - series: '{s}'\n        values: '{}'",
+            v.join(" ")
+        );
+    }
+    test.push_str("    promql_expr_test:\n");
+    for (id, sev, n) in &expected {
+        // Rising edges of "some alert of this severity fires", each 1.
+        let sel =
+            format!("ALERTS{{alertstate=\"firing\",sloth_id=\"{id}\",sloth_severity=\"{sev}\"}}");
+        let _ = writeln!(
+            test,
+            "      - expr: 'sum_over_time(clamp_max(count({sel}) unless count({sel} offset 1m), 1)[{MINUTES}m:1m]) or vector(0)'\n        eval_time: {MINUTES}m\n        exp_samples:\n          - labels: '{{}}'\n            value: {n}"
+        );
+    }
+    write(&dir, "ladder.test.yaml", &test);
+    // The period groups only record the budget, which no alert reads:
+    // leaving them out halves promtool's work.
+    let rules = std::fs::read_to_string(dir.join("ladder.rules.yaml")).unwrap();
+    let (head, groups) = rules.split_once("groups:\n").unwrap();
+    let mut parts: Vec<String> = Vec::new();
+    for line in groups.split_inclusive('\n') {
+        if line.starts_with("- name: ") || parts.is_empty() {
+            parts.push(String::new());
+        }
+        parts.last_mut().unwrap().push_str(line);
+    }
+    let kept: Vec<&str> = parts
+        .iter()
+        .map(String::as_str)
+        .filter(|g| !g.starts_with("- name: slo-period-"))
+        .collect();
+    assert!(kept.len() >= 8, "{rules}");
+    write(
+        &dir,
+        "ladder.rules.yaml",
+        &format!("{head}groups:\n{}", kept.concat()),
+    );
+    let out = Command::new("promtool")
+        .current_dir(&dir)
+        .args(["test", "rules", "ladder.test.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool disagrees with slo review:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
