@@ -52,6 +52,45 @@ pub enum Command {
     Demo(DemoArgs),
     /// Review SLOs against their history (`slo review`).
     Slo(SloArgs),
+    /// A journey report for people: SLIs in words, budget bars, incidents.
+    Report(ReportArgs),
+}
+
+/// Output format of `wayprobe report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A static, printable HTML page.
+    Html,
+    /// Markdown, for a chat post or a ticket.
+    Markdown,
+    /// One JSON document.
+    Json,
+}
+
+/// `wayprobe report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Which journeys.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Prometheus holding the journeys' series.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: String,
+    /// The period: `day`, `week` or `28d`.
+    #[arg(long, default_value = "week", value_parser = ["day", "week", "28d"])]
+    pub period: String,
+    /// End of the period (RFC 3339; default now).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub until: Option<std::time::SystemTime>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ReportFormat,
+    /// Write the report here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The rules' shape.
+    #[command(flatten)]
+    pub shape: RuleShapeArgs,
 }
 
 /// `wayprobe slo`.
@@ -550,6 +589,7 @@ pub fn main() -> i32 {
             Command::Slo(SloArgs {
                 command: SloCommand::Review(a),
             }) => slo_review(a).await,
+            Command::Report(a) => journey_report(a).await,
         }
     });
     match res {
@@ -636,6 +676,49 @@ async fn slo_review(args: ReviewArgs) -> anyhow::Result<Exit> {
     match args.format {
         ReviewFormat::Text => stdout(&crate::slo_review::render_text(&review)),
         ReviewFormat::Json => stdout(&format!("{}\n", serde_json::to_string_pretty(&review)?)),
+    }
+    Ok(Exit::Ok)
+}
+
+async fn journey_report(args: ReportArgs) -> anyhow::Result<Exit> {
+    use crate::slo_report::{self as rep, Period};
+    let cfg = match args.shape.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let period = Period::parse(&args.period).unwrap_or_default();
+    let loaded = match load(&args.load) {
+        Ok(l) => l,
+        Err(e) => {
+            report_invalid(&e);
+            return Ok(Exit::Invalid);
+        }
+    };
+    let reader = match crate::slo_prom::PromReader::with_timeout(
+        &args.prometheus_url,
+        std::time::Duration::from_secs(120),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let until = args.until.unwrap_or_else(std::time::SystemTime::now);
+    let r = rep::from_prometheus(&reader, &loaded.journeys, &cfg, period, until).await?;
+    let text = match args.format {
+        ReportFormat::Html => rep::render_html(&r, false),
+        ReportFormat::Markdown => rep::render_markdown(&r),
+        ReportFormat::Json => rep::render_json(&r),
+    };
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, &text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => stdout(&text),
     }
     Ok(Exit::Ok)
 }

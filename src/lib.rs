@@ -79,6 +79,7 @@ pub mod scheduler;
 pub mod serve;
 pub mod server;
 pub mod slo_prom;
+pub mod slo_report;
 pub mod slo_review;
 pub mod slo_view;
 pub mod status;

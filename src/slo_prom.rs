@@ -18,6 +18,19 @@ fn sample(v: &serde_json::Value) -> Option<f64> {
     v[1].as_str()?.parse().ok()
 }
 
+/// A series of a range query: its labels and `(Unix time, value)` points.
+pub type Series = (BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// The labels of a result series.
+fn labels(series: &serde_json::Value) -> BTreeMap<String, String> {
+    series["metric"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
 /// Why Prometheus could not be read. Messages never carry the URL (it may
 /// hold credentials) nor response bodies.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +91,11 @@ impl PromReader {
         Ok(r)
     }
 
+    /// The same reader with another timeout.
+    pub fn timeout(&self, timeout: Duration) -> Result<Self, PromError> {
+        Self::with_timeout(&self.base, timeout)
+    }
+
     async fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, PromError> {
         self.api("query", &[("query", q.to_string())]).await
     }
@@ -131,8 +149,7 @@ impl PromReader {
 
     /// The values of `q` at `start + k × step` up to `end` (Unix seconds),
     /// as `(time, value)` in time order; a step without a value is left out.
-    /// Split into queries of at most [`MAX_POINTS`] steps (Prometheus refuses
-    /// more than 11,000 per series). With several series, the first one's.
+    /// With several series, the first one's (see [`Self::range_series`]).
     pub async fn range(
         &self,
         q: &str,
@@ -140,7 +157,26 @@ impl PromReader {
         end: f64,
         step: f64,
     ) -> Result<Vec<(f64, f64)>, PromError> {
-        let mut out = Vec::new();
+        Ok(self
+            .range_series(q, start, end, step)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or_default())
+    }
+
+    /// Every series of the range query `q`: its labels and `(time, value)`
+    /// points. Split into queries of at most [`MAX_POINTS`] steps
+    /// (Prometheus refuses more than 11,000 per series).
+    pub async fn range_series(
+        &self,
+        q: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<Series>, PromError> {
+        let mut out: Vec<Series> = Vec::new();
         let mut from = start;
         while from <= end {
             let to = (from + step * (MAX_POINTS - 1) as f64).min(end);
@@ -155,18 +191,38 @@ impl PromReader {
                     ],
                 )
                 .await?;
-            if let Some(series) = r.first()
-                && let Some(values) = series["values"].as_array()
-            {
-                out.extend(
-                    values
-                        .iter()
-                        .filter_map(|v| Some((v[0].as_f64()?, sample(v)?))),
-                );
+            for series in &r {
+                let labels = labels(series);
+                let points = series["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| Some((v[0].as_f64()?, sample(v)?)));
+                match out.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, v)) => v.extend(points),
+                    None => out.push((labels, points.collect())),
+                }
             }
             from = to + step;
         }
         Ok(out)
+    }
+
+    /// Every series of the instant query `q` at `at`: labels and value.
+    pub async fn vector_at(
+        &self,
+        q: &str,
+        at: f64,
+    ) -> Result<Vec<(BTreeMap<String, String>, f64)>, PromError> {
+        let r = self
+            .api(
+                "query",
+                &[("query", q.to_string()), ("time", format!("{at}"))],
+            )
+            .await?;
+        Ok(r.iter()
+            .filter_map(|s| Some((labels(s), sample(&s["value"])?)))
+            .collect())
     }
 
     /// Every SLO's numbers, keyed by `sloth_slo` (`<journey>-<slo>`).

@@ -56,7 +56,7 @@ pub use promtest::emit_tests;
 
 /// One SLO's expressions, shared with the SLO review and report, which
 /// evaluate them over history instead of writing them into rules.
-pub(crate) use build::SloSpec;
+pub(crate) use build::{SloSpec, input_selector};
 
 use crate::diag::{Diagnostic, Severity};
 use crate::journey::Journey;

@@ -67,6 +67,12 @@ pub fn series() -> Vec<(String, Vec<f64>)> {
     let mut ok = vec![0.0];
     let mut fast = vec![0.0];
     let mut dur_sum = vec![0.0];
+    // Step durations: home 0.2s, pay 0.3s (2.8s in the slow hour); a
+    // failed run stops at its failing step.
+    let mut step_sum: Vec<(&str, Vec<f64>, Vec<f64>)> = vec![
+        ("home", vec![0.0], vec![0.0]),
+        ("pay", vec![0.0], vec![0.0]),
+    ];
     let mut step_fail: Vec<((&str, &str), Vec<f64>)> =
         [("home", "timeout"), ("pay", "status"), ("pay", "timeout")]
             .into_iter()
@@ -78,6 +84,17 @@ pub fn series() -> Vec<(String, Vec<f64>)> {
         ok.push(ok[k as usize - 1] + f64::from(f.is_none()));
         fast.push(fast[k as usize - 1] + f64::from(f.is_none() && !slow(k)));
         dur_sum.push(dur_sum[k as usize - 1] + if slow(k) { 3.0 } else { 0.5 });
+        for (step, sum, count) in step_sum.iter_mut() {
+            let ran = *step == "home" || f.is_none_or(|f| f.step == "pay");
+            let d = match (*step, slow(k)) {
+                ("home", _) => 0.2,
+                (_, true) => 2.8,
+                _ => 0.3,
+            };
+            let (ls, lc) = (sum[k as usize - 1], count[k as usize - 1]);
+            sum.push(if ran { ls + d } else { ls });
+            count.push(if ran { lc + 1.0 } else { lc });
+        }
         for ((step, reason), v) in step_fail.iter_mut() {
             let hit = f.is_some_and(|f| f.step == *step && f.reason == *reason);
             v.push(v[k as usize - 1] + f64::from(hit));
@@ -109,6 +126,16 @@ pub fn series() -> Vec<(String, Vec<f64>)> {
             dur_sum,
         ),
     ];
+    for (step, sum, count) in step_sum {
+        out.push((
+            format!(r#"journey_step_duration_seconds_sum{{{LABELS},step="{step}"}}"#),
+            sum,
+        ));
+        out.push((
+            format!(r#"journey_step_duration_seconds_count{{{LABELS},step="{step}"}}"#),
+            count,
+        ));
+    }
     for ((step, reason), v) in step_fail {
         out.push((
             format!(r#"journey_step_failures_total{{{LABELS},step="{step}",reason="{reason}"}}"#),
@@ -392,5 +419,123 @@ async fn review_replays_the_rules_as_promtool_does() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs `wayprobe report` over the history (the rules' default interval).
+fn report(journeys: &Path, url: &str, format: &str) -> String {
+    let out = bin()
+        .arg("report")
+        .arg(journeys)
+        .args(["--prometheus-url", url, "--period", "day", "--until"])
+        .arg(until())
+        .args(["--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The journey report over the same history: the outage and the flaky
+/// hours as incidents at their times with their step and reason, in
+/// Markdown and JSON (golden files), and the same report served by `serve`
+/// at `/report` under the status page's security headers.
+#[tokio::test]
+async fn the_report_shows_the_incidents_at_their_times() {
+    let dir = crate::http::tempdir();
+    let Some(prom) = history_prometheus(&dir).await else {
+        return;
+    };
+    let journeys = write(&dir, "shop.yaml", &journey_yaml(SLOS));
+    let json = report(&journeys, &prom.url, "json");
+    crate::support::golden::assert_golden("report/shop-day.json", &json);
+    let md = report(&journeys, &prom.url, "markdown");
+    crate::support::golden::assert_golden("report/shop-day.md", &md);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let shop = &v["journeys"][0];
+    let incidents = shop["incidents"].as_array().unwrap();
+    let at = |m: u64| {
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(t0() + 60 * m),
+        )
+        .to_string()
+    };
+    // The outage (runs 480..=499 fail at `pay` with `status`) pages within it.
+    let outage = incidents
+        .iter()
+        .find(|i| i["slo"] == "availability" && i["severity"] == "page" && i["reason"] == "status")
+        .unwrap_or_else(|| panic!("{json}"));
+    assert_eq!(outage["step"], "pay");
+    let start = outage["start"].as_str().unwrap();
+    assert!(
+        start >= at(480).as_str() && start <= at(499).as_str(),
+        "{outage}"
+    );
+    // The flaky hours (every 20th run of 60..=419 times out at `home`).
+    let flaky = incidents
+        .iter()
+        .find(|i| i["slo"] == "availability" && i["reason"] == "timeout" && i["step"] == "home")
+        .unwrap_or_else(|| panic!("{json}"));
+    let start = flaky["start"].as_str().unwrap();
+    assert!(
+        start > at(60).as_str() && start < at(420).as_str(),
+        "{flaky}"
+    );
+    assert_eq!(shop["slowest_step"]["step"], "pay", "{json}");
+
+    // `serve --prometheus-url` serves the same report.
+    let port = crate::support::free_port();
+    let mut child = bin()
+        .args(["serve", "--journeys"])
+        .arg(&journeys)
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--prometheus-url",
+            &prom.url,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let served = crate::support::eventually(30, "serve's /report", || async {
+        let r = reqwest::get(format!(
+            "{base}/report?period=day&format=json&until={}",
+            until()
+        ))
+        .await
+        .ok()?;
+        (r.status() == 200).then_some(())?;
+        r.text().await.ok()
+    })
+    .await;
+    let html = reqwest::get(format!("{base}/report?period=day&until={}", until()))
+        .await
+        .unwrap();
+    let headers = html.headers().clone();
+    let page = html.text().await.unwrap();
+    let bad = reqwest::get(format!("{base}/report?period=year"))
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served, json, "serve's /report and `wayprobe report` agree");
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'"),
+        "{headers:?}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(!page.contains("<script"), "{page}");
+    assert!(page.contains("class=incident"), "{page}");
+    assert!(page.contains("worked for"), "{page}");
+    assert_eq!(bad.status(), 400);
     let _ = std::fs::remove_dir_all(&dir);
 }
