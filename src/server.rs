@@ -163,6 +163,9 @@ pub fn app(state: AppState) -> Router {
         .route("/-/ready", get(ready))
         .route("/api/v1/journeys", get(api_journeys))
         .route("/report", get(report_page))
+        // Browsers ask for it on every page: an empty answer, not a 404 in
+        // the console.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/artifacts/{journey}/{file}", get(artifact));
     if state.options.enable_lifecycle {
         r = r.route("/-/reload", post(reload).put(reload));

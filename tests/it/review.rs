@@ -522,6 +522,8 @@ async fn the_report_shows_the_incidents_at_their_times() {
     let bad = reqwest::get(format!("{base}/report?period=year"))
         .await
         .unwrap();
+    #[cfg(feature = "browser")]
+    let browser = read_in_browser(&format!("{base}/report?period=day&until={}", until())).await;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(served, json, "serve's /report and `wayprobe report` agree");
@@ -537,5 +539,96 @@ async fn the_report_shows_the_incidents_at_their_times() {
     assert!(page.contains("class=incident"), "{page}");
     assert!(page.contains("worked for"), "{page}");
     assert_eq!(bad.status(), 400);
+    #[cfg(feature = "browser")]
+    if let Some((texts, severe)) = browser {
+        assert!(severe.is_empty(), "console errors: {severe:?}");
+        assert_eq!(texts.len(), 3, "{texts:?}");
+        assert!(
+            texts[0].contains("shop worked for 94.44% of checks"),
+            "{texts:?}"
+        );
+        assert!(texts[2].contains("status"), "{texts:?}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The browser log, through chromedriver's log endpoint (not in W3C
+/// WebDriver, so not in fantoccini).
+#[cfg(feature = "browser")]
+#[derive(Debug)]
+struct BrowserLog;
+
+#[cfg(feature = "browser")]
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// Reads `url` in headless Chromium with JavaScript off: the texts of the
+/// availability sentence and of each incident row, and the console's
+/// SEVERE entries. `None` when there is no browser (a skip).
+#[cfg(feature = "browser")]
+async fn read_in_browser(url: &str) -> Option<(Vec<String>, Vec<String>)> {
+    use fantoccini::Locator;
+    if !tool("chromedriver") || !tool("chromium") {
+        return None;
+    }
+    let _serial = crate::browser::SERIAL.lock().await;
+    let port = crate::support::free_port();
+    let mut driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wd = format!("http://127.0.0.1:{port}");
+    crate::support::eventually(20, "chromedriver", || async {
+        reqwest::get(format!("{wd}/status")).await.ok().map(|_| ())
+    })
+    .await;
+    let caps = serde_json::json!({
+        "browserName": "chrome",
+        "goog:loggingPrefs": {"browser": "ALL"},
+        "goog:chromeOptions": {"args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--blink-settings=scriptEnabled=false"
+        ]},
+    });
+    let mut b =
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+    b.capabilities(caps.as_object().cloned().unwrap());
+    let c = b.connect(&wd).await.expect("a browser session");
+    c.goto(url).await.unwrap();
+    let mut texts = vec![
+        c.find(Locator::Css("p.slo[data-slo=availability]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    ];
+    for row in c.find_all(Locator::Css("tr.incident")).await.unwrap() {
+        texts.push(row.text().await.unwrap());
+    }
+    let log = c.issue_cmd(BrowserLog).await.unwrap();
+    let severe: Vec<String> = log
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["level"] == "SEVERE")
+        .map(|e| e["message"].to_string())
+        .collect();
+    let _ = c.close().await;
+    let _ = driver.kill();
+    let _ = driver.wait();
+    Some((texts, severe))
 }
