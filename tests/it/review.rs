@@ -632,3 +632,73 @@ async fn read_in_browser(url: &str) -> Option<(Vec<String>, Vec<String>)> {
     let _ = driver.wait();
     Some((texts, severe))
 }
+
+/// Without Prometheus: `slo review --serve-url` and `/report` show what a
+/// running `serve` counted since it started, and say so; with neither URL,
+/// `slo review` is a usage error that names both.
+#[tokio::test]
+async fn without_prometheus_the_in_process_numbers_are_labelled() {
+    let t = crate::support::target::Target::start().await;
+    let dir = crate::http::tempdir();
+    let journeys = write(
+        &dir,
+        "ok.yaml",
+        &format!(
+            "name: ok\ninterval: 1s\ntimeout: 900ms\nsteps:\n  - name: get\n    http: {{url: \"{}/ok\"}}\nslos:\n  - {{name: availability, objective: 99%}}\n",
+            t.base
+        ),
+    );
+    let none = bin()
+        .args(["slo", "review"])
+        .arg(&journeys)
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&none.stderr);
+    assert!(
+        err.contains("--prometheus-url") && err.contains("--serve-url"),
+        "{err}"
+    );
+    let port = crate::support::free_port();
+    let mut child = bin()
+        .args(["serve", "--journeys"])
+        .arg(&journeys)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let text = crate::support::eventually(30, "two runs counted", || async {
+        let out = bin()
+            .args(["slo", "review"])
+            .arg(&journeys)
+            .args(["--serve-url", &base])
+            .output()
+            .ok()?;
+        let text = String::from_utf8(out.stdout).ok()?;
+        (out.status.success() && !text.contains("of 0 runs") && !text.contains("of 1 runs"))
+            .then_some(text)
+    })
+    .await;
+    let report = reqwest::get(format!("{base}/report?format=markdown"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(text.contains("from a running serve's memory"), "{text}");
+    assert!(text.contains("ok / availability: objective 99%"), "{text}");
+    assert!(text.contains("since start: 0 of "), "{text}");
+    assert!(
+        report.contains("Numbers from this prober's memory since"),
+        "{report}"
+    );
+    assert!(
+        report.contains("ok worked for 100% of checks since this prober started (target 99%)"),
+        "{report}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
