@@ -136,7 +136,7 @@ pub struct Candidate {
     pub current: bool,
     /// Pages: episodes of at least one page tier firing.
     pub pages: usize,
-    /// Pages that began outside every real incident.
+    /// Pages that overlapped no real incident.
     pub pages_outside_incidents: usize,
     /// Tickets: episodes of at least one ticket tier firing.
     pub tickets: usize,
@@ -156,7 +156,7 @@ pub struct Episode {
     /// When it fired first and last.
     #[serde(flatten)]
     pub span: Span,
-    /// Whether it began during a real incident.
+    /// Whether it overlapped a real incident (from 5m before it to 30m after).
     pub during_incident: bool,
 }
 
@@ -353,13 +353,17 @@ fn judge(
         .into_iter()
         .map(|(a, b)| Span::new(five.time(a), five.time(b)))
         .collect();
-    // An episode that begins while an incident is under way, or within the
-    // slowest page's short window after it (the windows still hold it).
-    let grace = BurnTier::PageSlow.short().secs as f64;
-    let during = |t: f64| {
+    // An episode that overlaps an incident, widened by the 5 minutes the
+    // detecting window lags before it and the slowest page's short window
+    // after it (the windows still hold it).
+    let (before, after) = (
+        BurnTier::PageFast.short().secs as f64,
+        BurnTier::PageSlow.short().secs as f64,
+    );
+    let during = |a: f64, b: f64| {
         incidents
             .iter()
-            .any(|i| t >= i.start_unix && t <= i.end_unix + grace)
+            .any(|i| a <= i.end_unix + after && b >= i.start_unix - before)
     };
     let mut objectives: Vec<Objective> = LADDER
         .iter()
@@ -420,7 +424,7 @@ fn judge(
                     .map(|i| tiers.iter().any(|(_, on)| on[i]))
                     .collect();
                 for (a, b) in runs_of(&any) {
-                    let start = five.time(a);
+                    let (start, end) = (five.time(a), five.time(b));
                     episodes.push(Episode {
                         severity: sev,
                         tiers: tiers
@@ -428,8 +432,8 @@ fn judge(
                             .filter(|(_, on)| on[a..=b].iter().any(|x| *x))
                             .map(|(t, _)| t.name())
                             .collect(),
-                        span: Span::new(start, five.time(b)),
-                        during_incident: during(start),
+                        span: Span::new(start, end),
+                        during_incident: during(start, end),
                     });
                 }
             }

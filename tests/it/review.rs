@@ -38,7 +38,7 @@ pub fn failure(k: u64) -> Option<Fail> {
             reason: "status",
         }),
         // A blip: two failed runs in a row.
-        560 | 561 => Some(Fail {
+        30 | 31 => Some(Fail {
             step: "pay",
             reason: "timeout",
         }),
@@ -223,14 +223,14 @@ fn until() -> String {
     .to_string()
 }
 
-/// Runs `wayprobe slo review` over the history; its JSON.
-fn review(journeys: &Path, url: &str) -> serde_json::Value {
+/// Runs `wayprobe slo review` over the history; its output.
+fn review_as(journeys: &Path, url: &str, format: &str) -> String {
     let out = bin()
         .args(["slo", "review"])
         .arg(journeys)
         .args(["--prometheus-url", url, "--since", "12h", "--until"])
         .arg(until())
-        .args(["--interval", "1m", "--format", "json"])
+        .args(["--interval", "1m", "--format", format])
         .output()
         .unwrap();
     assert!(
@@ -238,7 +238,12 @@ fn review(journeys: &Path, url: &str) -> serde_json::Value {
         "slo review failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// [`review_as`] JSON.
+fn review(journeys: &Path, url: &str) -> serde_json::Value {
+    serde_json::from_str(&review_as(journeys, url, "json")).unwrap()
 }
 
 fn slo<'a>(r: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -337,6 +342,16 @@ async fn review_replays_the_rules_as_promtool_does() {
     let t = flaky_page["start_unix"].as_f64().unwrap();
     assert!(t > at(60) && t < at(420), "{flaky_page}");
     assert_eq!(avail["suggestion"]["objective_percent"], "99", "{avail:#}");
+    let text = review_as(&journeys, &prom.url, "text");
+    assert!(
+        text.contains("shop / availability: 99.5% of runs succeed over 30d"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  suggestion: 99%: 99% is the tightest objective"),
+        "{text}"
+    );
+    assert!(text.contains("  99.5% *"), "{text}");
 
     // promtool over the same series, with the rules of every candidate
     // objective (one SLO each), counts the same pages and tickets.
