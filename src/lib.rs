@@ -36,6 +36,10 @@
 //! - [`server`]: the HTTP endpoints and their limits; [`web`]: TLS, basic
 //!   auth and headers from `--web.config.file`; [`serve`]: wiring and live reload.
 //! - [`init`]: a reaping init when wayprobe is a container's PID 1.
+//! - [`slo_review`]: `wayprobe slo review`, each SLO's history replayed
+//!   from Prometheus against a ladder of objectives; [`slo_report`]: the
+//!   journey report for people (`wayprobe report`, `/report`). Both read
+//!   through [`slo_prom`] with the rules' own expressions.
 //! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
 //!   [`demo`]: the built-in demo shop.
 //!
