@@ -52,6 +52,144 @@ pub enum Command {
     Demo(DemoArgs),
     /// Print the JSON Schema of journey files, for editors (YAML language server).
     Schema,
+    /// Review SLOs against their history (`slo review`).
+    Slo(SloArgs),
+    /// A journey report for people: SLIs in words, budget bars, incidents.
+    Report(ReportArgs),
+}
+
+/// Output format of `wayprobe report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// A static, printable HTML page.
+    Html,
+    /// Markdown, for a chat post or a ticket.
+    Markdown,
+    /// One JSON document.
+    Json,
+}
+
+/// `wayprobe report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Which journeys.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Prometheus holding the journeys' series.
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: String,
+    /// The period: `day`, `week` or `28d`.
+    #[arg(long, default_value = "week", value_parser = ["day", "week", "28d"])]
+    pub period: String,
+    /// End of the period (RFC 3339; default now).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub until: Option<std::time::SystemTime>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ReportFormat,
+    /// Write the report here instead of stdout.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The rules' shape.
+    #[command(flatten)]
+    pub shape: RuleShapeArgs,
+}
+
+/// `wayprobe slo`.
+#[derive(Debug, Args)]
+pub struct SloArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: SloCommand,
+}
+
+/// The `slo` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SloCommand {
+    /// Achieved SLIs, budget spent, and the pages and tickets a ladder of
+    /// objectives would have raised, replayed from Prometheus.
+    Review(ReviewArgs),
+}
+
+/// The shape of the generated rules the history is read with: the same
+/// values `wayprobe rules` was given.
+#[derive(Debug, Args, Clone)]
+pub struct RuleShapeArgs {
+    /// The `sloth_service` label and `sloth_id` prefix.
+    #[arg(long, default_value = "wayprobe")]
+    pub service: String,
+    /// Extra label matcher on every input selector, e.g. `job="wayprobe"` (repeatable).
+    #[arg(long = "matcher", value_name = "MATCHER")]
+    pub matchers: Vec<String>,
+    /// Evaluation interval of the SLO groups (alerts are replayed at it).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub interval: std::time::Duration,
+    /// Evaluation interval of the period (30d/28d) groups.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub period_interval: std::time::Duration,
+    /// Locations probing each journey.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub locations: u32,
+}
+
+impl RuleShapeArgs {
+    /// The generator's configuration for these flags.
+    pub fn config(&self) -> Result<crate::rules::RulesConfig, crate::rules::RulesError> {
+        let matchers = self
+            .matchers
+            .iter()
+            .map(|m| m.parse())
+            .collect::<Result<Vec<_>, _>>()?;
+        let cfg = crate::rules::RulesConfig {
+            service: self.service.clone(),
+            matchers,
+            interval: self.interval,
+            period_interval: self.period_interval,
+            locations: self.locations,
+            ..Default::default()
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Output format of `slo review`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReviewFormat {
+    /// For a terminal.
+    Text,
+    /// One JSON document.
+    Json,
+}
+
+/// `wayprobe slo review`.
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Which journeys.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Prometheus holding the journeys' series (every location, the whole period).
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+    /// Without Prometheus: a running `wayprobe serve` whose in-memory numbers
+    /// (this prober, since it started) are shown instead.
+    #[arg(long, value_name = "URL", conflicts_with = "prometheus_url")]
+    pub serve_url: Option<String>,
+    /// How far back alerts are replayed.
+    #[arg(long, default_value = "28d", value_parser = humantime::parse_duration)]
+    pub since: std::time::Duration,
+    /// End of the reviewed period (RFC 3339; default now).
+    #[arg(long, value_parser = humantime::parse_rfc3339_weak)]
+    pub until: Option<std::time::SystemTime>,
+    /// Another objective to compare, e.g. `99.95` (repeatable).
+    #[arg(long = "objective", value_name = "PERCENT")]
+    pub objectives: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReviewFormat,
+    /// The rules' shape.
+    #[command(flatten)]
+    pub shape: RuleShapeArgs,
 }
 
 /// Log line format.
@@ -466,6 +604,10 @@ pub fn main() -> i32 {
                 stdout(journey::schema::JOURNEY_SCHEMA);
                 Ok(Exit::Ok)
             }
+            Command::Slo(SloArgs {
+                command: SloCommand::Review(a),
+            }) => slo_review(a).await,
+            Command::Report(a) => journey_report(a).await,
         }
     });
     match res {
@@ -475,6 +617,128 @@ pub fn main() -> i32 {
             Exit::Internal as i32
         }
     }
+}
+
+async fn slo_review(args: ReviewArgs) -> anyhow::Result<Exit> {
+    use crate::journey::slo::Objective;
+    let cfg = match args.shape.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let mut extra = Vec::new();
+    for o in &args.objectives {
+        match Objective::parse(o) {
+            Ok(o) => extra.push(o),
+            Err(e) => {
+                eprintln!("error: --objective: {e}");
+                return Ok(Exit::Invalid);
+            }
+        }
+    }
+    let loaded = match load(&args.load) {
+        Ok(l) => l,
+        Err(e) => {
+            report_invalid(&e);
+            return Ok(Exit::Invalid);
+        }
+    };
+    let journeys = loaded.journeys;
+    let Some(url) = &args.prometheus_url else {
+        let Some(serve) = &args.serve_url else {
+            eprintln!(
+                "error: slo review needs history: pass --prometheus-url URL (the Prometheus scraping wayprobe), \
+                 or --serve-url URL for what a running `wayprobe serve` has counted since it started"
+            );
+            return Ok(Exit::Invalid);
+        };
+        let api = format!("{}/api/v1/journeys?limit=1000", serve.trim_end_matches('/'));
+        let v: serde_json::Value = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?
+            .get(&api)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|_| anyhow::anyhow!("cannot read /api/v1/journeys from --serve-url"))?
+            .json()
+            .await
+            .map_err(|_| anyhow::anyhow!("--serve-url did not answer like wayprobe serve"))?;
+        match args.format {
+            ReviewFormat::Text => stdout(&crate::slo_review::render_in_process(&v, &journeys)),
+            ReviewFormat::Json => stdout(&format!(
+                "{:#}\n",
+                serde_json::json!({"source": "serve-in-process", "note": "this prober only, since it started; no history, so no objective ladder", "journeys": v["journeys"]})
+            )),
+        }
+        return Ok(Exit::Ok);
+    };
+    let reader =
+        match crate::slo_prom::PromReader::with_timeout(url, std::time::Duration::from_secs(120)) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(Exit::Invalid);
+            }
+        };
+    let opts = crate::slo_review::ReviewOptions {
+        until: args.until.unwrap_or_else(std::time::SystemTime::now),
+        since: args.since,
+        step: cfg.interval,
+        period_step: cfg.period_interval,
+        extra,
+    };
+    let review = crate::slo_review::review(&reader, &journeys, &cfg, &opts).await?;
+    match args.format {
+        ReviewFormat::Text => stdout(&crate::slo_review::render_text(&review)),
+        ReviewFormat::Json => stdout(&format!("{}\n", serde_json::to_string_pretty(&review)?)),
+    }
+    Ok(Exit::Ok)
+}
+
+async fn journey_report(args: ReportArgs) -> anyhow::Result<Exit> {
+    use crate::slo_report::{self as rep, Period};
+    let cfg = match args.shape.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let period = Period::parse(&args.period).unwrap_or_default();
+    let loaded = match load(&args.load) {
+        Ok(l) => l,
+        Err(e) => {
+            report_invalid(&e);
+            return Ok(Exit::Invalid);
+        }
+    };
+    let reader = match crate::slo_prom::PromReader::with_timeout(
+        &args.prometheus_url,
+        std::time::Duration::from_secs(120),
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let until = args.until.unwrap_or_else(std::time::SystemTime::now);
+    let r = rep::from_prometheus(&reader, &loaded.journeys, &cfg, period, until).await?;
+    let text = match args.format {
+        ReportFormat::Html => rep::render_html(&r, false),
+        ReportFormat::Markdown => rep::render_markdown(&r),
+        ReportFormat::Json => rep::render_json(&r),
+    };
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, &text).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => stdout(&text),
+    }
+    Ok(Exit::Ok)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -37,6 +37,10 @@
 //!   auth and headers from `--web.config.file`; [`serve`]: wiring and live reload.
 //! - [`shard`]: which of N `serve --shard I/N` processes runs a journey.
 //! - [`init`]: a reaping init when wayprobe is a container's PID 1.
+//! - [`slo_review`]: `wayprobe slo review`, each SLO's history replayed
+//!   from Prometheus against a ladder of objectives; [`slo_report`]: the
+//!   journey report for people (`wayprobe report`, `/report`). Both read
+//!   through [`slo_prom`] with the rules' own expressions.
 //! - [`cli`]: the command line; [`report`]: terminal, JUnit and JSON output;
 //!   [`demo`]: the built-in demo shop.
 //!
@@ -82,6 +86,8 @@ pub mod serve;
 pub mod server;
 pub mod shard;
 pub mod slo_prom;
+pub mod slo_report;
+pub mod slo_review;
 pub mod slo_view;
 pub mod status;
 pub mod step;

@@ -162,6 +162,10 @@ pub fn app(state: AppState) -> Router {
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
         .route("/api/v1/journeys", get(api_journeys))
+        .route("/report", get(report_page))
+        // Browsers ask for it on every page: an empty answer, not a 404 in
+        // the console.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/artifacts/{journey}/{file}", get(artifact));
     if state.options.enable_lifecycle {
         r = r.route("/-/reload", post(reload).put(reload));
@@ -779,6 +783,105 @@ async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> 
     match body {
         Some(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
         None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+/// Query of `/report`.
+#[derive(Debug, Deserialize)]
+struct ReportQuery {
+    /// `day`, `week` (default) or `28d`.
+    period: Option<String>,
+    /// `html` (default), `markdown` or `json`.
+    format: Option<String>,
+    /// End of the period (RFC 3339; default now).
+    until: Option<String>,
+}
+
+/// `/report`: the journey report for people (see [`crate::slo_report`]):
+/// from Prometheus with `--prometheus-url`, else this prober's memory.
+async fn report_page(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    use crate::slo_report::{self as rep, Period};
+    let period = match q.period.as_deref().map(Period::parse) {
+        None => Period::Week,
+        Some(Some(p)) => p,
+        Some(None) => {
+            return (StatusCode::BAD_REQUEST, "period must be day, week or 28d\n").into_response();
+        }
+    };
+    let format = q.format.as_deref().unwrap_or("html");
+    if !matches!(format, "html" | "markdown" | "json") {
+        return (
+            StatusCode::BAD_REQUEST,
+            "format must be html, markdown or json\n",
+        )
+            .into_response();
+    }
+    let until = match q.until.as_deref().map(humantime::parse_rfc3339_weak) {
+        None => SystemTime::now(),
+        Some(Ok(t)) => t,
+        Some(Err(_)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "until must be an RFC 3339 time, e.g. 2026-11-02T00:00:00Z\n",
+            )
+                .into_response();
+        }
+    };
+    let snap = s.status.snapshot();
+    let report = match &s.prometheus {
+        Some(reader) => {
+            let journeys: Vec<crate::journey::Journey> =
+                snap.iter().map(|st| (*st.journey).clone()).collect();
+            let reader = match reader.timeout(Duration::from_secs(60)) {
+                Ok(r) => r,
+                Err(e) => return (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+            };
+            let cfg = crate::rules::RulesConfig::default();
+            match rep::from_prometheus(&reader, &journeys, &cfg, period, until).await {
+                Ok(mut r) => {
+                    let failures: Vec<rep::KnownFailure> = snap
+                        .iter()
+                        .flat_map(|st| {
+                            st.failures.iter().map(|f| rep::KnownFailure {
+                                journey: st.journey.name.clone(),
+                                at: f
+                                    .at
+                                    .duration_since(SystemTime::UNIX_EPOCH)
+                                    .map_or(0.0, |d| d.as_secs_f64()),
+                                links: artifact_links(&f.artifacts)
+                                    .into_iter()
+                                    .chain(f.trace_url.clone())
+                                    .collect(),
+                            })
+                        })
+                        .collect();
+                    rep::attach_links(&mut r, &failures);
+                    r
+                }
+                Err(e) => return (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
+            }
+        }
+        None => {
+            let started = s.status.started;
+            let rows: Vec<(crate::journey::Journey, Vec<crate::slo_view::SloView>)> = snap
+                .iter()
+                .map(|st| ((*st.journey).clone(), st.slo_views(started)))
+                .collect();
+            rep::from_views(&rows, started, SystemTime::now())
+        }
+    };
+    match format {
+        "json" => (
+            [(header::CONTENT_TYPE, "application/json")],
+            rep::render_json(&report),
+        )
+            .into_response(),
+        "markdown" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            rep::render_markdown(&report),
+        )
+            .into_response(),
+        _ => Html(rep::render_html(&report, true)).into_response(),
     }
 }
 

@@ -10,6 +10,27 @@ use serde::Serialize;
 /// Windows read from `slo:sli_error:ratio_rate<w>`.
 const WINDOWS: &str = "5m|30m|1h|6h";
 
+/// Most steps asked of Prometheus in one range query.
+pub const MAX_POINTS: usize = 10_000;
+
+/// The value of a `[time, "value"]` pair.
+fn sample(v: &serde_json::Value) -> Option<f64> {
+    v[1].as_str()?.parse().ok()
+}
+
+/// A series of a range query: its labels and `(Unix time, value)` points.
+pub type Series = (BTreeMap<String, String>, Vec<(f64, f64)>);
+
+/// The labels of a result series.
+fn labels(series: &serde_json::Value) -> BTreeMap<String, String> {
+    series["metric"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect()
+}
+
 /// Why Prometheus could not be read. Messages never carry the URL (it may
 /// hold credentials) nor response bodies.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +87,37 @@ impl PromReader {
         })
     }
 
+    /// A reader for `url` whose queries may take up to `timeout` (range
+    /// queries over weeks of history take longer than the status page's 3s).
+    pub fn with_timeout(url: &str, timeout: Duration) -> Result<Self, PromError> {
+        let mut r = Self::new(url)?;
+        r.client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|_| PromError::Query("cannot build an HTTP client"))?;
+        Ok(r)
+    }
+
+    /// The same reader with another timeout.
+    pub fn timeout(&self, timeout: Duration) -> Result<Self, PromError> {
+        Self::with_timeout(&self.base, timeout)
+    }
+
     async fn query(&self, q: &str) -> Result<Vec<serde_json::Value>, PromError> {
+        self.api("query", &[("query", q.to_string())]).await
+    }
+
+    /// `POST /api/v1/<path>` with form `params` (POST: the SLO expressions
+    /// are long); the `data.result` array.
+    async fn api(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Vec<serde_json::Value>, PromError> {
         let r = self
             .client
-            .get(format!("{}/api/v1/query", self.base))
-            .query(&[("query", q)])
+            .post(format!("{}/api/v1/{path}", self.base))
+            .form(params)
             .send()
             .await
             .map_err(|e| {
@@ -91,6 +138,98 @@ impl PromReader {
             .as_array()
             .cloned()
             .ok_or(PromError::Query("not a Prometheus API response"))
+    }
+
+    /// The value of the single-series expression `q` at Unix time `at`
+    /// (`None`: no series, e.g. no runs in the window). Expressions with
+    /// several series (a `by` clause) are summed.
+    pub async fn value_at(&self, q: &str, at: f64) -> Result<Option<f64>, PromError> {
+        let r = self
+            .api(
+                "query",
+                &[("query", q.to_string()), ("time", format!("{at}"))],
+            )
+            .await?;
+        let vals: Vec<f64> = r.iter().filter_map(|s| sample(&s["value"])).collect();
+        Ok((!vals.is_empty()).then(|| vals.iter().sum()))
+    }
+
+    /// The values of `q` at `start + k × step` up to `end` (Unix seconds),
+    /// as `(time, value)` in time order; a step without a value is left out.
+    /// With several series, the first one's (see [`Self::range_series`]).
+    pub async fn range(
+        &self,
+        q: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<(f64, f64)>, PromError> {
+        Ok(self
+            .range_series(q, start, end, step)
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or_default())
+    }
+
+    /// Every series of the range query `q`: its labels and `(time, value)`
+    /// points. Split into queries of at most [`MAX_POINTS`] steps
+    /// (Prometheus refuses more than 11,000 per series).
+    pub async fn range_series(
+        &self,
+        q: &str,
+        start: f64,
+        end: f64,
+        step: f64,
+    ) -> Result<Vec<Series>, PromError> {
+        let mut out: Vec<Series> = Vec::new();
+        let mut from = start;
+        while from <= end {
+            let to = (from + step * (MAX_POINTS - 1) as f64).min(end);
+            let r = self
+                .api(
+                    "query_range",
+                    &[
+                        ("query", q.to_string()),
+                        ("start", format!("{from}")),
+                        ("end", format!("{to}")),
+                        ("step", format!("{step}")),
+                    ],
+                )
+                .await?;
+            for series in &r {
+                let labels = labels(series);
+                let points = series["values"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|v| Some((v[0].as_f64()?, sample(v)?)));
+                match out.iter_mut().find(|(l, _)| *l == labels) {
+                    Some((_, v)) => v.extend(points),
+                    None => out.push((labels, points.collect())),
+                }
+            }
+            from = to + step;
+        }
+        Ok(out)
+    }
+
+    /// Every series of the instant query `q` at `at`: labels and value.
+    pub async fn vector_at(
+        &self,
+        q: &str,
+        at: f64,
+    ) -> Result<Vec<(BTreeMap<String, String>, f64)>, PromError> {
+        let r = self
+            .api(
+                "query",
+                &[("query", q.to_string()), ("time", format!("{at}"))],
+            )
+            .await?;
+        Ok(r.iter()
+            .filter_map(|s| Some((labels(s), sample(&s["value"])?)))
+            .collect())
     }
 
     /// Every SLO's numbers, keyed by `sloth_slo` (`<journey>-<slo>`).

@@ -322,6 +322,19 @@ impl<'a> SloSpec<'a> {
         }
     }
 
+    /// Runs the SLO counts over `window` (latency: successful runs), with
+    /// the rules' own counting (no floor).
+    pub fn total_runs_expr(&self, window: &str) -> String {
+        match &self.le {
+            None => counted(self.runs_metric(), &self.selector(&[]), window),
+            Some(_) => counted(
+                "journey_duration_seconds_count",
+                &self.selector(&[("result", "success")]),
+                window,
+            ),
+        }
+    }
+
     /// Bad runs over `window`, for the minimum-bad-runs guard.
     pub fn bad_runs_expr(&self, window: &str) -> String {
         match &self.le {

@@ -63,6 +63,10 @@ pub use explain::explain;
 pub use model::{Rule, RuleFile, RuleGroup, render};
 pub use promtest::emit_tests;
 
+/// One SLO's expressions, shared with the SLO review and report, which
+/// evaluate them over history instead of writing them into rules.
+pub(crate) use build::{SloSpec, input_selector};
+
 use crate::diag::{Diagnostic, Severity};
 use crate::journey::Journey;
 #[doc(no_inline)]

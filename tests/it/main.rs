@@ -13,6 +13,7 @@ mod output;
 #[cfg(feature = "browser")]
 mod pid1;
 mod reuse;
+mod review;
 mod rules;
 mod scheduler;
 mod schema;
