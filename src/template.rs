@@ -269,5 +269,59 @@ mod tests {
     fn literals_skip_the_engine() {
         let t = Template::parse("plain text }}").unwrap();
         assert!(matches!(t.render(&scope()).unwrap(), Cow::Borrowed(_)));
+        assert_eq!(t.source(), "plain text }}");
+        assert!(!t.uses_secret());
+    }
+
+    /// Each of `{{`, `{%` and `{#` alone makes a string a template.
+    #[test]
+    fn blocks_and_comments_alone_are_templates() {
+        let t = Template::parse("a{% if cart == 'c-1' %}yes{% endif %}").unwrap();
+        assert_eq!(t.render(&scope()).unwrap(), "ayes");
+        assert_eq!(t.source(), "a{% if cart == 'c-1' %}yes{% endif %}");
+        let t = Template::parse("a{# gone #}b").unwrap();
+        assert_eq!(t.render(&scope()).unwrap(), "ab");
+    }
+
+    #[test]
+    fn only_secret_names_count_as_secret() {
+        assert!(!Template::parse("{{ base_url }}").unwrap().uses_secret());
+        assert!(
+            Template::parse("{{ secret.password }}")
+                .unwrap()
+                .uses_secret()
+        );
+        assert!(
+            Template::parse("{{ secret['password'] }}")
+                .unwrap()
+                .uses_secret()
+        );
+    }
+
+    #[test]
+    fn functions_read_the_clock() {
+        let t = Template::parse("{{ timestamp() }} {{ timestamp_ms() }}").unwrap();
+        let out = t.render(&scope()).unwrap();
+        let (s, ms) = out.split_once(' ').unwrap();
+        let (s, ms): (u64, u64) = (s.parse().unwrap(), ms.parse().unwrap());
+        // 2020-09-13 or later, and the two readings agree to the second.
+        assert!(s >= 1_600_000_000, "{out}");
+        assert!(ms / 1000 >= s && ms / 1000 - s <= 1, "{out}");
+    }
+
+    #[test]
+    fn env_reads_the_process_environment() {
+        let path = std::env::var("PATH").expect("tests run with PATH set");
+        let t = Template::parse("{{ env.PATH }}").unwrap();
+        assert_eq!(t.refs(), &["env.PATH"]);
+        assert_eq!(t.render(&scope()).unwrap(), path);
+        let err = Template::parse("{{ env.WAYPROBE_SURELY_UNSET }}")
+            .unwrap()
+            .render(&scope())
+            .unwrap_err();
+        assert_eq!(
+            err,
+            "undefined variable: `env.WAYPROBE_SURELY_UNSET` is undefined"
+        );
     }
 }

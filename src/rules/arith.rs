@@ -404,6 +404,24 @@ mod tests {
         );
     }
 
+    /// The `slo_alert_tier` and `sloth_severity` labels of each tier.
+    #[test]
+    fn tier_labels() {
+        let labels: Vec<(&str, &str)> = BurnTier::ALL
+            .iter()
+            .map(|t| (t.name(), t.severity()))
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ("page-fast", "page"),
+                ("page-slow", "page"),
+                ("ticket-fast", "ticket"),
+                ("ticket-slow", "ticket")
+            ]
+        );
+    }
+
     #[test]
     fn windows_for_28d_are_the_same_pairs() {
         let pairs: Vec<(&str, &str)> = BurnTier::ALL
@@ -470,6 +488,9 @@ mod tests {
         assert_eq!(prom_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(prom_duration(Duration::from_secs(28 * 86400)), "28d");
         assert_eq!(prom_duration(Duration::from_millis(1500)), "1s500ms");
+        // Explanations round to the second, unless that leaves nothing.
+        assert_eq!(human_duration(Duration::from_millis(269_600)), "4m30s");
+        assert_eq!(human_duration(Duration::from_millis(250)), "250ms");
     }
 
     #[test]
@@ -484,6 +505,11 @@ mod tests {
         assert_eq!(humanize_percentage(0.00001234), "0.001234%");
         assert_eq!(humanize_percentage(0.0000001234), "1.234e-05%");
         assert_eq!(go_g4(1234.5678), "1235");
+        // One significant digit has no point; negatives keep their sign.
+        assert_eq!(go_g4(0.00001), "1e-05");
+        assert_eq!(go_g4(20000.0), "2e+04");
+        assert_eq!(go_g4(-7.142857), "-7.143");
+        assert_eq!(go_g4(-0.00001234), "-1.234e-05");
         assert_eq!(humanize_duration(135.0), "2m 15s");
         assert_eq!(humanize_duration(3605.0), "1h 0m 5s");
         assert_eq!(humanize_duration(45.0), "45s");
@@ -497,5 +523,17 @@ mod tests {
         assert_eq!(Dec::parse("1e-3"), None);
         assert_eq!(fmt_ratio(2592, 10, 1), "259.2");
         assert_eq!(fmt_ratio(100, 432, 2), "0.23");
+    }
+
+    /// Plain decimals of at most 36 digits, so products of two stay in a `u128`.
+    #[test]
+    fn parse_takes_plain_decimals_only() {
+        assert_eq!(Dec::parse(".5"), None);
+        assert_eq!(Dec::parse("+5"), None);
+        assert_eq!(Dec::parse("5.+5"), None);
+        let d36 = "9".repeat(36);
+        assert_eq!(Dec::parse(&d36), Some(Dec::int(10u128.pow(36) - 1)));
+        assert_eq!(Dec::parse(&format!("{d36}9")), None);
+        assert_eq!(Dec::parse(&format!("{}.9", "9".repeat(36))), None);
     }
 }
