@@ -95,6 +95,8 @@ pub struct ServeConfig {
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
     pub browser: Option<crate::step::browser::Browser>,
+    /// The span exporter's counters, registered when spans are exported.
+    pub trace_export: Option<crate::otel::ExportCounters>,
 }
 
 impl ServeConfig {
@@ -103,6 +105,7 @@ impl ServeConfig {
         Self {
             #[cfg(feature = "browser")]
             browser: runner.browser().cloned(),
+            trace_export: runner.exporter().map(|e| e.counters().clone()),
             source,
             location: "local".into(),
             scheduler: SchedulerConfig::default(),
@@ -169,7 +172,11 @@ pub async fn serve_with(
         Some(p) => WebConfig::load(p)?,
         None => WebConfig::default(),
     }));
-    let metrics = Arc::new(Metrics::new(&cfg.location));
+    let mut metrics = Metrics::new(&cfg.location);
+    if let Some(c) = &cfg.trace_export {
+        metrics.register_trace_export(c);
+    }
+    let metrics = Arc::new(metrics);
     metrics.set_rules_fingerprint(&loaded);
     let journeys: Vec<Arc<Journey>> = loaded.into_iter().map(Arc::new).collect();
     let status = Arc::new(StatusStore::new(&cfg.location));
