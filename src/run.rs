@@ -229,11 +229,25 @@ impl Runner {
         // far as they render before the run (a URL built from a capture
         // joins when its step runs).
         for s in &journey.steps {
-            if let crate::journey::StepKind::Http(h) = &s.kind
-                && let Ok(u) = h.url.render(&ctx.scope)
-                && let Ok(u) = url::Url::parse(&u)
-            {
-                ctx.trace.called(&u);
+            let urls: Vec<&crate::template::Template> = match &s.kind {
+                crate::journey::StepKind::Http(h) => vec![&h.url],
+                // A browser step's page loads: the page's own requests to
+                // these origins carry the trace too.
+                crate::journey::StepKind::Browser(b) => b
+                    .actions
+                    .iter()
+                    .filter_map(|a| match &a.kind {
+                        crate::journey::ActionKind::Goto(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            for t in urls {
+                if let Ok(u) = t.render(&ctx.scope)
+                    && let Ok(u) = url::Url::parse(&u)
+                {
+                    ctx.trace.called(&u);
+                }
             }
         }
         let mut ex = crate::step::Executors {

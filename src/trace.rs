@@ -204,6 +204,18 @@ impl RunTrace {
         self.called.insert(url.origin().ascii_serialization());
     }
 
+    /// The origins requests get trace headers for (`propagate_to`, or the
+    /// origins the steps call); none when tracing is off.
+    pub fn origins(&self) -> Vec<String> {
+        if !self.settings.enabled {
+            return Vec::new();
+        }
+        match &self.settings.propagate_to {
+            Some(list) => list.clone(),
+            None => self.called.iter().cloned().collect(),
+        }
+    }
+
     /// The `traceparent` and `tracestate` values for a request to `url`, or
     /// `None` when tracing is off or the origin is not one the journey
     /// propagates to (third parties never see the run's ids).
