@@ -90,13 +90,21 @@ fn promtool_accepts_the_exposition() {
     if !tool("promtool") {
         return;
     }
-    let m = Metrics::new("local");
+    let mut m = Metrics::new("local");
+    // With span export on, its counters too.
+    let counters = wayprobe::otel::ExportCounters::default();
+    counters.dropped.inc_by(3);
+    m.register_trace_export(&counters);
     let series = m.set_journeys(&[journey(SHOP, &[])]);
     series[0].record(&outcome(
         "shop",
         &[("home", 120, Some(Reason::Connect)), ("buy", 0, None)],
     ));
     let text = wayprobe::metrics::to_prometheus_text(&m.encode());
+    assert!(
+        text.contains("\nwayprobe_trace_spans_dropped_total 3\n"),
+        "{text}"
+    );
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())

@@ -10,7 +10,7 @@ use axum::routing::get;
 
 use std::time::Duration;
 
-use wayprobe::otel::{ExportConfig, ExportTask, Exporter};
+use wayprobe::otel::{ExportConfig, ExportTask, Exporter, Protocol};
 use wayprobe::outcome::{JourneyOutcome, RunResult};
 use wayprobe::run::{RunOptions, Runner};
 
@@ -322,8 +322,20 @@ async fn a_hung_or_down_collector_drops_counted_spans_not_runs() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())
     };
-    for url in [hung.url.clone(), down] {
-        let (e, export) = exporter(&url, 1.0, 2);
+    for (url, protocol) in [
+        (hung.url.clone(), Protocol::HttpProtobuf),
+        (down.clone(), Protocol::HttpProtobuf),
+        (down, Protocol::Grpc),
+    ] {
+        let (e, export) = Exporter::start(&ExportConfig {
+            endpoint: Some(url.clone()),
+            protocol,
+            sample_ratio: 1.0,
+            queue_runs: 2,
+            export_timeout: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .unwrap();
         let r = runner(&e, &[]);
         let runs = 12;
         for _ in 0..runs {
@@ -333,7 +345,7 @@ async fn a_hung_or_down_collector_drops_counted_spans_not_runs() {
         let counters = e.counters().clone();
         drop((r, e));
         export.finish(Duration::from_secs(20)).await;
-        // Two spans a run (step and request... plus the root: three).
+        // Three spans a run: the root, the step and its request.
         let total = runs * 3;
         assert_eq!(counters.exported.get(), 0, "{url}");
         // Everything is accounted for: dropped at the full queue, or in a
