@@ -409,6 +409,49 @@ pub struct TraceArgs {
     /// the run's 32-hex-digit trace id).
     #[arg(long, env = "WAYPROBE_TRACE_URL_TEMPLATE", value_name = "URL", value_parser = parse_trace_url_template)]
     pub trace_url_template: Option<String>,
+    /// Export each run's spans over OTLP to this collector, e.g.
+    /// `http://otel-collector:4318` (http/protobuf; `/v1/traces` is
+    /// appended) or `http://otel-collector:4317` (grpc). Without it, the
+    /// standard `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// turn export on; headers (`OTEL_EXPORTER_OTLP_HEADERS`), timeout and
+    /// compression come from the standard variables too.
+    #[arg(long, env = "WAYPROBE_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// The OTLP transport: `http/protobuf` or `grpc`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", default_value = "http/protobuf", value_name = "PROTOCOL", value_parser = str::parse::<crate::otel::Protocol>)]
+    pub otlp_protocol: crate::otel::Protocol,
+    /// Share of passing runs whose trace is exported (0 to 1); every failed
+    /// run's trace is (the outcome is known when the run ends).
+    #[arg(long, env = "WAYPROBE_TRACE_SAMPLE_RATIO", default_value_t = 0.01, value_name = "RATIO", value_parser = parse_ratio)]
+    pub trace_sample_ratio: f64,
+}
+
+fn parse_ratio(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if (0.0..=1.0).contains(&r) => Ok(r),
+        _ => Err(format!("`{s}` is not a ratio from 0 to 1, e.g. `0.01`")),
+    }
+}
+
+impl TraceArgs {
+    /// Starts the span exporter when an OTLP endpoint is configured.
+    fn exporter(
+        &self,
+        location: &str,
+    ) -> Result<Option<(crate::otel::Exporter, crate::otel::ExportTask)>, crate::otel::ExportError>
+    {
+        let cfg = crate::otel::ExportConfig {
+            endpoint: self.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+            protocol: self.otlp_protocol,
+            sample_ratio: self.trace_sample_ratio,
+            location: location.to_string(),
+            ..Default::default()
+        };
+        if !cfg.enabled() {
+            return Ok(None);
+        }
+        crate::otel::Exporter::start(&cfg).map(Some)
+    }
 }
 
 fn parse_trace_url_template(s: &str) -> Result<String, String> {
@@ -992,7 +1035,7 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Invalid);
         }
     };
-    let runner = args.browser.runner(
+    let mut runner = args.browser.runner(
         RunOptions {
             verbose: args.verbose,
             trace_url_template: args.trace.trace_url_template.clone(),
@@ -1000,7 +1043,24 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         },
         default_browser_sessions(),
     );
+    let export = match args.trace.exporter("local") {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let export_task = export.map(|(e, task)| {
+        runner = runner.clone().with_exporter(e);
+        task
+    });
     let outcomes = run_journeys(&journeys, &runner, args.jobs).await;
+    // The spans go out before the process does (bounded: a collector that
+    // is down costs at most this).
+    drop(runner);
+    if let Some(task) = export_task {
+        task.finish(std::time::Duration::from_secs(10)).await;
+    }
     print_outcomes(&journeys, &outcomes, args.verbose);
     let refs: Vec<&Journey> = journeys.iter().collect();
     if let Some(p) = &args.report_junit {
@@ -1194,13 +1254,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     let browser_sessions = args
         .max_browser_sessions
         .unwrap_or_else(default_browser_sessions);
-    let runner = args.browser.runner(
+    let mut runner = args.browser.runner(
         RunOptions {
             trace_url_template: args.trace.trace_url_template.clone(),
             ..Default::default()
         },
         browser_sessions,
     );
+    match args.trace.exporter(&args.location) {
+        Ok(None) => {}
+        // The task lives as long as the process; each run's spans go to it.
+        Ok(Some((e, _task))) => runner = runner.with_exporter(e),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(Exit::Invalid);
+        }
+    }
     let mut cfg = crate::serve::ServeConfig::new(
         crate::serve::Source::Paths {
             paths: args.journeys,

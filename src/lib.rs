@@ -27,6 +27,7 @@
 //! - [`redact`]: keeping secret values out of every output.
 //! - [`tls`]: one TLS configuration shared by every run's fresh client.
 //! - [`trace`]: W3C trace context: one trace per run, one span per step.
+//! - [`otel`]: the run's spans, tail-sampled and exported over OTLP.
 //!
 //! Serving:
 //! - [`scheduler`]: owns time (interval, phase, jitter, timeout, skips,
@@ -76,6 +77,7 @@ pub mod diag;
 pub mod init;
 pub mod journey;
 pub mod metrics;
+pub mod otel;
 pub mod outcome;
 pub mod redact;
 pub mod report;

@@ -713,6 +713,23 @@ impl Metrics {
         }
     }
 
+    /// Registers the span exporter's counters:
+    /// `wayprobe_trace_spans_exported_total` and
+    /// `wayprobe_trace_spans_dropped_total` (queue full, collector down,
+    /// refusing or too slow).
+    pub fn register_trace_export(&mut self, c: &crate::otel::ExportCounters) {
+        self.registry.register(
+            "wayprobe_trace_spans_exported",
+            "Spans the OTLP collector accepted",
+            c.exported.clone(),
+        );
+        self.registry.register(
+            "wayprobe_trace_spans_dropped",
+            "Spans not exported: queue full, collector unreachable, refusing or too slow",
+            c.dropped.clone(),
+        );
+    }
+
     /// Makes the series match `journeys`: series of journeys and steps that
     /// disappeared are removed, new ones start at 0, the rest keep their values.
     /// Returns each journey's series handle, in the same order.

@@ -310,13 +310,28 @@ pub struct StepOutcome {
     /// Action and navigation timings (browser steps).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub timings: Vec<Timing>,
-    /// The step's span id (16 hex digits), the parent id in the `traceparent`
-    /// of its requests; none for a step that did not run.
+    /// The step's span id (16 hex digits): the parent of its requests'
+    /// client spans (whose ids their `traceparent` carries) and the parent id
+    /// in the `traceparent` of a browser step's requests; none for a step
+    /// that did not run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span_id: Option<String>,
     /// Values captured by this step, in the order they were taken.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub captures: Vec<Captured>,
+    /// What the step's spans need beyond the above (never serialized).
+    #[serde(skip)]
+    pub telemetry: StepTelemetry,
+}
+
+/// When a step started and the client spans of its HTTP requests, for the
+/// run's exported trace ([`crate::otel`]).
+#[derive(Debug, Clone, Default)]
+pub struct StepTelemetry {
+    /// When the step started; `None` for a step that did not run.
+    pub started_at: Option<SystemTime>,
+    /// One client span per request sent (redirect hops included).
+    pub requests: Vec<crate::trace::RequestSpan>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -351,6 +366,7 @@ impl StepOutcome {
             timings: Vec::new(),
             span_id: None,
             captures: Vec::new(),
+            telemetry: StepTelemetry::default(),
         }
     }
 }

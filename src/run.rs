@@ -40,6 +40,8 @@ pub struct Runner {
     tls: Arc<crate::tls::TlsCache>,
     #[cfg(feature = "browser")]
     browser: Option<crate::step::browser::Browser>,
+    /// Where finished runs' spans go (`--otlp-endpoint`).
+    exporter: Option<crate::otel::Exporter>,
 }
 
 /// The User-Agent every request carries, so targets can tell probe traffic.
@@ -53,7 +55,19 @@ impl Runner {
             tls: Arc::default(),
             #[cfg(feature = "browser")]
             browser: None,
+            exporter: None,
         }
+    }
+
+    /// Exports each run's spans (tail-sampled) through `exporter`.
+    pub fn with_exporter(mut self, exporter: crate::otel::Exporter) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// The span exporter, if any.
+    pub fn exporter(&self) -> Option<&crate::otel::Exporter> {
+        self.exporter.as_ref()
     }
 
     /// Adds a WebDriver endpoint for browser steps.
@@ -137,7 +151,16 @@ impl Runner {
 
     /// Runs `journey` once and returns its outcome. Never fails, never hangs:
     /// every step is bounded by its timeout and by the journey's deadline.
+    /// The run's spans are handed to the exporter (never waiting for it).
     pub async fn run(&self, journey: &Journey) -> JourneyOutcome {
+        let o = self.run_steps(journey).await;
+        if let Some(e) = &self.exporter {
+            e.offer(&o);
+        }
+        o
+    }
+
+    async fn run_steps(&self, journey: &Journey) -> JourneyOutcome {
         let started_at = SystemTime::now();
         let start = Instant::now();
         // Validation bounds the timeout; saturate anyway so no journey can panic here.
@@ -212,11 +235,25 @@ impl Runner {
         // far as they render before the run (a URL built from a capture
         // joins when its step runs).
         for s in &journey.steps {
-            if let crate::journey::StepKind::Http(h) = &s.kind
-                && let Ok(u) = h.url.render(&ctx.scope)
-                && let Ok(u) = url::Url::parse(&u)
-            {
-                ctx.trace.called(&u);
+            let urls: Vec<&crate::template::Template> = match &s.kind {
+                crate::journey::StepKind::Http(h) => vec![&h.url],
+                // A browser step's page loads: the page's own requests to
+                // these origins carry the trace too.
+                crate::journey::StepKind::Browser(b) => b
+                    .actions
+                    .iter()
+                    .filter_map(|a| match &a.kind {
+                        crate::journey::ActionKind::Goto(t) => Some(t),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            for t in urls {
+                if let Ok(u) = t.render(&ctx.scope)
+                    && let Ok(u) = url::Url::parse(&u)
+                {
+                    ctx.trace.called(&u);
+                }
             }
         }
         let mut ex = crate::step::Executors {

@@ -116,6 +116,8 @@ pub struct ServeConfig {
     /// The browser endpoint (health-checked into `wayprobe_webdriver_up`).
     #[cfg(feature = "browser")]
     pub browser: Option<crate::step::browser::Browser>,
+    /// The span exporter's counters, registered when spans are exported.
+    pub trace_export: Option<crate::otel::ExportCounters>,
 }
 
 impl ServeConfig {
@@ -124,6 +126,7 @@ impl ServeConfig {
         Self {
             #[cfg(feature = "browser")]
             browser: runner.browser().cloned(),
+            trace_export: runner.exporter().map(|e| e.counters().clone()),
             source,
             location: "local".into(),
             shard: crate::shard::Shard::ALL,
@@ -191,7 +194,11 @@ pub async fn serve_with(
         Some(p) => WebConfig::load(p)?,
         None => WebConfig::default(),
     }));
-    let metrics = Arc::new(Metrics::new(&cfg.location));
+    let mut metrics = Metrics::new(&cfg.location);
+    if let Some(c) = &cfg.trace_export {
+        metrics.register_trace_export(c);
+    }
+    let metrics = Arc::new(metrics);
     // The fingerprint is of every journey: the rules are generated from all of them.
     metrics.set_rules_fingerprint(&loaded);
     let status = Arc::new(StatusStore::new(&cfg.location));

@@ -4,10 +4,15 @@
 //! so the target's backend joins the run's trace.
 
 use std::collections::BTreeSet;
+use std::time::SystemTime;
 
 use reqwest::header::HeaderValue;
 
 use crate::journey::TraceSettings;
+
+/// Requests (hops) one step records as spans; `max_redirects` is bounded
+/// well below this.
+const MAX_REQUESTS_PER_STEP: usize = 64;
 
 /// Fills `buf` with random bytes, never all zero (an all-zero id is invalid).
 fn random_id<const N: usize>() -> [u8; N] {
@@ -52,6 +57,55 @@ pub fn new_span_id() -> String {
     hex(&random_id::<8>())
 }
 
+/// One HTTP request a step sent (one per redirect hop): the OpenTelemetry
+/// client span whose id its `traceparent` carried. Holds only what may be
+/// shown: the URL has no user info and every query value masked, and the
+/// run's secrets are masked out of it.
+#[derive(Debug, Clone)]
+pub struct RequestSpan {
+    /// The client span's id (16 hex digits), the parent id in the request's
+    /// `traceparent`.
+    pub span_id: String,
+    /// When the request was sent.
+    pub start: SystemTime,
+    /// When its response was read, or it failed; `None` while in flight.
+    pub end: Option<SystemTime>,
+    /// `http.request.method`.
+    pub method: String,
+    /// `url.full`, masked (see [`masked_url`]).
+    pub url_full: String,
+    /// `server.address`: the URL's host.
+    pub server_address: String,
+    /// `server.port`: the URL's port, or its scheme's default.
+    pub server_port: Option<u16>,
+    /// `http.response.status_code`, once headers came back.
+    pub status: Option<u16>,
+    /// `error.type`: the bounded failure reason (`dns`, `timeout`...) or the
+    /// status code of a 4xx/5xx answer.
+    pub error_type: Option<String>,
+    /// Phase events (`dns`, `connect`, `first_byte`) at the time each ended.
+    pub events: Vec<(&'static str, SystemTime)>,
+}
+
+/// The URL as spans may show it (OpenTelemetry's `url.full` guidance): no
+/// user info, no fragment, every query value replaced by `REDACTED` (keys
+/// kept), and then every secret of the run masked.
+pub fn masked_url(url: &url::Url, redactor: &crate::redact::Redactor) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_fragment(None);
+    if u.query().is_some() {
+        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let mut q = u.query_pairs_mut();
+        q.clear();
+        for k in keys {
+            q.append_pair(&k, "REDACTED");
+        }
+    }
+    redactor.apply(u.as_str())
+}
+
 /// The trace state of one run: its id, the current step's span and the
 /// journey's propagation rule.
 #[derive(Debug, Clone)]
@@ -60,6 +114,11 @@ pub struct RunTrace {
     pub trace_id: String,
     /// The span of the step being run (16 hex digits), set by `step::run`.
     pub step_span: String,
+    /// The client span of the HTTP request being sent, if any: the parent id
+    /// its `traceparent` names (browser steps' requests name the step span).
+    request_span: Option<String>,
+    /// The current step's requests, taken by `step::run` when it ends.
+    requests: Vec<RequestSpan>,
     settings: TraceSettings,
     /// Origins (`scheme://host:port`) the run's steps call (their URLs,
     /// before redirects); the default `propagate_to`.
@@ -72,6 +131,8 @@ impl RunTrace {
         Self {
             trace_id: new_trace_id(),
             step_span: new_span_id(),
+            request_span: None,
+            requests: Vec::new(),
             settings: settings.clone(),
             called: BTreeSet::new(),
         }
@@ -80,13 +141,79 @@ impl RunTrace {
     /// Starts a new step span and returns its id.
     pub fn start_step(&mut self) -> String {
         self.step_span = new_span_id();
+        self.request_span = None;
+        self.requests.clear();
         self.step_span.clone()
+    }
+
+    /// Starts the client span of an HTTP request to `url` (a step's request
+    /// or one redirect hop); [`Self::headers_for`] names it from now on.
+    pub fn start_request(
+        &mut self,
+        method: &str,
+        url: &url::Url,
+        redactor: &crate::redact::Redactor,
+    ) {
+        let id = new_span_id();
+        self.request_span = Some(id.clone());
+        // A step sends a bounded number of requests (max_redirects); still,
+        // never let a run's span buffer grow without bound.
+        if self.requests.len() >= MAX_REQUESTS_PER_STEP {
+            return;
+        }
+        self.requests.push(RequestSpan {
+            span_id: id,
+            start: SystemTime::now(),
+            end: None,
+            method: method.to_string(),
+            url_full: masked_url(url, redactor),
+            server_address: url.host_str().unwrap_or_default().to_string(),
+            server_port: url.port_or_known_default(),
+            status: None,
+            error_type: None,
+            events: Vec::new(),
+        });
+    }
+
+    /// The request being sent, to note its phases, status and end.
+    pub fn request(&mut self) -> Option<&mut RequestSpan> {
+        let id = self.request_span.as_deref()?;
+        self.requests.iter_mut().rev().find(|r| r.span_id == id)
+    }
+
+    /// Takes the step's request spans; one still in flight (the step ran
+    /// out of time) ends now with `error_type`.
+    pub fn take_requests(&mut self, error_type: Option<&str>) -> Vec<RequestSpan> {
+        self.request_span = None;
+        let now = SystemTime::now();
+        let mut out = std::mem::take(&mut self.requests);
+        for r in &mut out {
+            if r.end.is_none() {
+                r.end = Some(now);
+                if r.error_type.is_none() {
+                    r.error_type = error_type.map(str::to_string);
+                }
+            }
+        }
+        out
     }
 
     /// Notes an origin a step calls (its URL, before redirects), which the
     /// default propagation rule trusts.
     pub fn called(&mut self, url: &url::Url) {
         self.called.insert(url.origin().ascii_serialization());
+    }
+
+    /// The origins requests get trace headers for (`propagate_to`, or the
+    /// origins the steps call); none when tracing is off.
+    pub fn origins(&self) -> Vec<String> {
+        if !self.settings.enabled {
+            return Vec::new();
+        }
+        match &self.settings.propagate_to {
+            Some(list) => list.clone(),
+            None => self.called.iter().cloned().collect(),
+        }
     }
 
     /// The `traceparent` and `tracestate` values for a request to `url`, or
@@ -104,8 +231,10 @@ impl RunTrace {
         if !allowed {
             return None;
         }
-        // Sampled: wayprobe records every run; a backend may keep its side.
-        let tp = format!("00-{}-{}-01", self.trace_id, self.step_span);
+        // Sampled: wayprobe decides at the end of the run (failed runs are
+        // always kept), so a backend should keep its side too.
+        let parent = self.request_span.as_deref().unwrap_or(&self.step_span);
+        let tp = format!("00-{}-{parent}-01", self.trace_id);
         let tp = HeaderValue::from_str(&tp).ok()?;
         let ts = self
             .settings

@@ -4,7 +4,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -38,7 +38,12 @@ pub struct HttpResult {
 
 /// Adds one request's phases: DNS and connect come from the run's connection
 /// recorder (only for new connections), ttfb is what remains until headers.
-fn record_phases(out: &mut HttpResult, phases: &crate::step::timing::Phases, to_headers: Duration) {
+fn record_phases(
+    out: &mut HttpResult,
+    phases: &crate::step::timing::Phases,
+    to_headers: Duration,
+    span: Option<&mut crate::trace::RequestSpan>,
+) {
     let prefix = if out.redirects == 0 {
         String::new()
     } else {
@@ -67,6 +72,18 @@ fn record_phases(out: &mut HttpResult, phases: &crate::step::timing::Phases, to_
         format!("{prefix}ttfb"),
         (to_headers.as_secs_f64() * 1000.0 - connect).max(0.0),
     ));
+    // The same phases as span events, each at the time it ended (the
+    // connector's time includes the lookup).
+    if let Some(span) = span {
+        let at = |ms: f64| span.start + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
+        if events.iter().any(|e| e.name == "dns") {
+            span.events.push(("dns", at(dns)));
+        }
+        if events.iter().any(|e| e.name == "connect") {
+            span.events.push(("connect", at(connect)));
+        }
+        span.events.push(("first_byte", span.start + to_headers));
+    }
 }
 
 /// A rendered body that can be sent more than once (307/308 redirects).
@@ -450,6 +467,16 @@ fn decompress(encoding: &str, raw: bytes::Bytes, max: u64) -> Result<bytes::Byte
     Ok(out.into())
 }
 
+/// Ends the client span of the request being sent: its status, if headers
+/// came back, and its `error.type`, if it failed.
+fn end_request(ctx: &mut StepCtx, status: Option<u16>, error_type: Option<String>) {
+    if let Some(r) = ctx.trace.request() {
+        r.end = Some(SystemTime::now());
+        r.status = status.or(r.status);
+        r.error_type = error_type.or(r.error_type.take());
+    }
+}
+
 /// Runs one HTTP step. Assertions are checked before captures, so a wrong
 /// status is reported as such rather than as a missing capture.
 pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpResult {
@@ -544,6 +571,8 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
     out.request = Some(redactor.apply(&format!("{method} {url}")));
     let mut send_body = true;
     let mut resp = loop {
+        // Each hop is a request of its own: its own client span and traceparent.
+        ctx.trace.start_request(method.as_str(), &url, &redactor);
         let mut rb = ctx.client.request(method.clone(), url.clone());
         for (k, v) in &headers {
             rb = rb.header(k, v);
@@ -589,6 +618,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             Ok(r) => r,
             Err(e) => {
                 let (reason, msg) = classify(&e);
+                end_request(ctx, None, Some(reason.as_str().to_string()));
                 // Which request failed: a run reaches many hosts.
                 let msg = format!(
                     "{msg} ({method} {})",
@@ -598,8 +628,15 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                 return out;
             }
         };
-        record_phases(&mut out, &ctx.phases, sent.elapsed());
+        record_phases(&mut out, &ctx.phases, sent.elapsed(), ctx.trace.request());
         let status = resp.status().as_u16();
+        // OpenTelemetry's HTTP client convention: a 4xx/5xx answer is an
+        // error of the request, named by its status code.
+        end_request(
+            ctx,
+            Some(status),
+            (status >= 400).then(|| status.to_string()),
+        );
         if let Some(x) = exchange.as_mut() {
             x.response = format!("{:?} {}", resp.version(), resp.status());
             x.response_headers = headers_of(resp.headers(), &redactor);
@@ -702,10 +739,14 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                     "download",
                     reading.elapsed().as_secs_f64() * 1000.0,
                 ));
+                if let Some(r) = ctx.trace.request() {
+                    r.end = Some(SystemTime::now());
+                }
                 break;
             }
             Err(e) => {
                 let (reason, msg) = classify(&e);
+                end_request(ctx, Some(status), Some(reason.as_str().to_string()));
                 out.failure = Some(failure(Failure::new(
                     reason,
                     redactor.apply(&format!("while reading the body: {msg}")),

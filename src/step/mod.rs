@@ -53,6 +53,7 @@ pub async fn run(
     journey_timeout: Duration,
 ) -> StepOutcome {
     let t0 = Instant::now();
+    let started_at = std::time::SystemTime::now();
     let step_limit = step.timeout.unwrap_or(journey_timeout);
     let own = t0.checked_add(step_limit).unwrap_or(run_deadline);
     ctx.deadline = own.min(run_deadline);
@@ -67,11 +68,17 @@ pub async fn run(
     }
     let res = tokio::time::timeout_at(ctx.deadline.into(), execute(step, ctx, ex)).await;
     let duration = t0.elapsed();
+    let timed_out = res.is_err().then_some(Reason::Timeout.as_str());
+    let telemetry = crate::outcome::StepTelemetry {
+        started_at: Some(started_at),
+        requests: ctx.trace.take_requests(timed_out),
+    };
     match res {
         Ok(mut o) => {
             // Browser start-up is the prober's time, reported on its own.
             o.duration = duration.saturating_sub(o.browser_start.unwrap_or_default());
             o.span_id = span_id;
+            o.telemetry = telemetry;
             o
         }
         Err(_) => {
@@ -91,6 +98,7 @@ pub async fn run(
                 duration,
                 failure: Some(Failure::new(Reason::Timeout, msg).at(step.span)),
                 span_id,
+                telemetry,
                 ..StepOutcome::skipped(&step.name, step.kind_name())
             }
         }
@@ -143,6 +151,7 @@ pub async fn execute(step: &Step, ctx: &mut StepCtx, ex: &mut Executors) -> Step
                 timings: r.timings,
                 span_id: None,
                 captures: r.captures,
+                telemetry: Default::default(),
             }
         }
         #[cfg(feature = "browser")]

@@ -273,6 +273,21 @@ def check_deployment(where, dep, values):
         check(wp.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/-/ready", where, "readiness probe not /-/ready")
     if values.get("livenessProbe", {}).get("enabled", True):
         check(wp.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/-/healthy", where, "liveness probe not /-/healthy")
+    tracing = values.get("tracing", {})
+    otlp = tracing.get("otlp", {})
+    env = {e["name"]: e for e in wp.get("env", [])}
+    if otlp.get("endpoint"):
+        check(f"--otlp-endpoint={otlp['endpoint']}" in args, where, "--otlp-endpoint missing")
+        check(f"--trace-sample-ratio={tracing.get('sampleRatio', 0.01)}" in args, where, "--trace-sample-ratio missing")
+        secret = otlp.get("headersSecret", {}).get("name")
+        ref = env.get("OTEL_EXPORTER_OTLP_HEADERS", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        check(ref.get("name") == secret if secret else not ref, where,
+              "OTLP headers must come from headersSecret (a Secret), and only then")
+    else:
+        check(not any(a.startswith("--otlp") for a in args) and "OTEL_EXPORTER_OTLP_HEADERS" not in env,
+              where, "OTLP flags without an endpoint")
+    if tracing.get("urlTemplate"):
+        check(f"--trace-url-template={tracing['urlTemplate']}" in args, where, "--trace-url-template missing")
     annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
     check(("checksum/journeys" in annotations) == bool(values.get("journeys", {}).get("checksumRestart")
                                                         and not values.get("journeys", {}).get("existingConfigMap")),

@@ -1058,3 +1058,79 @@ fn a_browser_status_expectation_is_validated() {
         assert!(text.contains("s.yaml:7:"), "{bad}: {text}");
     }
 }
+
+/// The page's own requests carry the run's trace: the document and its
+/// XHR to the journey's origin name the browser step's span; a request the
+/// page makes to another origin (here `localhost`, a second origin of the
+/// same server) carries nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_requests_to_the_journeys_origin_carry_the_trace() {
+    use axum::http::HeaderMap;
+    type Seen = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+    let Some((_serial, _t, rig)) = setup().await else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let page = format!(
+        r#"<!doctype html><html><head><title>traced</title></head><body><p id="out">wait</p>
+<script>
+Promise.all([
+  fetch('/xhr').then(r => r.text()),
+  fetch('http://localhost:{port}/other', {{mode: 'no-cors'}}).catch(() => 'x'),
+]).then(() => {{ document.getElementById('out').textContent = 'done'; }});
+</script></body></html>"#
+    );
+    let record = seen.clone();
+    let app = axum::Router::new()
+        .route(
+            "/page",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        )
+        .fallback(|| async { "ok" })
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let record = record.clone();
+                async move {
+                    let h: &HeaderMap = req.headers();
+                    let tp = h
+                        .get("traceparent")
+                        .map(|v| v.to_str().unwrap_or("").to_string());
+                    record
+                        .lock()
+                        .unwrap()
+                        .push((req.uri().path().to_string(), tp));
+                    next.run(req).await
+                }
+            },
+        ));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    let j = journey(
+        &format!(
+            "name: traced-page\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: page\n    browser:\n      - goto: \"http://127.0.0.1:{port}/page\"\n      - expect: {{selector: \"#out\", equals: \"done\", timeout: 10s}}\n"
+        ),
+        &[],
+    );
+    let o = rig.runner.run(&j).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+    let want = format!(
+        "00-{}-{}-01",
+        o.trace_id.as_deref().unwrap(),
+        o.steps[0].span_id.as_deref().unwrap()
+    );
+    let seen = seen.lock().unwrap().clone();
+    let got = |p: &str| {
+        seen.iter()
+            .find(|(path, _)| path == p)
+            .unwrap_or_else(|| panic!("{p} not requested: {seen:?}"))
+            .1
+            .clone()
+    };
+    assert_eq!(got("/page").as_deref(), Some(want.as_str()), "{seen:?}");
+    assert_eq!(got("/xhr").as_deref(), Some(want.as_str()), "{seen:?}");
+    assert_eq!(got("/other"), None, "{seen:?}");
+    server.abort();
+}

@@ -298,3 +298,58 @@ fn run_one(yaml: &str) -> (Option<i32>, String, serde_json::Value) {
     let report = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     (out.status.code(), stdout, report)
 }
+
+/// `run` exports a failed run's spans to the collector the standard
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` names, before it exits, and prints the
+/// same trace id; a bad `--otlp-protocol` or ratio is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exports_a_failed_runs_spans_before_it_exits() {
+    use crate::support::otlp::{Mode, Receiver, hex};
+    let t = Target::start().await;
+    let rx = Receiver::start(Mode::Accept).await;
+    let dir = crate::http::tempdir();
+    let f = dir.join("journey.yaml");
+    std::fs::write(
+        &f,
+        format!(
+            "name: down\ninterval: 10s\ntimeout: 5s\nsteps:\n  - name: get\n    http: {{url: \"{}/status/503\"}}\n",
+            t.base
+        ),
+    )
+    .unwrap();
+    let json = dir.join("report.json");
+    let mut cmd = bin();
+    cmd.arg("run")
+        .arg(&f)
+        .arg("--report-json")
+        .arg(&json)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.url);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let id = report["journeys"][0]["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(stdout.contains(&format!("trace: {id}")), "{stdout}");
+    let spans = rx.spans();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == id));
+
+    for (flag, value, says) in [
+        (
+            "--otlp-protocol",
+            "http/json",
+            "write `http/protobuf` or `grpc`",
+        ),
+        ("--trace-sample-ratio", "5", "not a ratio from 0 to 1"),
+    ] {
+        let out = bin().args(["run", "x.yaml", flag, value]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+}

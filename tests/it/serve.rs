@@ -143,13 +143,21 @@ fn promtool_accepts_the_exposition() {
     if !tool("promtool") {
         return;
     }
-    let m = Metrics::new("local");
+    let mut m = Metrics::new("local");
+    // With span export on, its counters too.
+    let counters = wayprobe::otel::ExportCounters::default();
+    counters.dropped.inc_by(3);
+    m.register_trace_export(&counters);
     let series = m.set_journeys(&[journey(SHOP, &[])]);
     series[0].record(&outcome(
         "shop",
         &[("home", 120, Some(Reason::Connect)), ("buy", 0, None)],
     ));
     let text = wayprobe::metrics::to_prometheus_text(&m.encode());
+    assert!(
+        text.contains("\nwayprobe_trace_spans_dropped_total 3\n"),
+        "{text}"
+    );
     let mut child = std::process::Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -498,7 +506,19 @@ async fn a_real_prometheus_scrapes_serve() {
     std::fs::create_dir(&journeys).unwrap();
     std::fs::write(journeys.join("ok.yaml"), quick("ok", "/ok")).unwrap();
     std::fs::write(journeys.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
-    let s = Running::start(&journeys, &t, Duration::ZERO).await;
+    // Every run's spans go to a real OTLP receiver.
+    let otlp = crate::support::otlp::Receiver::start(crate::support::otlp::Mode::Accept).await;
+    let (exporter, _export) = wayprobe::otel::Exporter::start(&wayprobe::otel::ExportConfig {
+        endpoint: Some(otlp.url.clone()),
+        location: "test".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let s = Running::start_with(&journeys, &t, Duration::ZERO, |c| {
+        c.trace_export = Some(exporter.counters().clone());
+        c.probe = std::sync::Arc::new(Runner::new(RunOptions::default()).with_exporter(exporter));
+    })
+    .await;
     let target = s.base.trim_start_matches("http://").to_string();
     let prom = crate::support::Prometheus::start_with(
         &dir,
@@ -558,6 +578,20 @@ async fn a_real_prometheus_scrapes_serve() {
     })
     .await;
     assert_eq!(found.len(), 32);
+    // ...the trace the collector received.
+    eventually(30, "the exemplar's trace at the collector", || async {
+        otlp.spans()
+            .iter()
+            .any(|sp| crate::support::otlp::hex(&sp.trace_id) == found)
+            .then_some(())
+    })
+    .await;
+    let m = s.metrics().await;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("wayprobe_trace_spans_exported_total ") && !l.ends_with(" 0")),
+        "{m}"
+    );
     s.stop().await;
 }
 

@@ -8,8 +8,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::routing::get;
 
-use wayprobe::outcome::{JourneyOutcome, RunResult};
+use std::time::Duration;
 
+use wayprobe::otel::{ExportConfig, ExportTask, Exporter, Protocol};
+use wayprobe::outcome::{JourneyOutcome, RunResult};
+use wayprobe::run::{RunOptions, Runner};
+
+use crate::support::otlp::{Mode, Receiver, attr, hex};
 use crate::support::{journey, run};
 
 /// What one request received: path, `traceparent`, `tracestate`.
@@ -65,12 +70,20 @@ fn yaml(trace: &str, urls: &[String]) -> String {
     y
 }
 
-/// The `traceparent` step `i` of `o` sent.
+/// The `traceparent` step `i` of `o` sent with its first request.
 fn parent(o: &JourneyOutcome, i: usize) -> String {
+    hop(o, i, 0)
+}
+
+/// The `traceparent` of request `n` (redirect hop) of step `i`: the id of
+/// that request's client span, a child of the step's span.
+fn hop(o: &JourneyOutcome, i: usize, n: usize) -> String {
+    let requests = &o.steps[i].telemetry.requests;
+    assert!(o.steps[i].span_id.is_some());
     format!(
         "00-{}-{}-01",
         o.trace_id.as_deref().unwrap(),
-        o.steps[i].span_id.as_deref().unwrap()
+        requests[n].span_id
     )
 }
 
@@ -125,7 +138,7 @@ async fn each_step_sends_its_span_to_the_journeys_origins_only() {
     );
     let lo = run(&later, &[]).await;
     assert_eq!(lo.result, RunResult::Success, "{lo:#?}");
-    assert_eq!(got(&seen, "/later").0, Some(parent(&lo, 0)));
+    assert_eq!(got(&seen, "/later").0, Some(hop(&lo, 0, 1)));
     assert_eq!(got(&seen, "/d").0, Some(parent(&lo, 1)));
 
     // Another run is another trace.
@@ -146,7 +159,7 @@ async fn each_step_sends_its_span_to_the_journeys_origins_only() {
     let o = run(&j, &[]).await;
     assert_eq!(o.result, RunResult::Success, "{o:#?}");
     assert_eq!(got(&seen, "/b"), (None, None));
-    assert_eq!(got(&seen, "/listed"), (Some(parent(&o, 1)), None));
+    assert_eq!(got(&seen, "/listed"), (Some(hop(&o, 1, 1)), None));
 
     // `trace: false`: nothing, though the run still has its id.
     seen.lock().unwrap().clear();
@@ -154,5 +167,192 @@ async fn each_step_sends_its_span_to_the_journeys_origins_only() {
     let o = run(&j, &[]).await;
     assert!(o.trace_id.is_some());
     assert_eq!(got(&seen, "/c"), (None, None));
+    task.abort();
+}
+
+fn exporter(url: &str, ratio: f64, queue_runs: usize) -> (Exporter, ExportTask) {
+    Exporter::start(&ExportConfig {
+        endpoint: Some(url.to_string()),
+        sample_ratio: ratio,
+        queue_runs,
+        location: "test".into(),
+        export_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn runner(e: &Exporter, env: &[(&str, &str)]) -> Runner {
+    Runner::new(RunOptions {
+        env_overrides: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    })
+    .with_exporter(e.clone())
+}
+
+/// The spans of a journey reach a real OTLP receiver: one trace whose ids
+/// are the ones the target received, each request's client span under its
+/// step's span under the run's, a failed step's span in error with its
+/// reason, phases as events, and no secret anywhere in the bytes. Passing
+/// runs are sampled (here: none), failed ones always kept.
+#[tokio::test]
+async fn spans_reach_a_collector_with_the_ids_the_target_received() {
+    let (port, seen, task) = recorder().await;
+    let rx = Receiver::start(Mode::Accept).await;
+    let (e, export) = exporter(&rx.url, 0.0, 64);
+    let secret = "Sup3r-s3cret-t0ken";
+    let ip = format!("http://127.0.0.1:{port}");
+    let y = format!(
+        r#"name: traced
+interval: 1m
+timeout: 10s
+secrets: {{token: {{env: OTLP_TOKEN}}}}
+steps:
+  - name: login
+    http:
+      method: POST
+      url: "{ip}/login?user=ann&token={{{{ secret.token }}}}"
+      headers: {{authorization: "Bearer {{{{ secret.token }}}}"}}
+      form: {{password: "{{{{ secret.token }}}}"}}
+  - name: pay
+    http: {{url: "{ip}/pay"}}
+    expect: {{status: 201}}
+"#
+    );
+    let failing = journey(&y, &[]);
+    let passing = journey(&yaml("", &[format!("{ip}/fine")]), &[]);
+    let r = runner(&e, &[("OTLP_TOKEN", secret)]);
+    let ok = r.run(&passing).await;
+    assert_eq!(ok.result, RunResult::Success, "{ok:#?}");
+    let o = r.run(&failing).await;
+    assert_eq!(o.result, RunResult::Failure, "{o:#?}");
+    drop((r, e));
+    export.finish(Duration::from_secs(10)).await;
+
+    let spans = rx.spans();
+    let trace = o.trace_id.clone().unwrap();
+    // Exact tail sampling at ratio 0: only the failed run's trace.
+    assert!(
+        spans.iter().all(|s| hex(&s.trace_id) == trace),
+        "{spans:#?}"
+    );
+    let by_id = |id: &str| spans.iter().find(|s| hex(&s.span_id) == id);
+    let root = spans.iter().find(|s| s.parent_span_id.is_empty()).unwrap();
+    assert_eq!(root.name, "journey traced");
+    assert_eq!(attr(root, "wayprobe.journey").as_deref(), Some("traced"));
+    assert_eq!(attr(root, "wayprobe.location").as_deref(), Some("test"));
+    assert_eq!(attr(root, "wayprobe.result").as_deref(), Some("failure"));
+    assert_eq!(attr(root, "wayprobe.reason").as_deref(), Some("status"));
+
+    for (i, path) in [(0, "/login"), (1, "/pay")] {
+        // What the target received names a client span the receiver got...
+        let tp = got(&seen, path).0.unwrap();
+        let (_, rest) = tp.split_once('-').unwrap();
+        let (tid, rest) = rest.split_once('-').unwrap();
+        let (sid, _) = rest.split_once('-').unwrap();
+        assert_eq!(tid, trace);
+        let client = by_id(sid).unwrap_or_else(|| panic!("span {sid} not exported"));
+        assert_eq!(client.kind, 3, "SPAN_KIND_CLIENT");
+        // ...whose parent is the step's span, whose parent is the run's.
+        let step = by_id(&hex(&client.parent_span_id)).unwrap();
+        assert_eq!(Some(hex(&step.span_id)), o.steps[i].span_id);
+        assert_eq!(step.name, o.steps[i].name);
+        assert_eq!(step.parent_span_id, root.span_id);
+        assert_eq!(attr(step, "wayprobe.step.kind").as_deref(), Some("http"));
+        assert_eq!(
+            attr(client, "http.response.status_code").as_deref(),
+            Some("200")
+        );
+        assert_eq!(attr(client, "server.address").as_deref(), Some("127.0.0.1"));
+        assert_eq!(attr(client, "server.port"), Some(port.to_string()));
+        let names: Vec<&str> = client.events.iter().map(|e| e.name.as_str()).collect();
+        assert!(names.contains(&"first_byte"), "{names:?}");
+        if i == 0 {
+            assert_eq!(attr(client, "http.request.method").as_deref(), Some("POST"));
+            assert!(names.contains(&"connect"), "a new connection: {names:?}");
+            assert_eq!(
+                attr(client, "url.full").as_deref(),
+                Some(format!("{ip}/login?user=REDACTED&token=REDACTED").as_str())
+            );
+            assert_eq!(attr(step, "wayprobe.result").as_deref(), Some("passed"));
+        } else {
+            // The failed step: error status with its reason.
+            let status = step.status.as_ref().unwrap();
+            assert_eq!(status.code, 2, "STATUS_CODE_ERROR");
+            assert_eq!(status.message, "status");
+            assert_eq!(attr(step, "wayprobe.reason").as_deref(), Some("status"));
+            assert_eq!(attr(step, "wayprobe.result").as_deref(), Some("failed"));
+        }
+    }
+    assert_eq!(spans.len(), 5, "root, 2 steps, 2 requests: {spans:#?}");
+    // The target got the secret in the header, query and body; the
+    // collector never does, in any form.
+    let raw = rx.raw();
+    for form in [
+        secret.to_string(),
+        url::form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        base64_of(secret),
+    ] {
+        assert!(
+            !raw.windows(form.len()).any(|w| w == form.as_bytes()),
+            "`{form}` was exported"
+        );
+    }
+    task.abort();
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// A hung or absent collector costs spans, counted, never a run: every run
+/// passes and finishes while the export task is stuck, the queue holds at
+/// most its cap, and the rest are counted as dropped.
+#[tokio::test]
+async fn a_hung_or_down_collector_drops_counted_spans_not_runs() {
+    let (port, _seen, task) = recorder().await;
+    let j = journey(&yaml("", &[format!("http://127.0.0.1:{port}/x")]), &[]);
+    let hung = Receiver::start(Mode::Hang).await;
+    // Down: a port nothing listens on any more.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for (url, protocol) in [
+        (hung.url.clone(), Protocol::HttpProtobuf),
+        (down.clone(), Protocol::HttpProtobuf),
+        (down, Protocol::Grpc),
+    ] {
+        let (e, export) = Exporter::start(&ExportConfig {
+            endpoint: Some(url.clone()),
+            protocol,
+            sample_ratio: 1.0,
+            queue_runs: 2,
+            export_timeout: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .unwrap();
+        let r = runner(&e, &[]);
+        let runs = 12;
+        for _ in 0..runs {
+            let o = r.run(&j).await;
+            assert_eq!(o.result, RunResult::Success, "{url}: {o:#?}");
+        }
+        let counters = e.counters().clone();
+        drop((r, e));
+        export.finish(Duration::from_secs(20)).await;
+        // Three spans a run: the root, the step and its request.
+        let total = runs * 3;
+        assert_eq!(counters.exported.get(), 0, "{url}");
+        // Everything is accounted for: dropped at the full queue, or in a
+        // batch the collector never took.
+        assert_eq!(counters.dropped.get(), total, "{url}");
+    }
+    // The hung collector saw at most the queue's worth plus one batch.
+    assert!(hung.requests() >= 1);
     task.abort();
 }

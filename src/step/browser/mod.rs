@@ -15,6 +15,7 @@ mod actions;
 pub mod artifacts;
 mod call;
 pub mod driver;
+mod intercept;
 pub mod session;
 
 use std::time::{Duration, Instant};
@@ -153,6 +154,11 @@ pub async fn execute(
         .as_ref()
         .map(|s| s.client.clone())
         .expect("opened above");
+    if let Some(b) = run.session.as_ref().and_then(|s| s.interceptor.as_ref())
+        && let Err(e) = b.follow(&ctx.trace).await
+    {
+        tracing::warn!(journey = %ctx.journey, error = %e, "cannot intercept the page's requests: they carry no traceparent");
+    }
     session::push_cookies(ctx, &client).await;
     for (i, a) in b.actions.iter().enumerate() {
         let left = deadline.saturating_duration_since(Instant::now());

@@ -70,8 +70,31 @@ impl Browser {
                 ));
             }
         };
+        // Without DevTools the session works; only the page's requests go
+        // without the run's trace context.
+        let devtools = client
+            .capabilities()
+            .and_then(|c| c.get("goog:chromeOptions"))
+            .and_then(|o| o["debuggerAddress"].as_str())
+            .map(str::to_string);
+        let interceptor = match devtools {
+            None => {
+                tracing::warn!(
+                    "the WebDriver session names no DevTools address: the page's requests carry no traceparent"
+                );
+                None
+            }
+            Some(a) => match super::intercept::Interceptor::connect(&a).await {
+                Ok(i) => Some(i),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot attach to the page's DevTools: its requests carry no traceparent");
+                    None
+                }
+            },
+        };
         Ok(Session {
             client,
+            interceptor,
             _permit: permit,
         })
     }
@@ -80,6 +103,8 @@ impl Browser {
 /// One run's browser session.
 pub struct Session {
     pub(super) client: fantoccini::Client,
+    /// Puts the run's trace context on the page's requests to the journey's origins.
+    pub(super) interceptor: Option<super::intercept::Interceptor>,
     _permit: OwnedSemaphorePermit,
 }
 

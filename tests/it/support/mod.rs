@@ -3,6 +3,7 @@
 
 pub mod golden;
 pub mod hostile;
+pub mod otlp;
 pub mod target;
 
 use std::collections::BTreeMap;
