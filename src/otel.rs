@@ -463,7 +463,8 @@ pub fn spans(o: &JourneyOutcome, location: &str, scope: &InstrumentationScope) -
         }
         .finish(scope),
     ];
-    for s in &o.steps {
+    // Cleanup steps are part of the run's trace too (they do not change its result).
+    for s in o.steps.iter().chain(&o.finally) {
         step_spans(trace, root_id, s, scope, &mut out);
     }
     out
@@ -495,6 +496,12 @@ fn step_spans(
     ];
     if let Some(r) = reason {
         attrs.push(kv("wayprobe.reason", r));
+    }
+    // A browser step's main document status (the last page it loaded).
+    if s.kind == "browser"
+        && let Some(code) = s.http_status
+    {
+        attrs.push(kv("http.response.status_code", i64::from(code)));
     }
     // Browser navigations and actions, each at the time it ended (they run
     // one after another). Their labels are already redacted.
@@ -582,6 +589,44 @@ mod tests {
             &format!("{}{}", "0".repeat(16), "f".repeat(16)),
             b
         ));
+    }
+
+    /// A browser step's span carries the main document's status; a
+    /// `finally:` step gets its span under the run's root too.
+    #[test]
+    fn browser_status_and_cleanup_steps_are_in_the_spans() {
+        use crate::outcome::{JourneyOutcome, RunResult, StepOutcome};
+        let at = SystemTime::now();
+        let step = |name: &str, kind: &'static str, status: Option<u16>| {
+            let mut s = StepOutcome::skipped(name, kind);
+            s.span_id = Some(crate::trace::new_span_id());
+            s.telemetry.started_at = Some(at);
+            s.http_status = status;
+            s
+        };
+        let o = JourneyOutcome {
+            journey: "shop".into(),
+            result: RunResult::Success,
+            started_at: at,
+            duration: Duration::from_millis(5),
+            attempts: 1,
+            steps: vec![step("page", "browser", Some(503))],
+            finally: vec![step("empty-basket", "http", None)],
+            trace_id: Some(crate::trace::new_trace_id()),
+            trace_url: None,
+        };
+        let spans = spans(&o, "eu", &InstrumentationScope::builder("t").build());
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["journey shop", "page", "empty-basket"]);
+        let status = |i: usize| {
+            spans[i]
+                .attributes
+                .iter()
+                .find(|kv| kv.key.as_str() == "http.response.status_code")
+                .map(|kv| kv.value.to_string())
+        };
+        assert_eq!(status(1).as_deref(), Some("503"));
+        assert_eq!(status(2), None);
     }
 
     #[test]

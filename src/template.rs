@@ -321,7 +321,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err,
-            "undefined variable: `env.WAYPROBE_SURELY_UNSET` is undefined"
+            "environment variable `WAYPROBE_SURELY_UNSET` (`env.WAYPROBE_SURELY_UNSET`) is not set"
         );
     }
 }
