@@ -160,7 +160,10 @@ pub async fn execute(
         tracing::warn!(journey = %ctx.journey, error = %e, "cannot intercept the page's requests: they carry no traceparent");
     }
     session::push_cookies(ctx, &client).await;
+    // Whether the last action landed on a new document (see the end).
+    let mut loaded = false;
     for (i, a) in b.actions.iter().enumerate() {
+        let seen = run.document;
         let left = deadline.saturating_duration_since(Instant::now());
         let t = a.timeout.map_or(left, |t| t.min(left));
         let started = Instant::now();
@@ -204,6 +207,7 @@ pub async fn execute(
         } else {
             None
         };
+        loaded = run.document != seen;
         let res = match (res, page) {
             (res, None) => res,
             // A failed page load already says why.
@@ -235,6 +239,40 @@ pub async fn execute(
             return out;
         }
     }
+    // A click, key press or select that ends the step may start a page load
+    // that commits only after it returned (a form post): look again, briefly,
+    // so that page's status is judged by this step and not lost to the next
+    // step's `goto`. Stops at the first new document; at most SETTLE.
+    if let Some(last) = b.actions.last()
+        && !loaded
+        && matches!(
+            last.kind,
+            ActionKind::Click(_) | ActionKind::Press { .. } | ActionKind::Select { .. }
+        )
+    {
+        let until = (Instant::now() + SETTLE).min(deadline);
+        loop {
+            let before = run.document;
+            let page = landed(run, &client, &last.kind, ctx, &mut out).await;
+            if let Some(Err(mut f)) = page {
+                f.message = crate::step::excerpt::shape(&ctx.redactor, &f.message, MESSAGE_CHARS);
+                f = f.at(last.span);
+                out.status = StepStatus::Failed;
+                out.failure = Some(f);
+                return out;
+            }
+            if run.document != before || Instant::now() + SETTLE_POLL > until {
+                break;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
     session::pull_cookies(ctx, &client).await;
     out
 }
+
+/// How long a step that ends with a click waits for a page load the click
+/// may have started (see the end of [`execute`]).
+const SETTLE: Duration = Duration::from_millis(500);
+/// How often it looks meanwhile.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
