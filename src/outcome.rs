@@ -213,7 +213,7 @@ pub enum StepStatus {
 /// One request/response exchange, for `--verbose` (headers redacted).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Exchange {
-    /// Method and URL.
+    /// Method and URL (query values and URL passwords masked).
     pub request: String,
     /// Request headers (sensitive ones masked).
     pub request_headers: Vec<(String, String)>,
@@ -221,15 +221,15 @@ pub struct Exchange {
     pub response: String,
     /// Response headers (sensitive ones masked).
     pub response_headers: Vec<(String, String)>,
-    /// Cookies the run's jar sent with the request, `name=value`, redacted
-    /// as every output is (secret values and credential fields masked).
+    /// Cookies the run's jar sent with the request, `name=***`: a cookie's
+    /// value is a credential (a session id), so only its name is shown.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub request_cookies: Vec<String>,
     /// The request body (text, cut), redacted the same way; multipart
     /// fields and files are named, file contents are not shown.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<String>,
-    /// Cookies the response set (each `Set-Cookie` value), redacted the same way.
+    /// Cookies the response set: each `Set-Cookie` as `name=***; attributes`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub response_cookies: Vec<String>,
 }

@@ -394,8 +394,23 @@ fn sent_cookies(
     };
     store
         .get_request_values(url)
-        .map(|(name, value)| shown(r, &format!("{name}={value}")))
+        .map(|(name, _)| shown(r, &format!("{name}={}", crate::redact::MASK)))
         .collect()
+}
+
+/// A `Set-Cookie` value for `--verbose`: the cookie's name and attributes,
+/// never its value (a session id is a credential, as the `Cookie` and
+/// `Set-Cookie` headers are masked by name).
+fn set_cookie_shown(r: &Redactor, header: &str) -> String {
+    let (pair, attrs) = header
+        .split_once(';')
+        .map_or((header, None), |(p, a)| (p, Some(a)));
+    let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+    let masked = match attrs {
+        Some(a) => format!("{name}={};{a}", crate::redact::MASK),
+        None => format!("{name}={}", crate::redact::MASK),
+    };
+    shown(r, &masked)
 }
 
 fn headers_of(h: &reqwest::header::HeaderMap, r: &Redactor) -> Vec<(String, String)> {
@@ -568,7 +583,11 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
 
     let mut method =
         reqwest::Method::from_bytes(http.method.as_bytes()).unwrap_or(reqwest::Method::GET);
-    out.request = Some(redactor.apply(&format!("{method} {url}")));
+    // Query values and URL passwords masked, as in every message.
+    out.request = Some(format!(
+        "{method} {}",
+        crate::step::excerpt::url(&redactor, url.as_str())
+    ));
     let mut send_body = true;
     let mut resp = loop {
         // Each hop is a request of its own: its own client span and traceparent.
@@ -607,7 +626,12 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             }
         };
         let mut exchange = ctx.verbose.then(|| Exchange {
-            request: redactor.apply(&format!("{} {}", req.method(), req.url())),
+            // Query values and URL passwords masked, as in every message.
+            request: format!(
+                "{} {}",
+                req.method(),
+                crate::step::excerpt::url(&redactor, req.url().as_str())
+            ),
             request_headers: headers_of(req.headers(), &redactor),
             request_cookies: sent_cookies(&ctx.jar, req.url(), &redactor),
             request_body: send_body.then(|| body.shown(&redactor)).flatten(),
@@ -644,7 +668,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                 .headers()
                 .get_all(reqwest::header::SET_COOKIE)
                 .iter()
-                .map(|v| shown(&redactor, &String::from_utf8_lossy(v.as_bytes())))
+                .map(|v| set_cookie_shown(&redactor, &String::from_utf8_lossy(v.as_bytes())))
                 .collect();
         }
         out.exchanges.extend(exchange);

@@ -7,9 +7,11 @@ use wayprobe::run::{RunOptions, Runner};
 
 use crate::support::{free_port, get, journey, run, target::Target};
 
-/// `-v` shows the cookies the jar sent and the response set, and the
-/// request body; a secret in a cookie or a body shows as `***`, and so does
-/// a credential field, while other values stay readable.
+/// `-v` shows the cookies the jar sent and the response set, by name and
+/// attributes with every value masked (a session id is a credential), the
+/// request line with query values masked, and the request body; a secret in
+/// a body shows as `***`, and so does a credential field, while other values
+/// stay readable.
 #[tokio::test]
 async fn verbose_shows_cookies_and_request_bodies_masked() {
     let t = Target::start().await;
@@ -45,15 +47,27 @@ steps:
     for out in [&text, &json] {
         assert!(!out.contains(secret), "secret shown:\n{out}");
         assert!(!out.contains("hunter2"), "credential field shown:\n{out}");
+        // Cookie values are credentials (a session id), whoever set them.
+        assert!(!out.contains("oolong"), "cookie value shown:\n{out}");
+        // Query values are masked in the request line as in messages.
+        assert!(!out.contains("value=dark"), "query value shown:\n{out}");
     }
+    assert!(
+        text.contains(&format!("GET {}/set-cookie?name=***&value=***", t.base)),
+        "{text}"
+    );
+    assert_eq!(
+        o.steps[1].request.as_deref(),
+        Some(format!("GET {}/set-cookie?name=***&value=***", t.base).as_str())
+    );
     for shown in [
         // Received.
         "      < (set-cookie) tok=***; Path=/\n",
-        "      < (set-cookie) theme=dark; Path=/\n",
-        "      < (set-cookie) flavour=oolong; Path=/; HttpOnly\n",
+        "      < (set-cookie) theme=***; Path=/\n",
+        "      < (set-cookie) flavour=***; Path=/; HttpOnly\n",
         // Sent by the jar (not among the request's headers).
         "      > (cookie) tok=***\n",
-        "      > (cookie) theme=dark\n",
+        "      > (cookie) theme=***\n",
         // The body.
         "      > (body) {\"mine\":\"***\",\"note\":\"visible-note\",\"password\":\"***\"}\n",
     ] {

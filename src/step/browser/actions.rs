@@ -252,7 +252,10 @@ pub(super) async fn run_action(
                 }
             }
             if out.request.is_none() {
-                out.request = Some(ctx.redactor.apply(&format!("GET {url}")));
+                out.request = Some(format!(
+                    "GET {}",
+                    crate::step::excerpt::url(&ctx.redactor, &url)
+                ));
             }
             // A network failure reads as in an HTTP step: same reason, same
             // words, and the URL it was for.

@@ -318,6 +318,18 @@ fn tls_config() -> (Arc<tokio_rustls::rustls::ServerConfig>, String) {
 impl Target {
     /// How many requests for `path_and_query` (e.g. `/late?ms=5`) the HTTP
     /// server has received; counted when a request arrives, before its handler.
+    /// Requests seen per path and query, for those starting with `prefix`.
+    pub fn hits_starting(&self, prefix: &str) -> Vec<(String, u64)> {
+        self.hits
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, n)| (k.clone(), *n))
+            .collect()
+    }
+
+    /// Requests seen for exactly this path and query.
     pub fn hits(&self, path_and_query: &str) -> u64 {
         self.hits
             .lock()
