@@ -952,6 +952,15 @@ fn rules(args: RulesArgs) -> anyhow::Result<Exit> {
             dir.display(),
             dir.display()
         );
+        // Their scenarios feed one location; a quorum needs several.
+        for j in &loaded.journeys {
+            for slo in j.slos.iter().filter(|s| s.locations.is_some()) {
+                eprintln!(
+                    "note: no test emitted for `{}` of `{}`: its page needs a quorum of locations (`locations:`), which the emitted scenarios of one location cannot show",
+                    slo.name, j.name
+                );
+            }
+        }
     }
     Ok(Exit::Ok)
 }
@@ -1035,6 +1044,17 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Invalid);
         }
     };
+    // A report that cannot be written is refused before any journey runs
+    // (opening it creates or truncates it; it is written at the end).
+    for p in [&args.report_junit, &args.report_json]
+        .into_iter()
+        .flatten()
+    {
+        if let Err(e) = std::fs::File::create(p) {
+            eprintln!("error: cannot write the report {}: {e}", p.display());
+            return Ok(Exit::Invalid);
+        }
+    }
     let mut runner = args.browser.runner(
         RunOptions {
             verbose: args.verbose,

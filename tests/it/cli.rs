@@ -112,6 +112,38 @@ fn run_refuses_invalid_journeys_with_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("did you mean `status`?"));
 }
 
+/// A report path that cannot be written is a usage error before any
+/// journey runs (the journey here would hit the target).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_report_is_refused_before_running() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    let yaml = dir.join("j.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: j\ninterval: 1m\nsteps:\n  - name: s\n    http: {{url: \"{}/ok?report-test\"}}\n",
+            t.base
+        ),
+    )
+    .unwrap();
+    for flag in ["--report-json", "--report-junit"] {
+        let out = bin()
+            .arg("run")
+            .arg(&yaml)
+            .args([flag, "/nonexistent-dir/r.out"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            stderr.contains("cannot write the report /nonexistent-dir/r.out"),
+            "{stderr}"
+        );
+    }
+    assert_eq!(t.hits("/ok?report-test"), 0, "no journey ran");
+}
+
 #[test]
 fn demo_probes_the_demo_shop_with_the_examples() {
     let out = bin().arg("demo").arg("--once").output().unwrap();

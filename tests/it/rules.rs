@@ -462,6 +462,33 @@ fn example_journeys_rules_golden_and_promtool_check() {
     assert!(ok, "promtool check rules:\n{text}");
 }
 
+/// An SLO with `locations:` gets no emitted test (one location cannot show
+/// a quorum page), and `--emit-tests` says so instead of leaving it out
+/// silently.
+#[test]
+fn emit_tests_names_the_slos_it_leaves_out() {
+    let dir = temp_dir("quorum-tests");
+    let yaml = dir.join("j.yaml");
+    std::fs::write(
+        &yaml,
+        "name: buy\ninterval: 1m\nsteps:\n  - name: s\n    http: {url: \"http://127.0.0.1:9/\"}\nslos:\n  - {name: availability, objective: 99.9%, locations: {total: 3, quorum: 2}}\n  - {name: plain, objective: 99%}\n",
+    )
+    .unwrap();
+    let out = crate::support::bin()
+        .args(["rules", "-o", "/dev/null", "--emit-tests"])
+        .arg(dir.join("tests"))
+        .arg(&yaml)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("note: no test emitted for `availability` of `buy`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("`plain`"), "{stderr}");
+}
+
 /// promtool unit tests emitted for the shipped example journeys pass.
 #[test]
 fn example_journeys_emitted_tests_pass_promtool() {
