@@ -869,7 +869,26 @@ async fn network_failures_get_the_reasons_of_http_steps() {
         let f = o.failure().expect("fails");
         assert_eq!(f.reason, want, "browser {url}: {f:#?}");
         assert_eq!(f.message, format!("{says} (GET {url})"), "{url}");
+        assert_eq!(o.steps[0].http_status, None, "{url}");
     }
+    // A server that accepts and never answers: `timeout`, as over HTTP, in
+    // our words, and no status recorded for a page that never came.
+    let hung = format!("{}/", t.hang);
+    let o = r
+        .runner
+        .run(&journey(
+            &format!("name: b\ninterval: 1m\ntimeout: 6s\nsteps:\n  - name: open\n    browser:\n      - goto: \"{hung}\"\n"),
+            &[],
+        ))
+        .await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, Reason::Timeout, "{f:#?}");
+    assert!(
+        f.message.starts_with("the page did not load within ")
+            && f.message.ends_with(&format!("(GET {hung})")),
+        "{f:#?}"
+    );
+    assert_eq!(o.steps[0].http_status, None);
     r.browser.shutdown().await;
 }
 

@@ -267,6 +267,14 @@ pub(super) async fn run_action(
                         "{what}: net::{code} (GET {})",
                         crate::step::excerpt::url(&ctx.redactor, &url)
                     );
+                } else if f.reason == Reason::Timeout {
+                    // chromedriver's own words ("Timed out receiving message
+                    // from renderer") say nothing to a reader.
+                    f.message = format!(
+                        "the page did not load within {} (GET {})",
+                        crate::diag::duration(super::call::round(t)),
+                        crate::step::excerpt::url(&ctx.redactor, &url)
+                    );
                 }
                 f
             });

@@ -210,8 +210,12 @@ pub async fn execute(
         loaded = run.document != seen;
         let res = match (res, page) {
             (res, None) => res,
-            // A failed page load already says why.
-            (Err(f), _) if matches!(a.kind, ActionKind::Goto(_)) => Err(f),
+            // A failed page load already says why, and has no status
+            // (what the browser shows instead is not the page asked for).
+            (Err(f), _) if matches!(a.kind, ActionKind::Goto(_)) => {
+                out.http_status = None;
+                Err(f)
+            }
             // The page it landed on explains the failure better than
             // what the action saw there ("element not found").
             (Err(f), Some(page)) => Err(page.err().unwrap_or(f)),
