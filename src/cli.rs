@@ -705,7 +705,19 @@ async fn slo_review(args: ReviewArgs) -> anyhow::Result<Exit> {
             .send()
             .await
             .and_then(|r| r.error_for_status())
-            .map_err(|_| anyhow::anyhow!("cannot read /api/v1/journeys from --serve-url"))?
+            .map_err(|e| {
+                let why = if e.is_timeout() {
+                    "no answer within 10s".to_string()
+                } else if let Some(s) = e.status() {
+                    format!("status {}", s.as_u16())
+                } else {
+                    "cannot connect".to_string()
+                };
+                anyhow::anyhow!(
+                    "cannot read /api/v1/journeys from --serve-url {}: {why}",
+                    shown_url(serve)
+                )
+            })?
             .json()
             .await
             .map_err(|_| anyhow::anyhow!("--serve-url did not answer like wayprobe serve"))?;
@@ -733,7 +745,9 @@ async fn slo_review(args: ReviewArgs) -> anyhow::Result<Exit> {
         period_step: cfg.period_interval,
         extra,
     };
-    let review = crate::slo_review::review(&reader, &journeys, &cfg, &opts).await?;
+    let review = crate::slo_review::review(&reader, &journeys, &cfg, &opts)
+        .await
+        .with_context(|| format!("reading --prometheus-url {}", shown_url(url)))?;
     match args.format {
         ReviewFormat::Text => stdout(&crate::slo_review::render_text(&review)),
         ReviewFormat::Json => stdout(&format!("{}\n", serde_json::to_string_pretty(&review)?)),
@@ -769,7 +783,14 @@ async fn journey_report(args: ReportArgs) -> anyhow::Result<Exit> {
         }
     };
     let until = args.until.unwrap_or_else(std::time::SystemTime::now);
-    let r = rep::from_prometheus(&reader, &loaded.journeys, &cfg, period, until).await?;
+    let r = rep::from_prometheus(&reader, &loaded.journeys, &cfg, period, until)
+        .await
+        .with_context(|| {
+            format!(
+                "reading --prometheus-url {}",
+                shown_url(&args.prometheus_url)
+            )
+        })?;
     let text = match args.format {
         ReportFormat::Html => rep::render_html(&r, false),
         ReportFormat::Markdown => rep::render_markdown(&r),
@@ -782,6 +803,12 @@ async fn journey_report(args: ReportArgs) -> anyhow::Result<Exit> {
         None => stdout(&text),
     }
     Ok(Exit::Ok)
+}
+
+/// A URL from the command line as messages show it: password and query
+/// values masked (a Prometheus behind basic auth in the URL).
+fn shown_url(url: &str) -> String {
+    crate::step::excerpt::url(&crate::redact::Redactor::default(), url)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.

@@ -204,3 +204,41 @@ async fn an_unset_secret_is_blamed_on_the_step_that_uses_it() {
     );
     assert_eq!(o.steps[2].status, StepStatus::Skipped);
 }
+
+/// `report` and `slo review` name the Prometheus or serve they could not
+/// read (its password masked) and why.
+#[test]
+fn unreadable_history_names_the_url_without_its_password() {
+    let port = crate::support::free_port();
+    let prom = format!("http://reader:s3cr3t-pw@127.0.0.1:{port}/");
+    let (code, _, stderr) = wayprobe(
+        &root(),
+        &[
+            "report",
+            "journeys",
+            "--prometheus-url",
+            &prom,
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: reading --prometheus-url http://reader:***@127.0.0.1:{port}/: Prometheus query failed: cannot connect\n"
+        )
+    );
+    let serve = format!("http://127.0.0.1:{port}");
+    let (code, _, stderr) = wayprobe(
+        &root(),
+        &["slo", "review", "journeys", "--serve-url", &serve],
+    );
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: cannot read /api/v1/journeys from --serve-url http://127.0.0.1:{port}/: cannot connect\n"
+        )
+    );
+}
