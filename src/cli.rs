@@ -1097,7 +1097,9 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Invalid);
         }
     };
+    let mut export_counters = None;
     let export_task = export.map(|(e, task)| {
+        export_counters = Some(e.counters().clone());
         runner = runner.clone().with_exporter(e);
         task
     });
@@ -1109,6 +1111,16 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
         task.finish(std::time::Duration::from_secs(10)).await;
     }
     print_outcomes(&journeys, &outcomes, args.verbose);
+    // `run` logs nothing else: say it here, once, when spans were lost.
+    if let Some(c) = export_counters
+        && c.dropped.get() > 0
+    {
+        eprintln!(
+            "warning: {} of {} spans were not exported (the OTLP collector is down, refused them or did not answer in time)",
+            c.dropped.get(),
+            c.dropped.get() + c.exported.get()
+        );
+    }
     let refs: Vec<&Journey> = journeys.iter().collect();
     if let Some(p) = &args.report_junit {
         std::fs::write(p, crate::report::junit(&refs, &outcomes))

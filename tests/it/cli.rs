@@ -370,6 +370,28 @@ async fn run_exports_a_failed_runs_spans_before_it_exits() {
     let spans = rx.spans();
     assert_eq!(spans.len(), 3, "{spans:#?}");
     assert!(spans.iter().all(|s| hex(&s.trace_id) == id));
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("not exported"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A collector that is down: the run still reports, and says the spans
+    // were lost (once, at the end).
+    let mut cmd = bin();
+    cmd.arg("run").arg(&f).env(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://127.0.0.1:{}", crate::support::free_port()),
+    );
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.ends_with("warning: 3 of 3 spans were not exported (the OTLP collector is down, refused them or did not answer in time)\n"),
+        "{stderr}"
+    );
 
     for (flag, value, says) in [
         (
