@@ -352,11 +352,21 @@ async fn run_step(
 ) -> StepOutcome {
     let mut outcome = match bindings.enter(step.fragment.as_ref(), &mut ctx.scope) {
         Ok(()) => crate::step::run(step, ctx, ex, deadline, timeout).await,
-        Err(e) => StepOutcome {
-            status: StepStatus::Failed,
-            failure: Some(Failure::new(Reason::Template, ctx.redactor.apply(&e)).at(step.span)),
-            ..StepOutcome::skipped(&step.name, step.kind_name())
-        },
+        Err(e) => {
+            let reason = if e.secret.is_some() {
+                Reason::Secret
+            } else {
+                Reason::Template
+            };
+            let mut f = Failure::new(reason, ctx.redactor.apply(&e.message)).at(e.span);
+            // The value is written at the `use:`, not in the fragment.
+            f.file = Some(e.file.path.display().to_string());
+            return StepOutcome {
+                status: StepStatus::Failed,
+                failure: Some(f),
+                ..StepOutcome::skipped(&step.name, step.kind_name())
+            };
+        }
     };
     if let (Some(u), Some(f)) = (&step.fragment, outcome.failure.as_mut()) {
         f.file = Some(u.file.path.display().to_string());

@@ -112,6 +112,19 @@ impl FragmentUse {
     }
 }
 
+/// A `with:` value that did not render, where it is written.
+#[derive(Debug, Clone)]
+pub struct ArgError {
+    /// What went wrong, naming the parameter or the secret.
+    pub message: String,
+    /// The secret it reads that could not be read, if that is why.
+    pub secret: Option<String>,
+    /// The file the `use:` is written in.
+    pub file: Arc<SourceFile>,
+    /// The value's template.
+    pub span: Span,
+}
+
 /// The parameter values of the uses a run is inside, each rendered once,
 /// when the run enters the use (so `{{ uuid() }}` is one value per use).
 #[derive(Debug, Default)]
@@ -122,12 +135,12 @@ pub struct Bindings {
 impl Bindings {
     /// Sets `scope`'s `params` for a step from `inside` (none: a journey's
     /// own step), rendering the arguments of every use entered. The error
-    /// names the parameter and says why it did not render.
+    /// names the parameter, says why it did not render and points at it.
     pub fn enter(
         &mut self,
         inside: Option<&Arc<FragmentUse>>,
         scope: &mut Arc<Scope>,
-    ) -> Result<(), String> {
+    ) -> Result<(), ArgError> {
         let mut chain: Vec<&Arc<FragmentUse>> =
             std::iter::successors(inside, |u| u.parent.as_ref()).collect();
         chain.reverse();
@@ -143,9 +156,29 @@ impl Bindings {
             Arc::make_mut(scope).params = self.current();
             let mut values = BTreeMap::new();
             for (k, t) in &u.args {
-                let v = t
-                    .render(scope)
-                    .map_err(|e| format!("parameter `{k}` of `use: {}`: {e}", u.fragment))?;
+                let at = |message: String, secret: Option<String>| ArgError {
+                    message,
+                    secret,
+                    file: u.used_in.clone(),
+                    span: t.span(),
+                };
+                // A secret that could not be read is the secret's failure
+                // (reason `secret`), as when a step reads it directly.
+                if let Some((name, why)) = t.refs().iter().find_map(|r| {
+                    let n = r.strip_prefix("secret.")?;
+                    Some((n, scope.unavailable.get(n)?))
+                }) {
+                    return Err(at(
+                        format!("secret `{name}`: {why}"),
+                        Some(name.to_string()),
+                    ));
+                }
+                let v = t.render(scope).map_err(|e| {
+                    at(
+                        format!("parameter `{k}` of `use: {}`: {e}", u.fragment),
+                        None,
+                    )
+                })?;
                 values.insert(k.clone(), v.into_owned());
             }
             self.stack.push(((*u).clone(), values));

@@ -328,3 +328,28 @@ async fn nested_fragments_pass_params_down_and_render_each_use_once() {
     assert_eq!(seen.len(), 1, "one id for both steps: {seen:?}");
     assert_eq!(seen[0].1, 2, "{seen:?}");
 }
+
+/// A `with:` value that reads a secret that cannot be read fails like a
+/// step reading it directly: reason `secret`, at the value, in the journey's
+/// file; the steps before it ran, and so does the cleanup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_secret_passed_to_a_fragment_is_a_secret_failure() {
+    let t = Target::start().await;
+    let frags = SourceFile::new(
+        "frags.yaml",
+        "fragments:\n  login:\n    params: [password]\n    steps:\n      - name: post\n        http: {url: \"{{ base_url }}/ok?pw={{ params.password }}\"}\n",
+    );
+    let j = with_fragments(
+        frags,
+        "secrets: {pw: {env: WAYPROBE_SURELY_UNSET_PW}}\nsteps:\n  - name: home\n    http: {url: \"{{ base_url }}/ok?home\"}\n  - use: login\n    with: {password: \"{{ secret.pw }}\"}\nfinally:\n  - name: bye\n    http: {url: \"{{ base_url }}/ok?bye\"}\n",
+        &t,
+    );
+    let o = run(&j, &[]).await;
+    let f = o.failure().expect("fails");
+    assert_eq!(f.reason, wayprobe::outcome::Reason::Secret, "{f:#?}");
+    assert!(f.message.contains("secret `pw`"), "{f:#?}");
+    assert_eq!(f.file.as_deref(), Some("j.yaml"), "{f:#?}");
+    assert_eq!(f.location.as_deref(), Some("8:22"), "{f:#?}");
+    assert_eq!(t.hits("/ok?home"), 1);
+    assert_eq!(t.hits("/ok?bye"), 1);
+}
