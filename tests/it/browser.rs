@@ -134,6 +134,26 @@ async fn browser_and_mixed_journeys_pass_against_the_demo_shop() {
             "{:?}",
             b.timings
         );
+        // The first page load's phases, in the order they happen.
+        let within = b.timings.iter().find_map(|t| t.within.clone()).unwrap();
+        let phases: Vec<&str> = b
+            .timings
+            .iter()
+            .filter(|t| t.within.as_ref() == Some(&within))
+            .map(|t| t.name.as_str())
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                "dns",
+                "connect",
+                "tls",
+                "ttfb",
+                "download",
+                "dom_ready",
+                "load"
+            ]
+        );
     }
     assert!(r.browser.is_up());
     let pgid = r.browser.driver_pgid().await.unwrap();

@@ -130,9 +130,9 @@ fn key_code(name: &str) -> String {
 }
 
 const NAV_TIMING_JS: &str = "const n = performance.getEntriesByType('navigation')[0]; if (!n || !(n.responseStart > 0)) return null; \
-return {dns: n.domainLookupEnd - n.domainLookupStart, connect: n.connectEnd - n.connectStart, \
-tls: n.secureConnectionStart > 0 ? n.connectEnd - n.secureConnectionStart : 0, ttfb: n.responseStart - n.requestStart, \
-download: n.responseEnd - n.responseStart, dom_ready: n.domContentLoadedEventEnd, load: n.loadEventEnd};";
+return [['dns', n.domainLookupEnd - n.domainLookupStart], ['connect', n.connectEnd - n.connectStart], \
+['tls', n.secureConnectionStart > 0 ? n.connectEnd - n.secureConnectionStart : 0], ['ttfb', n.responseStart - n.requestStart], \
+['download', n.responseEnd - n.responseStart], ['dom_ready', n.domContentLoadedEventEnd], ['load', n.loadEventEnd]];";
 
 /// What identifies the current document and how it was loaded: its
 /// time origin (new for every document), the main response's HTTP status
@@ -239,12 +239,14 @@ pub(super) async fn run_action(
             if res.is_ok()
                 && let Ok(Ok(v)) =
                     tokio::time::timeout(CALL_TIMEOUT, c.execute(NAV_TIMING_JS, vec![])).await
-                && let Some(o) = v.as_object()
+                && let Some(phases) = v.as_array()
             {
-                for (k, v) in o {
-                    if let Some(ms) = v.as_f64() {
+                // Pairs, in the order the phases happen (an object's keys
+                // would come back sorted by name).
+                for p in phases {
+                    if let (Some(k), Some(ms)) = (p[0].as_str(), p[1].as_f64()) {
                         out.timings.push(Timing {
-                            name: k.clone(),
+                            name: k.to_string(),
                             ms,
                             within: Some(ctx.redactor.apply(&label)),
                         });
