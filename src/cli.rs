@@ -111,8 +111,9 @@ pub enum SloCommand {
     Review(ReviewArgs),
 }
 
-/// The shape of the generated rules the history is read with: the same
-/// values `wayprobe rules` was given.
+/// The shape of the generated rules: `wayprobe rules` takes these flags, and
+/// `report` and `slo review` take the same ones to read the history with the
+/// rules that were generated.
 #[derive(Debug, Args, Clone)]
 pub struct RuleShapeArgs {
     /// The `sloth_service` label and `sloth_id` prefix.
@@ -121,33 +122,50 @@ pub struct RuleShapeArgs {
     /// Extra label matcher on every input selector, e.g. `job="wayprobe"` (repeatable).
     #[arg(long = "matcher", value_name = "MATCHER")]
     pub matchers: Vec<String>,
-    /// Evaluation interval of the SLO groups (alerts are replayed at it).
+    /// Evaluation interval of the SLO and liveness groups (`report` and
+    /// `slo review` replay alerts at it).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: std::time::Duration,
     /// Evaluation interval of the period (30d/28d) groups.
     #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
     pub period_interval: std::time::Duration,
-    /// Locations probing each journey.
+    /// Locations probing each journey: every SLO window counts at least the
+    /// runs they should make in it (use the number `check --locations` was given).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub locations: u32,
 }
 
 impl RuleShapeArgs {
-    /// The generator's configuration for these flags.
-    pub fn config(&self) -> Result<crate::rules::RulesConfig, crate::rules::RulesError> {
+    /// The generator's configuration for these flags, before
+    /// [`RulesConfig::validate`](crate::rules::RulesConfig::validate).
+    ///
+    /// # Errors
+    /// [`RulesError`](crate::rules::RulesError) for a matcher that does not parse.
+    pub fn unvalidated_config(
+        &self,
+    ) -> Result<crate::rules::RulesConfig, crate::rules::RulesError> {
         let matchers = self
             .matchers
             .iter()
             .map(|m| m.parse())
             .collect::<Result<Vec<_>, _>>()?;
-        let cfg = crate::rules::RulesConfig {
+        Ok(crate::rules::RulesConfig {
             service: self.service.clone(),
             matchers,
             interval: self.interval,
             period_interval: self.period_interval,
             locations: self.locations,
             ..Default::default()
-        };
+        })
+    }
+
+    /// The generator's configuration for these flags, validated.
+    ///
+    /// # Errors
+    /// [`RulesError`](crate::rules::RulesError) for a matcher that does not
+    /// parse or a shape the generator refuses.
+    pub fn config(&self) -> Result<crate::rules::RulesConfig, crate::rules::RulesError> {
+        let cfg = self.unvalidated_config()?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -503,22 +521,9 @@ pub struct RulesArgs {
     /// `helm-values` (the `prometheusRule` values of charts/wayprobe).
     #[arg(long, default_value = "prometheus")]
     pub format: String,
-    /// The `sloth_service` label and `sloth_id` prefix.
-    #[arg(long, default_value = "wayprobe")]
-    pub service: String,
-    /// Extra label matcher on every input selector, e.g. `job="wayprobe"` (repeatable).
-    #[arg(long = "matcher", value_name = "MATCHER")]
-    pub matchers: Vec<String>,
-    /// Evaluation interval of the SLO and liveness groups.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub interval: std::time::Duration,
-    /// Locations probing each journey: every SLO window counts at least the
-    /// runs they should make in it (use the number `check --locations` was given).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub locations: u32,
-    /// Evaluation interval of the period (30d/28d) groups.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
-    pub period_interval: std::time::Duration,
+    /// The rules' shape.
+    #[command(flatten)]
+    pub shape: RuleShapeArgs,
     /// Runbook URL template for the JourneyRunsMissing alert.
     #[arg(long, value_name = "URL")]
     pub liveness_runbook_url: Option<String>,
@@ -905,7 +910,7 @@ fn slo_notes(j: &Journey, locations: u32) -> Vec<crate::diag::Diagnostic> {
 }
 
 fn rules(args: RulesArgs) -> anyhow::Result<Exit> {
-    use crate::rules::{Format, Matcher, RulesConfig, RulesError};
+    use crate::rules::{Format, RulesError};
     let usage = |e: RulesError| {
         eprintln!("error: {e}");
         Ok(Exit::Invalid)
@@ -914,22 +919,11 @@ fn rules(args: RulesArgs) -> anyhow::Result<Exit> {
         Ok(f) => f,
         Err(e) => return usage(e),
     };
-    let mut matchers = Vec::new();
-    for m in &args.matchers {
-        match m.parse::<Matcher>() {
-            Ok(m) => matchers.push(m),
-            Err(e) => return usage(e),
-        }
-    }
-    let mut cfg = RulesConfig {
-        service: args.service.clone(),
-        matchers,
-        interval: args.interval,
-        period_interval: args.period_interval,
-        liveness_runbook_url: args.liveness_runbook_url.clone(),
-        locations: args.locations,
-        ..Default::default()
+    let mut cfg = match args.shape.unvalidated_config() {
+        Ok(c) => c,
+        Err(e) => return usage(e),
     };
+    cfg.liveness_runbook_url = args.liveness_runbook_url.clone();
     cfg.operator.name = args.name.clone();
     cfg.operator.namespace = args.namespace.clone();
     cfg.operator.labels = args.labels.iter().cloned().collect();

@@ -19,15 +19,25 @@ pub const FUNCTIONS: &[&str] = &["uuid", "timestamp", "timestamp_ms"];
 
 fn engine() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
-        env.add_function("timestamp", || unix_now().as_secs());
-        env.add_function("timestamp_ms", || unix_now().as_millis() as u64);
-        env
-    })
+    ENV.get_or_init(|| new_engine(UndefinedBehavior::Strict))
+}
+
+/// The engine of [`Template::parse`]'s dry render: every name is undefined
+/// and may be chained (`env.HOME`, `secret.password`), so the render reaches
+/// the filters and tests.
+fn dry_engine() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| new_engine(UndefinedBehavior::Chainable))
+}
+
+fn new_engine(undefined: UndefinedBehavior) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(undefined);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_function("uuid", || uuid::Uuid::new_v4().to_string());
+    env.add_function("timestamp", || unix_now().as_secs());
+    env.add_function("timestamp_ms", || unix_now().as_millis() as u64);
+    env
 }
 
 fn unix_now() -> std::time::Duration {
@@ -54,12 +64,28 @@ impl PartialEq for Template {
 }
 
 impl Template {
-    /// Parses `src`; the error is minijinja's message.
+    /// Parses `src`.
+    ///
+    /// # Errors
+    /// minijinja's message for a syntax error, or for a filter or test that
+    /// does not exist (`unknown filter: filter upperr is unknown`).
     pub fn parse(src: &str) -> Result<Self, String> {
         if !src.contains("{{") && !src.contains("{%") && !src.contains("{#") {
             return Ok(Self::literal(src));
         }
         let tmpl = engine().template_from_str(src).map_err(|e| describe(&e))?;
+        // minijinja looks filters and tests up only when they run, so a typo
+        // (`| upperr`) would first fail in production. A dry render with no
+        // values reaches every filter outside a branch; what else it trips on
+        // (a filter given nothing) is the real render's business.
+        if let Err(e) = dry_engine().render_str(src, ())
+            && matches!(
+                e.kind(),
+                minijinja::ErrorKind::UnknownFilter | minijinja::ErrorKind::UnknownTest
+            )
+        {
+            return Err(unknown_name(&e));
+        }
         let mut refs: Vec<String> = tmpl
             .undeclared_variables(true)
             .into_iter()
@@ -129,6 +155,107 @@ impl Template {
                     .unwrap_or_else(|| describe(&e)),
                 _ => describe(&e),
             })
+    }
+}
+
+/// minijinja's built-in filters and tests (the `builtins` feature), for
+/// "did you mean"; a unit test checks each one exists.
+const FILTERS: &[&str] = &[
+    "abs",
+    "attr",
+    "batch",
+    "bool",
+    "capitalize",
+    "count",
+    "d",
+    "default",
+    "dictsort",
+    "e",
+    "escape",
+    "first",
+    "float",
+    "groupby",
+    "indent",
+    "int",
+    "items",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "lower",
+    "map",
+    "max",
+    "min",
+    "pprint",
+    "reject",
+    "rejectattr",
+    "replace",
+    "reverse",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "slice",
+    "sort",
+    "split",
+    "string",
+    "sum",
+    "title",
+    "tojson",
+    "trim",
+    "unique",
+    "upper",
+    "urlencode",
+];
+const TESTS: &[&str] = &[
+    "defined",
+    "undefined",
+    "none",
+    "safe",
+    "escaped",
+    "odd",
+    "even",
+    "divisibleby",
+    "number",
+    "integer",
+    "float",
+    "string",
+    "sequence",
+    "mapping",
+    "iterable",
+    "startingwith",
+    "endingwith",
+    "true",
+    "false",
+    "boolean",
+    "in",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+];
+
+/// "unknown filter `trimm`: did you mean `trim`?" from minijinja's
+/// "filter trimm is unknown".
+fn unknown_name(e: &minijinja::Error) -> String {
+    let (what, known) = match e.kind() {
+        minijinja::ErrorKind::UnknownFilter => ("filter", FILTERS),
+        _ => ("test", TESTS),
+    };
+    let name = e
+        .detail()
+        .and_then(|d| d.strip_prefix(what))
+        .and_then(|d| d.strip_suffix("is unknown"))
+        .map(str::trim);
+    match name {
+        Some(name) => match crate::diag::did_you_mean(name, known) {
+            Some(s) => format!("unknown {what} `{name}`: did you mean `{s}`?"),
+            None => format!("unknown {what} `{name}`"),
+        },
+        None => describe(e),
     }
 }
 
@@ -263,6 +390,46 @@ mod tests {
         assert!(Template::parse("{{ unclosed ").is_err());
         let s = Template::parse("{{ secret.other }}").unwrap();
         assert!(s.render(&scope()).is_err());
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_fail_at_parse() {
+        assert_eq!(
+            Template::parse("{{ base_url | upperr }}").unwrap_err(),
+            "unknown filter `upperr`: did you mean `upper`?"
+        );
+        assert_eq!(
+            Template::parse("{{ 'x' if env.HOME is strng }}").unwrap_err(),
+            "unknown test `strng`: did you mean `string`?"
+        );
+        assert_eq!(
+            Template::parse("{{ base_url | frobnicate }}").unwrap_err(),
+            "unknown filter `frobnicate`"
+        );
+        // Every suggestion is a real filter or test.
+        for f in FILTERS {
+            let t = format!("{{{{ 1 | {f} }}}}");
+            if let Err(e) = dry_engine().render_str(&t, ()) {
+                assert_ne!(e.kind(), minijinja::ErrorKind::UnknownFilter, "{f}");
+            }
+        }
+        for t in TESTS {
+            let src = format!("{{{{ 1 is {t} }}}}");
+            if let Err(e) = dry_engine().render_str(&src, ()) {
+                assert_ne!(e.kind(), minijinja::ErrorKind::UnknownTest, "{t}");
+            }
+        }
+        // Known filters on names that have no value yet, and on secrets,
+        // still parse: the dry render never sees a value.
+        for ok in [
+            "{{ base_url | upper }}",
+            "{{ secret.password | urlencode }}",
+            "{{ env.HOME | default('x') | trim }}",
+            "{{ order | int + 1 }}",
+            "{{ uuid() }}-{{ timestamp() }}",
+        ] {
+            Template::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

@@ -331,16 +331,28 @@ fn unknown_overrides(
 ) -> Vec<Diagnostic> {
     let mut known = declared.clone();
     for j in journeys {
+        // A name a step captures is set by the run, not by `--var`.
+        let captured: std::collections::BTreeSet<&str> = j
+            .steps
+            .iter()
+            .chain(&j.finally)
+            .flat_map(super::Step::capture_names)
+            .collect();
         for s in j.steps.iter().chain(&j.finally) {
             for t in s.templates() {
                 for r in t.refs() {
-                    known.insert(r.split('.').next().unwrap_or(r).to_string());
+                    let head = r.split('.').next().unwrap_or(r);
+                    if !captured.contains(head) {
+                        known.insert(head.to_string());
+                    }
                 }
             }
         }
     }
-    known.remove("env");
-    known.remove("secret");
+    // Reserved names a template reads but no `--var` can set.
+    for reserved in ["env", "secret", "params"] {
+        known.remove(reserved);
+    }
     let names: Vec<&str> = known.iter().map(String::as_str).collect();
     overrides
         .keys()

@@ -50,6 +50,20 @@ impl Step {
         }
         out
     }
+
+    /// The variables this step captures into (its `capture:`, and a browser
+    /// step's `capture` actions), in the order they are written.
+    pub fn capture_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.captures.iter().map(|c| c.name.as_str()).collect();
+        if let StepKind::Browser(b) = &self.kind {
+            for a in &b.actions {
+                if let ActionKind::Capture(caps) = &a.kind {
+                    out.extend(caps.iter().map(|c| c.name.as_str()));
+                }
+            }
+        }
+        out
+    }
 }
 
 fn json<'a>(j: &'a JsonTemplate, out: &mut Vec<&'a Template>) {

@@ -88,6 +88,22 @@ fn an_unknown_var_is_a_usage_error_with_did_you_mean() {
         let (code, _, stderr) = wayprobe(&dir, args);
         assert_eq!(code, Some(0), "{args:?}: {stderr}");
     }
+    // What a step captures is set by the run, and `params` only by a
+    // fragment's `with:`: neither is a `--var`, nor offered as one.
+    journey_file(
+        &dir,
+        "login.yaml",
+        "name: login\nvars:\n  base_url: http://x\nsteps:\n  - name: login\n    http: {url: \"{{ base_url }}/login\"}\n    capture:\n      token: {jsonpath: \"$.token\"}\n  - name: account\n    http: {url: \"{{ base_url }}/a\", headers: {Authorization: \"Bearer {{ token }}\"}}\n",
+    );
+    for name in ["token", "params", "env", "secret"] {
+        let var = format!("{name}=x");
+        let (code, _, stderr) = wayprobe(&dir, &["check", "-q", "login.yaml", "--var", &var]);
+        assert_eq!(code, Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains("= the journeys' variables: `base_url`\n"),
+            "{name}: {stderr}"
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
