@@ -186,10 +186,14 @@ impl<'a> Validator<'a> {
     }
 
     pub(super) fn type_error(&mut self, n: &SNode, what: &str, expected: &str) {
-        self.error(
-            n.span,
-            format!("{what} must be {expected}, found {}", n.node.kind()),
-        );
+        // A number of the wrong range is shown as written (`-1`), so the
+        // message says what is wrong with it.
+        let found = match &n.node {
+            Node::Int(i) => format!("`{i}`"),
+            Node::Float(f) => format!("`{f}`"),
+            other => other.kind().to_string(),
+        };
+        self.error(n.span, format!("{what} must be {expected}, found {found}"));
     }
 
     /// A mapping with only `allowed` keys; unknown keys are reported with a hint.
@@ -370,10 +374,24 @@ impl<'a> Validator<'a> {
         }
     }
 
-    /// A metric-label-safe name: `[a-z0-9_-]+`.
+    /// A metric-label-safe name: `[a-z0-9_-]+`, at most [`MAX_NAME_LEN`]
+    /// characters.
     fn label_safe(&mut self, n: &SNode, what: &str) -> Option<String> {
         let s = self.string(n, what)?;
-        if is_label_safe(&s) {
+        if is_label_safe(&s) && s.len() > MAX_NAME_LEN {
+            self.error(
+                n.span,
+                format!(
+                    "{what} is {} characters long; wayprobe allows {MAX_NAME_LEN}",
+                    s.len()
+                ),
+            )
+            .label = Some(
+                "it is a label on every series of the journey: shorten it, e.g. to its first words"
+                    .into(),
+            );
+            None
+        } else if is_label_safe(&s) {
             Some(s)
         } else {
             let suggestion = to_label_safe(&s);
@@ -611,6 +629,10 @@ fn jsonpath_fix(q: &str) -> Option<(String, String)> {
     (!why.is_empty() && JsonPath::parse(&out).is_ok()).then(|| (out, why.join("; ")))
 }
 
+/// The longest journey or step name: they are label values on every series
+/// (and in alert names' annotations), so a paragraph would bloat each one.
+pub(super) const MAX_NAME_LEN: usize = 128;
+
 pub(super) fn is_label_safe(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
@@ -719,7 +741,8 @@ pub(super) fn journey(
                     ))
                     .label = Some("a run must end before the next one starts; lower `timeout` or raise `interval`".into());
                 } else if t.is_zero() {
-                    v.error(n.span, "timeout must be above 0");
+                    v.error(n.span, "timeout must be above 0").label =
+                        Some("write how long a run may take, e.g. `10s`".into());
                 }
             }
             t.unwrap_or(interval)

@@ -249,6 +249,12 @@ fn explain(text: &str, mut e: SyntaxError) -> SyntaxError {
     } else if msg.contains("recursive") {
         e.message = "an alias refers to the value that contains it".into();
         e.help = Some("an alias (`*name`) may only repeat a value defined before it".into());
+    } else if msg.contains("budget breached") {
+        // serde-saphyr's guard against "billion laughs" files: aliases that
+        // expand to too many values, or nesting too deep.
+        e.message = "the file expands to more YAML than wayprobe reads: aliases repeat too much or nesting is too deep".into();
+        e.help =
+            Some("write the repeated values out, or use fewer nested aliases (`*name`)".into());
     } else if msg.contains("tab") {
         if let Some(span) = first_tab(&lines, e.span.line) {
             e.span = span;
@@ -324,6 +330,33 @@ fn clean_message(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alias_bomb_is_refused_in_plain_words() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = if i == 1 {
+                "a".to_string()
+            } else {
+                format!("b{}", i - 1)
+            };
+            let items = vec![format!("*{prev}"); 10].join(", ");
+            text.push_str(&format!("b{i}: &b{i} [{items}]\n"));
+        }
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.message
+                .starts_with("the file expands to more YAML than wayprobe reads"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.help
+                .as_deref()
+                .unwrap_or("")
+                .contains("fewer nested aliases")
+        );
+    }
 
     #[test]
     fn spans_point_at_keys_and_values() {
