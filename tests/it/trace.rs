@@ -356,3 +356,115 @@ async fn a_hung_or_down_collector_drops_counted_spans_not_runs() {
     assert!(hung.requests() >= 1);
     task.abort();
 }
+
+/// Runs `j` `runs` times through an exporter of `cfg` and returns the
+/// exporter's counters once its queue is drained; every run must pass.
+async fn export_runs(
+    cfg: ExportConfig,
+    j: &wayprobe::journey::Journey,
+    runs: usize,
+) -> wayprobe::otel::ExportCounters {
+    let (e, export) = Exporter::start(&cfg).unwrap();
+    let r = runner(&e, &[]);
+    for _ in 0..runs {
+        let o = r.run(j).await;
+        assert_eq!(o.result, RunResult::Success, "{cfg:?}: {o:#?}");
+    }
+    let counters = e.counters().clone();
+    drop((r, e));
+    export.finish(Duration::from_secs(20)).await;
+    counters
+}
+
+/// A collector behind TLS with a private CA, over gRPC and http/protobuf:
+/// trusting its CA (`OTEL_EXPORTER_OTLP_CERTIFICATE`), the spans arrive;
+/// not trusting it (the system's roots, or another CA), the handshake
+/// fails and the spans are counted as dropped while every run passes. A
+/// gRPC collector asking for a client certificate gets the spans only
+/// with `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `_CLIENT_KEY`.
+#[tokio::test]
+async fn spans_reach_a_tls_collector_that_is_trusted() {
+    use crate::support::otlp::{Pki, ServerTls, Transport};
+    use wayprobe::otel::TlsFiles;
+    let (port, _seen, task) = recorder().await;
+    let j = journey(&yaml("", &[format!("http://127.0.0.1:{port}/x")]), &[]);
+    let dir = crate::http::tempdir();
+    let file = |name: &str, pem: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let server = Pki::new();
+    let ca = file("ca.pem", &server.ca);
+    let other_ca = file("other-ca.pem", &Pki::new().ca);
+    let cfg = |url: &str, protocol: Protocol, tls: TlsFiles| ExportConfig {
+        endpoint: Some(url.to_string()),
+        protocol,
+        sample_ratio: 1.0,
+        queue_runs: 8,
+        location: "test".into(),
+        export_timeout: Duration::from_secs(5),
+        tls,
+    };
+    let trusting = |ca: &std::path::Path| TlsFiles {
+        ca: Some(ca.to_path_buf()),
+        ..Default::default()
+    };
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let transport = match protocol {
+            Protocol::Grpc => Transport::Grpc,
+            Protocol::HttpProtobuf => Transport::Http,
+        };
+        let tls = || {
+            Some(ServerTls {
+                server: &server,
+                clients: None,
+            })
+        };
+        let rx = Receiver::serve(Mode::Accept, transport, tls()).await;
+        assert!(rx.url.starts_with("https://"), "{}", rx.url);
+        let c = export_runs(cfg(&rx.url, protocol, trusting(&ca)), &j, 2).await;
+        let spans = rx.spans();
+        // Two runs of three spans: the root, the step, its request.
+        assert_eq!(spans.len(), 6, "{protocol:?}: {spans:#?}");
+        assert_eq!((c.exported.get(), c.dropped.get()), (6, 0), "{protocol:?}");
+        // The system's roots, then another CA: no export, runs unharmed.
+        for untrusted in [TlsFiles::default(), trusting(&other_ca)] {
+            let rx = Receiver::serve(Mode::Accept, transport, tls()).await;
+            let c = export_runs(cfg(&rx.url, protocol, untrusted.clone()), &j, 2).await;
+            assert_eq!(
+                (c.exported.get(), c.dropped.get()),
+                (0, 6),
+                "{protocol:?} {untrusted:?}"
+            );
+            assert_eq!(rx.requests(), 0, "{protocol:?} {untrusted:?}");
+        }
+    }
+    // Mutual TLS over gRPC.
+    let client = Pki::new();
+    let rx = Receiver::serve(
+        Mode::Accept,
+        Transport::Grpc,
+        Some(ServerTls {
+            server: &server,
+            clients: Some(&client),
+        }),
+    )
+    .await;
+    let c = export_runs(cfg(&rx.url, Protocol::Grpc, trusting(&ca)), &j, 1).await;
+    assert_eq!(
+        (c.exported.get(), c.dropped.get()),
+        (0, 3),
+        "no client cert"
+    );
+    let with_cert = TlsFiles {
+        ca: Some(ca.clone()),
+        client_cert: Some(file("client.pem", &client.cert)),
+        client_key: Some(file("client-key.pem", &client.key)),
+    };
+    let c = export_runs(cfg(&rx.url, Protocol::Grpc, with_cert), &j, 1).await;
+    assert_eq!((c.exported.get(), c.dropped.get()), (3, 0), "client cert");
+    assert_eq!(rx.spans().len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+    task.abort();
+}
