@@ -417,6 +417,12 @@ impl Exporter {
         &self.counters
     }
 
+    /// Runs whose spans wait in the queue now; never more than
+    /// [`ExportConfig::queue_runs`], whatever the collector does.
+    pub fn queued_runs(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Whether the run's trace is kept: always when it failed, otherwise
     /// when its trace id falls within the sample ratio.
     pub fn keeps(&self, o: &JourneyOutcome) -> bool {
