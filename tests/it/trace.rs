@@ -570,8 +570,9 @@ async fn schedule(
 
 /// A collector that is down, or that takes the connection and never
 /// answers, over either protocol, leaves the schedule as it is with no
-/// collector at all: as many runs, all passing, none skipped, every start
-/// within 1 s of its time (a blocked export would cost 2 s) by
+/// collector at all: as many slots (runs and skips), no skip or failure
+/// but the few a loaded machine may cause (an export the runs waited for
+/// would skip most slots), every start within 1 s of its time by
 /// `wayprobe_schedule_lag_seconds`. The export queue fills to its cap and
 /// no further (memory stays bounded), the drop counter rises while
 /// journeys run, and every span is accounted for in the end.
@@ -610,29 +611,34 @@ async fn a_down_or_hung_collector_keeps_the_schedule() {
     )
     .await;
     let runs = |s: &Scheduled| series(&s.text, "journey_runs_total{");
-    let baseline = runs(&results[0]);
-    // One run per 500 ms, the first within the first interval.
+    let skipped = |s: &Scheduled| series(&s.text, "wayprobe_runs_skipped_total{");
+    // The schedule's slots in the window, each run or skipped: one per
+    // 500 ms, the first within the first interval.
+    let slots = |s: &Scheduled| runs(s) + skipped(s);
+    let baseline = slots(&results[0]);
     assert!(baseline >= 9.0, "{}", results[0].text);
     for ((what, collector), s) in scenarios.iter().zip(&results) {
         let t = &s.text;
         let n = runs(s);
         assert!(
-            (n - baseline).abs() <= 1.0,
-            "{what}: {n} runs, {baseline} without a collector"
+            (slots(s) - baseline).abs() <= 1.0,
+            "{what}: {} slots, {baseline} without a collector: {t}",
+            slots(s)
         );
+        // A run waiting on its export (2 s) would skip three slots in
+        // four; a loaded machine may cost one or two (a run past 500 ms).
+        assert!(skipped(s) <= 2.0, "{what}: {t}");
+        // Failed runs, if any, only by the load (a run past its timeout).
+        let failed = series(t, "journey_step_failures_total{");
         assert_eq!(
+            failed,
             series(
                 t,
-                r#"journey_runs_total{journey="lagged",location="test",result="success"}"#
+                r#"journey_step_failures_total{journey="lagged",location="test",step="s",reason="timeout"}"#
             ),
-            n,
             "{what}: {t}"
         );
-        assert_eq!(
-            series(t, "wayprobe_runs_skipped_total{"),
-            0.0,
-            "{what}: {t}"
-        );
+        assert!(failed <= 2.0, "{what}: {t}");
         let lags = series(t, "wayprobe_schedule_lag_seconds_count");
         assert_eq!(lags, n, "{what}: one lag per run: {t}");
         assert_eq!(
@@ -658,8 +664,13 @@ async fn a_down_or_hung_collector_keeps_the_schedule() {
             assert_eq!(s.max_queued, QUEUE_RUNS, "{what}");
         }
         assert_eq!(c.exported.get(), 0, "{what}");
-        // Three spans a run (root, step, request): all dropped, counted.
-        assert_eq!(c.dropped.get() as f64, 3.0 * n, "{what}");
+        // Three spans a passing run (root, step, request), two or three a
+        // timed-out one: all dropped, counted.
+        let d = c.dropped.get() as f64;
+        assert!(
+            3.0 * n - failed <= d && d <= 3.0 * n,
+            "{what}: {d} dropped of {n} runs"
+        );
         assert_eq!(
             series(t, "wayprobe_trace_spans_dropped_total"),
             c.dropped.get() as f64,
