@@ -331,13 +331,8 @@ fn run_one(yaml: &str) -> (Option<i32>, String, serde_json::Value) {
     (out.status.code(), stdout, report)
 }
 
-/// `run` reaches a TLS collector (gRPC and http/protobuf) trusting the CA
-/// `OTEL_EXPORTER_OTLP_CERTIFICATE` names, and a CA file it cannot use is
-/// refused at start (exit 2), naming the variable and the file.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_exports_to_a_tls_collector_the_standard_variables_name() {
-    use crate::support::otlp::{Mode, Pki, Receiver, ServerTls, Transport};
-    let t = Target::start().await;
+/// A new directory with `journey.yaml`: one step that fails (`503`).
+fn failing_journey(t: &Target) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = crate::http::tempdir();
     let f = dir.join("journey.yaml");
     std::fs::write(
@@ -348,6 +343,17 @@ async fn run_exports_to_a_tls_collector_the_standard_variables_name() {
         ),
     )
     .unwrap();
+    (dir, f)
+}
+
+/// `run` reaches a TLS collector (gRPC and http/protobuf) trusting the CA
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` names, and a CA file it cannot use is
+/// refused at start (exit 2), naming the variable and the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exports_to_a_tls_collector_the_standard_variables_name() {
+    use crate::support::otlp::{Mode, Pki, Receiver, ServerTls, Transport};
+    let t = Target::start().await;
+    let (dir, f) = failing_journey(&t);
     let pki = Pki::new();
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &pki.ca).unwrap();
@@ -402,16 +408,7 @@ async fn run_exports_a_failed_runs_spans_before_it_exits() {
     use crate::support::otlp::{Mode, Receiver, hex};
     let t = Target::start().await;
     let rx = Receiver::start(Mode::Accept).await;
-    let dir = crate::http::tempdir();
-    let f = dir.join("journey.yaml");
-    std::fs::write(
-        &f,
-        format!(
-            "name: down\ninterval: 10s\ntimeout: 5s\nsteps:\n  - name: get\n    http: {{url: \"{}/status/503\"}}\n",
-            t.base
-        ),
-    )
-    .unwrap();
+    let (dir, f) = failing_journey(&t);
     let json = dir.join("report.json");
     let mut cmd = bin();
     cmd.arg("run")
