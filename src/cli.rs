@@ -463,6 +463,7 @@ impl TraceArgs {
             protocol: self.otlp_protocol,
             sample_ratio: self.trace_sample_ratio,
             location: location.to_string(),
+            tls: crate::otel::TlsFiles::from_env(),
             ..Default::default()
         };
         if !cfg.enabled() {

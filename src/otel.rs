@@ -19,6 +19,7 @@
 //! `wayprobe_trace_spans_dropped_total`, and logged at most once a minute.
 
 use std::borrow::Cow;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -82,6 +83,136 @@ pub struct ExportConfig {
     pub location: String,
     /// How long one export may take before its spans count as dropped.
     pub export_timeout: Duration,
+    /// TLS files for an `https://` collector ([`TlsFiles::from_env`]).
+    pub tls: TlsFiles,
+}
+
+/// PEM files for the TLS connection to the collector, named as the
+/// OpenTelemetry specification's exporter variables name them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The CA certificate(s) the collector's certificate must chain to
+    /// (`OTEL_EXPORTER_OTLP_[TRACES_]CERTIFICATE`). Given, they are the
+    /// only roots trusted, as in the other SDKs; otherwise the system's.
+    pub ca: Option<PathBuf>,
+    /// The client certificate chain for mutual TLS
+    /// (`OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_CERTIFICATE`).
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (`OTEL_EXPORTER_OTLP_[TRACES_]CLIENT_KEY`).
+    pub client_key: Option<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files the standard variables name; the `_TRACES_` variant of
+    /// each wins over the general one, and an empty value counts as unset.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| {
+            [
+                format!("OTEL_EXPORTER_OTLP_TRACES_{name}"),
+                format!("OTEL_EXPORTER_OTLP_{name}"),
+            ]
+            .iter()
+            .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+            .map(PathBuf::from)
+        };
+        Self {
+            ca: var("CERTIFICATE"),
+            client_cert: var("CLIENT_CERTIFICATE"),
+            client_key: var("CLIENT_KEY"),
+        }
+    }
+
+    /// Reads and checks the files. Errors: unreadable, not PEM of the
+    /// right kind, or a client certificate without its key (or the reverse).
+    fn load(&self) -> Result<TlsPem, ExportError> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let read = |var: &'static str, p: &Path| {
+            std::fs::read(p).map_err(|e| ExportError::Tls {
+                var,
+                path: p.to_path_buf(),
+                why: e.to_string(),
+            })
+        };
+        let bad = |var: &'static str, p: &Path, what: &str| ExportError::Tls {
+            var,
+            path: p.to_path_buf(),
+            why: format!("no PEM {what} in it"),
+        };
+        let certs = |var: &'static str, p: &Path| {
+            let pem = read(var, p)?;
+            let n = CertificateDer::pem_slice_iter(&pem)
+                .take_while(Result::is_ok)
+                .count();
+            if n == 0 {
+                return Err(bad(var, p, "certificate"));
+            }
+            Ok(pem)
+        };
+        let ca = match &self.ca {
+            Some(p) => Some(certs("OTEL_EXPORTER_OTLP_CERTIFICATE", p)?),
+            None => None,
+        };
+        let identity = match (&self.client_cert, &self.client_key) {
+            (None, None) => None,
+            (Some(c), Some(k)) => {
+                let cert = certs("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", c)?;
+                let key = read("OTEL_EXPORTER_OTLP_CLIENT_KEY", k)?;
+                if PrivateKeyDer::from_pem_slice(&key).is_err() {
+                    return Err(bad("OTEL_EXPORTER_OTLP_CLIENT_KEY", k, "private key"));
+                }
+                Some((cert, key))
+            }
+            (Some(_), None) => return Err(ExportError::TlsPair("OTEL_EXPORTER_OTLP_CLIENT_KEY")),
+            (None, Some(_)) => {
+                return Err(ExportError::TlsPair(
+                    "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+                ));
+            }
+        };
+        Ok(TlsPem { ca, identity })
+    }
+}
+
+/// The contents of [`TlsFiles`], checked.
+struct TlsPem {
+    ca: Option<Vec<u8>>,
+    /// Certificate chain and key.
+    identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsPem {
+    /// The http/protobuf client's TLS settings.
+    fn http(&self, mut b: reqwest::ClientBuilder) -> Result<reqwest::ClientBuilder, ExportError> {
+        let build = |e: reqwest::Error| ExportError::Build(e.to_string());
+        if let Some(ca) = &self.ca {
+            b = b.tls_certs_only(reqwest::Certificate::from_pem_bundle(ca).map_err(build)?);
+        }
+        if let Some((cert, key)) = &self.identity {
+            b = b.identity(
+                reqwest::Identity::from_pem(&[cert.as_slice(), key].concat()).map_err(build)?,
+            );
+        }
+        Ok(b)
+    }
+
+    /// The gRPC channel's TLS settings (for an `https://` endpoint).
+    fn grpc(&self) -> tonic::transport::ClientTlsConfig {
+        use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+        let mut c = ClientTlsConfig::new();
+        c = match &self.ca {
+            Some(ca) => c.ca_certificate(Certificate::from_pem(ca)),
+            None => c.with_native_roots(),
+        };
+        if let Some((cert, key)) = &self.identity {
+            c = c.identity(Identity::from_pem(cert, key));
+        }
+        c
+    }
 }
 
 impl Default for ExportConfig {
@@ -93,6 +224,7 @@ impl Default for ExportConfig {
             queue_runs: 1024,
             location: "local".into(),
             export_timeout: Duration::from_secs(10),
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -101,13 +233,7 @@ impl ExportConfig {
     /// Whether spans are exported at all: an endpoint was given, or one of
     /// the standard endpoint variables is set.
     pub fn enabled(&self) -> bool {
-        self.endpoint.is_some()
-            || [
-                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-            ]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|v| !v.trim().is_empty()))
+        self.endpoint.is_some() || env_endpoint(|k| std::env::var(k).ok()).is_some()
     }
 }
 
@@ -120,6 +246,19 @@ pub enum ExportError {
     /// The SDK refused the configuration (bad variable, header...).
     #[error("cannot build the OTLP exporter: {0}")]
     Build(String),
+    /// A TLS file cannot be used.
+    #[error("{var}: cannot use `{}`: {why}", path.display())]
+    Tls {
+        /// The variable that names it (the general form).
+        var: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why (unreadable, no certificate or key in it).
+        why: String,
+    },
+    /// Half of a client certificate and key pair.
+    #[error("mutual TLS needs both the client certificate and its key: set {0} too")]
+    TlsPair(&'static str),
 }
 
 /// The exporter's own counters (registered by `serve` under
@@ -172,6 +311,16 @@ impl opentelemetry_http::HttpClient for OtlpHttpClient {
     }
 }
 
+/// The endpoint the standard variables name, the traces one first.
+fn env_endpoint(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+    [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+}
+
 /// `<base>/v1/traces`, as `OTEL_EXPORTER_OTLP_ENDPOINT` is resolved.
 fn traces_url(base: &str) -> Result<String, ExportError> {
     let u = url::Url::parse(base).map_err(|_| ExportError::Endpoint(base.to_string()))?;
@@ -187,11 +336,15 @@ impl Exporter {
     /// refuses.
     pub fn start(cfg: &ExportConfig) -> Result<(Self, ExportTask), ExportError> {
         let build = |e: opentelemetry_otlp::ExporterBuildError| ExportError::Build(e.to_string());
+        let tls = cfg.tls.load()?;
         let mut exporter = match cfg.protocol {
             Protocol::HttpProtobuf => {
-                let client = reqwest::Client::builder()
-                    .user_agent(crate::run::USER_AGENT)
-                    .timeout(cfg.export_timeout)
+                let client = tls
+                    .http(
+                        reqwest::Client::builder()
+                            .user_agent(crate::run::USER_AGENT)
+                            .timeout(cfg.export_timeout),
+                    )?
                     .build()
                     .map_err(|e| ExportError::Build(e.to_string()))?;
                 let mut b = opentelemetry_otlp::SpanExporter::builder()
@@ -204,12 +357,25 @@ impl Exporter {
                 b.build().map_err(build)?
             }
             Protocol::Grpc => {
+                use opentelemetry_otlp::WithTonicConfig as _;
+                // Resolved here (as the SDK would) to know whether it is TLS.
+                let endpoint = cfg
+                    .endpoint
+                    .clone()
+                    .or_else(|| env_endpoint(|k| std::env::var(k).ok()))
+                    .unwrap_or_else(|| "http://localhost:4317".into());
+                let https = url::Url::parse(&endpoint)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                    .ok_or_else(|| ExportError::Endpoint(endpoint.clone()))?
+                    .scheme()
+                    == "https";
                 let mut b = opentelemetry_otlp::SpanExporter::builder()
                     .with_tonic()
-                    .with_protocol(opentelemetry_otlp::Protocol::Grpc);
-                if let Some(e) = &cfg.endpoint {
-                    traces_url(e)?;
-                    b = b.with_endpoint(e.clone());
+                    .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+                    .with_endpoint(endpoint);
+                if https {
+                    b = b.with_tls_config(tls.grpc());
                 }
                 b.build().map_err(build)?
             }
@@ -249,6 +415,12 @@ impl Exporter {
     /// The exporter's counters.
     pub fn counters(&self) -> &ExportCounters {
         &self.counters
+    }
+
+    /// Runs whose spans wait in the queue now; never more than
+    /// [`ExportConfig::queue_runs`], whatever the collector does.
+    pub fn queued_runs(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Whether the run's trace is kept: always when it failed, otherwise
@@ -627,6 +799,83 @@ mod tests {
         };
         assert_eq!(status(1).as_deref(), Some("503"));
         assert_eq!(status(2), None);
+    }
+
+    /// The `_TRACES_` variables win over the general ones; empty is unset.
+    #[test]
+    fn tls_files_come_from_the_standard_variables() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let t = TlsFiles::from_lookup(env(&[
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/all/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/traces/ca.pem"),
+            ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/all/cert.pem"),
+            ("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", " "),
+            ("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/all/key.pem"),
+        ]));
+        assert_eq!(
+            t,
+            TlsFiles {
+                ca: Some("/traces/ca.pem".into()),
+                client_cert: Some("/all/cert.pem".into()),
+                client_key: Some("/all/key.pem".into()),
+            }
+        );
+        assert_eq!(TlsFiles::from_lookup(env(&[])), TlsFiles::default());
+        assert_eq!(
+            env_endpoint(env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"),
+                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""),
+            ]))
+            .as_deref(),
+            Some("http://a:4317")
+        );
+    }
+
+    /// Unusable TLS files are refused at start, naming the variable and file.
+    #[test]
+    fn bad_tls_files_are_refused_with_their_variable() {
+        let dir = std::env::temp_dir().join(format!("wayprobe-otel-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let junk = dir.join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let missing = dir.join("missing.pem");
+        let msg = |t: TlsFiles| t.load().err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            msg(TlsFiles {
+                ca: Some(junk.clone()),
+                ..Default::default()
+            }),
+            format!(
+                "OTEL_EXPORTER_OTLP_CERTIFICATE: cannot use `{}`: no PEM certificate in it",
+                junk.display()
+            )
+        );
+        assert!(
+            msg(TlsFiles {
+                ca: Some(missing.clone()),
+                ..Default::default()
+            })
+            .starts_with(&format!(
+                "OTEL_EXPORTER_OTLP_CERTIFICATE: cannot use `{}`: ",
+                missing.display()
+            ))
+        );
+        assert_eq!(
+            msg(TlsFiles {
+                client_cert: Some(junk.clone()),
+                ..Default::default()
+            }),
+            "mutual TLS needs both the client certificate and its key: set OTEL_EXPORTER_OTLP_CLIENT_KEY too"
+        );
+        assert!(TlsFiles::default().load().is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -283,8 +283,33 @@ def check_deployment(where, dep, values):
         ref = env.get("OTEL_EXPORTER_OTLP_HEADERS", {}).get("valueFrom", {}).get("secretKeyRef", {})
         check(ref.get("name") == secret if secret else not ref, where,
               "OTLP headers must come from headersSecret (a Secret), and only then")
+        tls = otlp.get("tls", {})
+        mounts = {m["name"]: m for m in wp.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"].get("volumes", [])}
+        ca_obj = tls.get("caConfigMap") or tls.get("caSecret")
+        ca_env = env.get("OTEL_EXPORTER_OTLP_CERTIFICATE", {}).get("value", "")
+        if ca_obj:
+            key = tls.get("caKey", "ca.crt")
+            source = volumes.get("otlp-ca", {})
+            named = (source.get("configMap", {}).get("name") if tls.get("caConfigMap")
+                     else source.get("secret", {}).get("secretName"))
+            check(named == ca_obj and ca_env == f"{mounts.get('otlp-ca', {}).get('mountPath')}/{key}",
+                  where, "OTLP CA: the named object mounted and OTEL_EXPORTER_OTLP_CERTIFICATE at its file")
+        else:
+            check(not ca_env and "otlp-ca" not in volumes, where, "OTLP CA without tracing.otlp.tls")
+        client = tls.get("clientSecret")
+        cert_env = env.get("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", {}).get("value", "")
+        key_env = env.get("OTEL_EXPORTER_OTLP_CLIENT_KEY", {}).get("value", "")
+        if client:
+            base = mounts.get("otlp-client", {}).get("mountPath")
+            check(volumes.get("otlp-client", {}).get("secret", {}).get("secretName") == client
+                  and cert_env == f"{base}/tls.crt" and key_env == f"{base}/tls.key",
+                  where, "OTLP client certificate: the Secret mounted, both variables at its files")
+        else:
+            check(not cert_env and not key_env, where, "OTLP client variables without clientSecret")
     else:
-        check(not any(a.startswith("--otlp") for a in args) and "OTEL_EXPORTER_OTLP_HEADERS" not in env,
+        check(not any(a.startswith("--otlp") for a in args)
+              and not any(n.startswith("OTEL_EXPORTER_OTLP_") for n in env),
               where, "OTLP flags without an endpoint")
     if tracing.get("urlTemplate"):
         check(f"--trace-url-template={tracing['urlTemplate']}" in args, where, "--trace-url-template missing")

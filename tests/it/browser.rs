@@ -1104,36 +1104,58 @@ fn a_browser_status_expectation_is_validated() {
 /// same server) carries nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pages_requests_to_the_journeys_origin_carry_the_trace() {
-    use axum::http::HeaderMap;
-    type Seen = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
     let Some((_serial, _t, rig)) = setup().await else {
         return;
     };
-    let seen: Seen = Arc::default();
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let page = format!(
-        r#"<!doctype html><html><head><title>traced</title></head><body><p id="out">wait</p>
+    let page = r#"<!doctype html><html><head><title>traced</title></head><body><p id="out">wait</p>
 <script>
 Promise.all([
   fetch('/xhr').then(r => r.text()),
-  fetch('http://localhost:{port}/other', {{mode: 'no-cors'}}).catch(() => 'x'),
-]).then(() => {{ document.getElementById('out').textContent = 'done'; }});
-</script></body></html>"#
+  fetch('http://localhost:{port}/other', {mode: 'no-cors'}).catch(() => 'x'),
+]).then(() => { document.getElementById('out').textContent = 'done'; });
+</script></body></html>"#;
+    let (port, seen, server) = traced_site(vec![("/page", page.to_string())]).await;
+    let want = run_traced(&rig.runner, &format!("http://127.0.0.1:{port}/page"), "").await;
+    assert_eq!(
+        traceparent_of(&seen, "/page").as_deref(),
+        Some(want.as_str())
     );
+    assert_eq!(
+        traceparent_of(&seen, "/xhr").as_deref(),
+        Some(want.as_str())
+    );
+    assert_eq!(traceparent_of(&seen, "/other"), None);
+    server.abort();
+}
+
+/// What a traced site saw: each request's path and `traceparent`.
+type TraceSeen = Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A site on 127.0.0.1 serving `pages` (path, HTML; anything else is
+/// "ok") and recording the `traceparent` of every request.
+async fn traced_site(
+    pages: Vec<(&'static str, String)>,
+) -> (u16, TraceSeen, tokio::task::JoinHandle<()>) {
+    let seen: TraceSeen = Arc::default();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let mut app = axum::Router::new();
+    for (path, html) in pages {
+        let html = html.replace("{port}", &port.to_string());
+        app = app.route(
+            path,
+            axum::routing::get(move || async move { axum::response::Html(html) }),
+        );
+    }
     let record = seen.clone();
-    let app = axum::Router::new()
-        .route(
-            "/page",
-            axum::routing::get(move || async move { axum::response::Html(page) }),
-        )
+    let app = app
         .fallback(|| async { "ok" })
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let record = record.clone();
                 async move {
-                    let h: &HeaderMap = req.headers();
-                    let tp = h
+                    let tp = req
+                        .headers()
                         .get("traceparent")
                         .map(|v| v.to_str().unwrap_or("").to_string());
                     record
@@ -1147,29 +1169,256 @@ Promise.all([
     let server = tokio::spawn(async move {
         let _ = axum::serve(l, app).await;
     });
+    (port, seen, server)
+}
+
+/// Runs a one-step browser journey: `goto: url`, then `actions` (YAML
+/// lines), then waits for `#out` to say "done"; it must pass. Returns the
+/// `traceparent` naming its step's span.
+async fn run_traced(runner: &Runner, url: &str, actions: &str) -> String {
     let j = journey(
         &format!(
-            "name: traced-page\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: page\n    browser:\n      - goto: \"http://127.0.0.1:{port}/page\"\n      - expect: {{selector: \"#out\", equals: \"done\", timeout: 10s}}\n"
+            "name: traced-page\ninterval: 1m\ntimeout: 30s\nsteps:\n  - name: page\n    browser:\n      - goto: \"{url}\"\n{actions}      - expect: {{selector: \"#out\", equals: \"done\", timeout: 10s}}\n"
         ),
         &[],
     );
-    let o = rig.runner.run(&j).await;
+    let o = runner.run(&j).await;
     assert_eq!(o.result, RunResult::Success, "{o:#?}");
-    let want = format!(
+    format!(
         "00-{}-{}-01",
         o.trace_id.as_deref().unwrap(),
         o.steps[0].span_id.as_deref().unwrap()
-    );
+    )
+}
+
+/// The `traceparent` `path` was requested with (it must have been).
+fn traceparent_of(seen: &TraceSeen, path: &str) -> Option<String> {
     let seen = seen.lock().unwrap().clone();
-    let got = |p: &str| {
-        seen.iter()
-            .find(|(path, _)| path == p)
-            .unwrap_or_else(|| panic!("{p} not requested: {seen:?}"))
-            .1
-            .clone()
+    seen.iter()
+        .find(|(p, _)| p == path)
+        .unwrap_or_else(|| panic!("{path} not requested: {seen:?}"))
+        .1
+        .clone()
+}
+
+/// Windows the page opens carry the trace too: a `window.open` popup and a
+/// `target=_blank` tab opened by a click, their documents and their XHR
+/// to the journey's origin name the step's span; their request to another
+/// origin (`localhost`) carries nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_the_page_opens_carry_the_trace_to_the_journeys_origin_only() {
+    let Some((_serial, _t, rig)) = setup().await else {
+        return;
     };
-    assert_eq!(got("/page").as_deref(), Some(want.as_str()), "{seen:?}");
-    assert_eq!(got("/xhr").as_deref(), Some(want.as_str()), "{seen:?}");
-    assert_eq!(got("/other"), None, "{seen:?}");
+    // Each opened window reports back to its opener once its requests ended.
+    let child = |name: &str| {
+        format!(
+            r#"<!doctype html><html><body><script>
+Promise.all([
+  fetch('/{name}-xhr').then(r => r.text()),
+  fetch('http://localhost:{{port}}/{name}-other', {{mode: 'no-cors'}}).catch(() => 'x'),
+]).then(() => {{ window.opener.done('{name}'); }});
+</script></body></html>"#
+        )
+    };
+    let opener = r#"<!doctype html><html><head><title>opener</title></head><body>
+<p id="out">wait</p><a id="tab" href="/tab" target="_blank" rel="opener">tab</a>
+<script>
+const got = new Set();
+window.done = (name) => { got.add(name); if (got.size == 2) document.getElementById('out').textContent = 'done'; };
+window.open('/popup', 'popup', 'width=400,height=300');
+</script></body></html>"#
+        .to_string();
+    let (port, seen, server) = traced_site(vec![
+        ("/opener", opener),
+        ("/popup", child("popup")),
+        ("/tab", child("tab")),
+    ])
+    .await;
+    let opened = format!("http://127.0.0.1:{port}/opener");
+    let want = run_traced(&rig.runner, &opened, "      - click: \"#tab\"\n").await;
+    for path in ["/opener", "/popup", "/popup-xhr", "/tab", "/tab-xhr"] {
+        assert_eq!(
+            traceparent_of(&seen, path).as_deref(),
+            Some(want.as_str()),
+            "{path}: {:?}",
+            seen.lock().unwrap()
+        );
+    }
+    for path in ["/popup-other", "/tab-other"] {
+        assert_eq!(traceparent_of(&seen, path), None, "{path}");
+    }
     server.abort();
+}
+
+/// What a test's grid tells about DevTools in a new session's capabilities.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Cdp {
+    /// `se:cdp`: the browser's real DevTools websocket, as Selenium Grid 4
+    /// proxies it; no `debuggerAddress` (a grid's would not be reachable).
+    Real,
+    /// `se:cdp` to a port nothing listens on.
+    Dead,
+    /// Neither.
+    None,
+}
+
+/// A stand-in for a Selenium Grid in front of a real chromedriver: every
+/// WebDriver request goes through, and a new session's capabilities say
+/// how to reach DevTools as `cdp` says.
+async fn grid(driver: String, cdp: Cdp) -> (String, tokio::task::JoinHandle<()>) {
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let (client, driver) = (client.clone(), driver.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 24).await.unwrap();
+            let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+            let resp = client
+                .request(parts.method.clone(), format!("{driver}{pq}"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let mut bytes = resp.bytes().await.unwrap().to_vec();
+            if parts.method == axum::http::Method::POST && parts.uri.path() == "/session" {
+                let mut v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                let caps = &mut v["value"]["capabilities"];
+                let address = caps["goog:chromeOptions"]
+                    .as_object_mut()
+                    .and_then(|o| o.remove("debuggerAddress"))
+                    .and_then(|a| a.as_str().map(str::to_string))
+                    .expect("chromedriver names its DevTools address");
+                match cdp {
+                    Cdp::Real => {
+                        let version: serde_json::Value =
+                            reqwest::get(format!("http://{address}/json/version"))
+                                .await
+                                .unwrap()
+                                .json()
+                                .await
+                                .unwrap();
+                        caps["se:cdp"] = version["webSocketDebuggerUrl"].clone();
+                    }
+                    Cdp::Dead => {
+                        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                        let port = l.local_addr().unwrap().port();
+                        caps["se:cdp"] =
+                            format!("ws://127.0.0.1:{port}/devtools/browser/gone").into();
+                    }
+                    Cdp::None => {}
+                }
+                bytes = serde_json::to_vec(&v).unwrap();
+            }
+            (status, [("content-type", "application/json")], bytes)
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(l, app).await;
+    });
+    (url, task)
+}
+
+/// Log lines written while the test's thread-local subscriber is set.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Behind a remote WebDriver endpoint (a grid), DevTools come from the
+/// session's `se:cdp` websocket, and the page's requests carry the trace.
+/// When no DevTools endpoint is reachable (a dead `se:cdp`, or none), the
+/// runs still pass, without the header, and one warning says why.
+#[tokio::test]
+async fn a_grids_se_cdp_carries_the_trace_and_its_absence_costs_only_that() {
+    if !available() {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut driver = std::process::Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let driver_url = format!("http://127.0.0.1:{port}");
+    eventually(15, "chromedriver to listen", || async move {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    })
+    .await;
+    let page = r#"<!doctype html><html><body><p id="out">wait</p><script>
+fetch('/xhr').then(() => { document.getElementById('out').textContent = 'done'; });
+</script></body></html>"#;
+    let (site, seen, server) = traced_site(vec![("/page", page.to_string())]).await;
+    let url = format!("http://127.0.0.1:{site}/page");
+    for cdp in [Cdp::Real, Cdp::Dead, Cdp::None] {
+        let (grid_url, grid_task) = grid(driver_url.clone(), cdp).await;
+        let browser = Browser::new(BrowserConfig {
+            webdriver_url: Some(grid_url),
+            max_sessions: 1,
+            artifacts_dir: crate::http::tempdir(),
+            ..Default::default()
+        });
+        let runner = crate::support::shop_runner().with_browser(browser.clone());
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer({
+                let logs = logs.clone();
+                move || logs.clone()
+            })
+            .with_ansi(false)
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        for _ in 0..2 {
+            seen.lock().unwrap().clear();
+            let want = run_traced(&runner, &url, "").await;
+            let got = (
+                traceparent_of(&seen, "/page"),
+                traceparent_of(&seen, "/xhr"),
+            );
+            if cdp == Cdp::Real {
+                assert_eq!(got, (Some(want.clone()), Some(want)), "{cdp:?}");
+            } else {
+                assert_eq!(got, (None, None), "{cdp:?}");
+            }
+        }
+        drop(guard);
+        let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        let warnings: Vec<&str> = logs
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("traceparent"))
+            .collect();
+        match cdp {
+            Cdp::Real => assert!(warnings.is_empty(), "{logs}"),
+            Cdp::Dead => {
+                assert_eq!(warnings.len(), 1, "said once: {logs}");
+                assert!(warnings[0].contains("se:cdp"), "{logs}");
+            }
+            Cdp::None => {
+                assert_eq!(warnings.len(), 1, "said once: {logs}");
+                assert!(warnings[0].contains("no DevTools endpoint"), "{logs}");
+            }
+        }
+        grid_task.abort();
+    }
+    server.abort();
+    let _ = driver.kill();
+    let _ = driver.wait();
 }

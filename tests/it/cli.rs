@@ -331,14 +331,8 @@ fn run_one(yaml: &str) -> (Option<i32>, String, serde_json::Value) {
     (out.status.code(), stdout, report)
 }
 
-/// `run` exports a failed run's spans to the collector the standard
-/// `OTEL_EXPORTER_OTLP_ENDPOINT` names, before it exits, and prints the
-/// same trace id; a bad `--otlp-protocol` or ratio is a usage error.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_exports_a_failed_runs_spans_before_it_exits() {
-    use crate::support::otlp::{Mode, Receiver, hex};
-    let t = Target::start().await;
-    let rx = Receiver::start(Mode::Accept).await;
+/// A new directory with `journey.yaml`: one step that fails (`503`).
+fn failing_journey(t: &Target) -> (std::path::PathBuf, std::path::PathBuf) {
     let dir = crate::http::tempdir();
     let f = dir.join("journey.yaml");
     std::fs::write(
@@ -349,6 +343,72 @@ async fn run_exports_a_failed_runs_spans_before_it_exits() {
         ),
     )
     .unwrap();
+    (dir, f)
+}
+
+/// `run` reaches a TLS collector (gRPC and http/protobuf) trusting the CA
+/// `OTEL_EXPORTER_OTLP_CERTIFICATE` names, and a CA file it cannot use is
+/// refused at start (exit 2), naming the variable and the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exports_to_a_tls_collector_the_standard_variables_name() {
+    use crate::support::otlp::{Mode, Pki, Receiver, ServerTls, Transport};
+    let t = Target::start().await;
+    let (dir, f) = failing_journey(&t);
+    let pki = Pki::new();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &pki.ca).unwrap();
+    for (transport, protocol) in [
+        (Transport::Grpc, "grpc"),
+        (Transport::Http, "http/protobuf"),
+    ] {
+        let tls = ServerTls {
+            server: &pki,
+            clients: None,
+        };
+        let rx = Receiver::serve(Mode::Accept, transport, Some(tls)).await;
+        let mut cmd = bin();
+        cmd.arg("run")
+            .arg(&f)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", &rx.url)
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+            .env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", &ca);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{protocol}: {stderr}");
+        assert!(!stderr.contains("not exported"), "{protocol}: {stderr}");
+        assert_eq!(rx.spans().len(), 3, "{protocol}");
+    }
+    let junk = dir.join("junk.pem");
+    std::fs::write(&junk, "not a certificate").unwrap();
+    let out = bin()
+        .arg("run")
+        .arg(&f)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://localhost:4318")
+        .env("OTEL_EXPORTER_OTLP_CERTIFICATE", &junk)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: OTEL_EXPORTER_OTLP_CERTIFICATE: cannot use `{}`: no PEM certificate in it\n",
+            junk.display()
+        )
+    );
+}
+
+/// `run` exports a failed run's spans to the collector the standard
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` names, before it exits, and prints the
+/// same trace id; a bad `--otlp-protocol` or ratio is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exports_a_failed_runs_spans_before_it_exits() {
+    use crate::support::otlp::{Mode, Receiver, hex};
+    let t = Target::start().await;
+    let rx = Receiver::start(Mode::Accept).await;
+    let (dir, f) = failing_journey(&t);
     let json = dir.join("report.json");
     let mut cmd = bin();
     cmd.arg("run")

@@ -356,3 +356,326 @@ async fn a_hung_or_down_collector_drops_counted_spans_not_runs() {
     assert!(hung.requests() >= 1);
     task.abort();
 }
+
+/// Runs `j` `runs` times through an exporter of `cfg` and returns the
+/// exporter's counters once its queue is drained; every run must pass.
+async fn export_runs(
+    cfg: ExportConfig,
+    j: &wayprobe::journey::Journey,
+    runs: usize,
+) -> wayprobe::otel::ExportCounters {
+    let (e, export) = Exporter::start(&cfg).unwrap();
+    let r = runner(&e, &[]);
+    for _ in 0..runs {
+        let o = r.run(j).await;
+        assert_eq!(o.result, RunResult::Success, "{cfg:?}: {o:#?}");
+    }
+    let counters = e.counters().clone();
+    drop((r, e));
+    export.finish(Duration::from_secs(20)).await;
+    counters
+}
+
+/// A collector behind TLS with a private CA, over gRPC and http/protobuf:
+/// trusting its CA (`OTEL_EXPORTER_OTLP_CERTIFICATE`), the spans arrive;
+/// not trusting it (the system's roots, or another CA), the handshake
+/// fails and the spans are counted as dropped while every run passes. A
+/// gRPC collector asking for a client certificate gets the spans only
+/// with `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` and `_CLIENT_KEY`.
+#[tokio::test]
+async fn spans_reach_a_tls_collector_that_is_trusted() {
+    use crate::support::otlp::{Pki, ServerTls, Transport};
+    use wayprobe::otel::TlsFiles;
+    let (port, _seen, task) = recorder().await;
+    let j = journey(&yaml("", &[format!("http://127.0.0.1:{port}/x")]), &[]);
+    let dir = crate::http::tempdir();
+    let file = |name: &str, pem: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let server = Pki::new();
+    let ca = file("ca.pem", &server.ca);
+    let other_ca = file("other-ca.pem", &Pki::new().ca);
+    let cfg = |url: &str, protocol: Protocol, tls: TlsFiles| ExportConfig {
+        endpoint: Some(url.to_string()),
+        protocol,
+        sample_ratio: 1.0,
+        queue_runs: 8,
+        location: "test".into(),
+        export_timeout: Duration::from_secs(5),
+        tls,
+    };
+    let trusting = |ca: &std::path::Path| TlsFiles {
+        ca: Some(ca.to_path_buf()),
+        ..Default::default()
+    };
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let transport = match protocol {
+            Protocol::Grpc => Transport::Grpc,
+            Protocol::HttpProtobuf => Transport::Http,
+        };
+        let tls = || {
+            Some(ServerTls {
+                server: &server,
+                clients: None,
+            })
+        };
+        let rx = Receiver::serve(Mode::Accept, transport, tls()).await;
+        assert!(rx.url.starts_with("https://"), "{}", rx.url);
+        let c = export_runs(cfg(&rx.url, protocol, trusting(&ca)), &j, 2).await;
+        let spans = rx.spans();
+        // Two runs of three spans: the root, the step, its request.
+        assert_eq!(spans.len(), 6, "{protocol:?}: {spans:#?}");
+        assert_eq!((c.exported.get(), c.dropped.get()), (6, 0), "{protocol:?}");
+        // The system's roots, then another CA: no export, runs unharmed.
+        for untrusted in [TlsFiles::default(), trusting(&other_ca)] {
+            let rx = Receiver::serve(Mode::Accept, transport, tls()).await;
+            let c = export_runs(cfg(&rx.url, protocol, untrusted.clone()), &j, 2).await;
+            assert_eq!(
+                (c.exported.get(), c.dropped.get()),
+                (0, 6),
+                "{protocol:?} {untrusted:?}"
+            );
+            assert_eq!(rx.requests(), 0, "{protocol:?} {untrusted:?}");
+        }
+    }
+    // Mutual TLS over gRPC.
+    let client = Pki::new();
+    let rx = Receiver::serve(
+        Mode::Accept,
+        Transport::Grpc,
+        Some(ServerTls {
+            server: &server,
+            clients: Some(&client),
+        }),
+    )
+    .await;
+    let c = export_runs(cfg(&rx.url, Protocol::Grpc, trusting(&ca)), &j, 1).await;
+    assert_eq!(
+        (c.exported.get(), c.dropped.get()),
+        (0, 3),
+        "no client cert"
+    );
+    let with_cert = TlsFiles {
+        ca: Some(ca.clone()),
+        client_cert: Some(file("client.pem", &client.cert)),
+        client_key: Some(file("client-key.pem", &client.key)),
+    };
+    let c = export_runs(cfg(&rx.url, Protocol::Grpc, with_cert), &j, 1).await;
+    assert_eq!((c.exported.get(), c.dropped.get()), (3, 0), "client cert");
+    assert_eq!(rx.spans().len(), 3);
+    let _ = std::fs::remove_dir_all(&dir);
+    task.abort();
+}
+
+/// The value of the series `name` (exact, labels included) in `text`, or
+/// the sum of the series starting with `name` when it ends in `{`.
+fn series(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.starts_with(name) && (name.ends_with('{') || l[name.len()..].starts_with(' '))
+        })
+        // The value ends the sample, before any exemplar (` # {...} v t`).
+        .filter_map(|l| {
+            l.split(" # ")
+                .next()?
+                .rsplit(' ')
+                .next()?
+                .parse::<f64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// What one scheduled prober did in the window.
+struct Scheduled {
+    /// Its metrics, encoded after shutdown.
+    text: String,
+    /// The exporter's counters after its queue drained (none: no collector).
+    counters: Option<wayprobe::otel::ExportCounters>,
+    /// Whether the dropped counter rose while journeys were running.
+    dropped_while_running: bool,
+    /// The most runs seen waiting in the export queue.
+    max_queued: usize,
+}
+
+/// How many runs may wait for export in the schedule test.
+const QUEUE_RUNS: usize = 2;
+
+/// `serve`'s scheduler running `j` for `window` (real time) with the spans
+/// exported to `collector` (URL and protocol), or no exporter at all.
+async fn schedule(
+    j: Arc<wayprobe::journey::Journey>,
+    collector: Option<(String, Protocol)>,
+    window: Duration,
+) -> Scheduled {
+    use wayprobe::scheduler::{Scheduler, SchedulerConfig};
+    let mut metrics = wayprobe::metrics::Metrics::new("test");
+    let mut runner = Runner::new(RunOptions::default());
+    let mut export = None;
+    if let Some((url, protocol)) = collector {
+        let (e, task) = Exporter::start(&ExportConfig {
+            endpoint: Some(url),
+            protocol,
+            sample_ratio: 1.0,
+            queue_runs: QUEUE_RUNS,
+            // A blocked run would lag by this much, or be skipped.
+            export_timeout: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .unwrap();
+        metrics.register_trace_export(e.counters());
+        runner = runner.with_exporter(e.clone());
+        export = Some((e, task));
+    }
+    let metrics = Arc::new(metrics);
+    let status = Arc::new(wayprobe::status::StatusStore::new("test"));
+    status.set_journeys(std::slice::from_ref(&j));
+    let mut sched = Scheduler::new(
+        Arc::new(runner),
+        wayprobe::status::Recorder { status },
+        metrics.clone(),
+        &SchedulerConfig::default(),
+    );
+    sched.apply(&[j]);
+    let until = tokio::time::Instant::now() + window;
+    let mut max_queued = 0;
+    while tokio::time::Instant::now() < until {
+        if let Some((e, _)) = &export {
+            max_queued = max_queued.max(e.queued_runs());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dropped_while_running = export
+        .as_ref()
+        .is_some_and(|(e, _)| e.counters().dropped.get() > 0);
+    sched.shutdown().await;
+    let counters = match export {
+        None => None,
+        Some((e, task)) => {
+            let c = e.counters().clone();
+            drop(e);
+            task.finish(Duration::from_secs(30)).await;
+            Some(c)
+        }
+    };
+    Scheduled {
+        text: metrics.encode(),
+        counters,
+        dropped_while_running,
+        max_queued,
+    }
+}
+
+/// A collector that is down, or that takes the connection and never
+/// answers, over either protocol, leaves the schedule as it is with no
+/// collector at all: as many slots (runs and skips), no skip or failure
+/// but the few a loaded machine may cause (an export the runs waited for
+/// would skip most slots), every start within 1 s of its time by
+/// `wayprobe_schedule_lag_seconds`. The export queue fills to its cap and
+/// no further (memory stays bounded), the drop counter rises while
+/// journeys run, and every span is accounted for in the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_or_hung_collector_keeps_the_schedule() {
+    use crate::support::otlp::Transport;
+    let (port, _seen, task) = recorder().await;
+    let j = Arc::new(journey(
+        &format!(
+            "name: lagged\ninterval: 500ms\ntimeout: 450ms\nsteps:\n  - name: s\n    http: {{url: \"http://127.0.0.1:{port}/x\"}}\n"
+        ),
+        &[],
+    ));
+    let hung_http = Receiver::serve(Mode::Hang, Transport::Http, None).await;
+    let hung_grpc = Receiver::serve(Mode::Hang, Transport::Grpc, None).await;
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let window = Duration::from_secs(5);
+    let scenarios = [
+        ("no collector", None),
+        ("down, http", Some((down.clone(), Protocol::HttpProtobuf))),
+        ("down, grpc", Some((down, Protocol::Grpc))),
+        (
+            "hung, http",
+            Some((hung_http.url.clone(), Protocol::HttpProtobuf)),
+        ),
+        ("hung, grpc", Some((hung_grpc.url.clone(), Protocol::Grpc))),
+    ];
+    // Side by side, so they share the machine's load alike.
+    let results = futures_util::future::join_all(
+        scenarios
+            .iter()
+            .map(|(_, c)| schedule(j.clone(), c.clone(), window)),
+    )
+    .await;
+    let runs = |s: &Scheduled| series(&s.text, "journey_runs_total{");
+    let skipped = |s: &Scheduled| series(&s.text, "wayprobe_runs_skipped_total{");
+    // The schedule's slots in the window, each run or skipped: one per
+    // 500 ms, the first within the first interval.
+    let slots = |s: &Scheduled| runs(s) + skipped(s);
+    let baseline = slots(&results[0]);
+    assert!(baseline >= 9.0, "{}", results[0].text);
+    for ((what, collector), s) in scenarios.iter().zip(&results) {
+        let t = &s.text;
+        let n = runs(s);
+        assert!(
+            (slots(s) - baseline).abs() <= 1.0,
+            "{what}: {} slots, {baseline} without a collector: {t}",
+            slots(s)
+        );
+        // A run waiting on its export (2 s) would skip three slots in
+        // four; a loaded machine may cost one or two (a run past 500 ms).
+        assert!(skipped(s) <= 2.0, "{what}: {t}");
+        // Failed runs, if any, only by the load (a run past its timeout).
+        let failed = series(t, "journey_step_failures_total{");
+        assert_eq!(
+            failed,
+            series(
+                t,
+                r#"journey_step_failures_total{journey="lagged",location="test",step="s",reason="timeout"}"#
+            ),
+            "{what}: {t}"
+        );
+        assert!(failed <= 2.0, "{what}: {t}");
+        let lags = series(t, "wayprobe_schedule_lag_seconds_count");
+        assert_eq!(lags, n, "{what}: one lag per run: {t}");
+        assert_eq!(
+            series(t, r#"wayprobe_schedule_lag_seconds_bucket{le="1.0"}"#),
+            lags,
+            "{what}: every run started within 1 s of its time: {t}"
+        );
+        let Some(c) = &s.counters else {
+            assert!(collector.is_none());
+            continue;
+        };
+        assert!(
+            s.dropped_while_running,
+            "{what}: nothing dropped while running"
+        );
+        assert!(
+            s.max_queued <= QUEUE_RUNS,
+            "{what}: {} queued",
+            s.max_queued
+        );
+        if what.starts_with("hung") {
+            // It fills, then drops instead of growing.
+            assert_eq!(s.max_queued, QUEUE_RUNS, "{what}");
+        }
+        assert_eq!(c.exported.get(), 0, "{what}");
+        // Three spans a passing run (root, step, request), two or three a
+        // timed-out one: all dropped, counted.
+        let d = c.dropped.get() as f64;
+        assert!(
+            3.0 * n - failed <= d && d <= 3.0 * n,
+            "{what}: {d} dropped of {n} runs"
+        );
+        assert_eq!(
+            series(t, "wayprobe_trace_spans_dropped_total"),
+            c.dropped.get() as f64,
+            "{what}: {t}"
+        );
+    }
+    task.abort();
+}

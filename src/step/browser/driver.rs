@@ -92,6 +92,8 @@ pub(super) struct Inner {
     driver: Mutex<Option<Driver>>,
     up: AtomicBool,
     gauge: OnceLock<Gauge>,
+    /// Whether the loss of trace propagation was said (once per endpoint).
+    no_propagation_said: AtomicBool,
 }
 
 /// A handle to the browser endpoint; cheap to clone.
@@ -176,6 +178,7 @@ impl Browser {
                 driver: Mutex::new(None),
                 up: AtomicBool::new(false),
                 gauge: OnceLock::new(),
+                no_propagation_said: AtomicBool::new(false),
             }),
         }
     }
@@ -190,6 +193,20 @@ impl Browser {
         self.inner.up.store(up, Ordering::Relaxed);
         if let Some(g) = self.inner.gauge.get() {
             g.set(i64::from(up));
+        }
+    }
+
+    /// Says once, as a warning, that the pages' requests carry no trace
+    /// context and why (no DevTools endpoint reachable); later sessions
+    /// that lose it too only at debug level.
+    pub(super) fn propagation_unavailable(&self, why: &str) {
+        if self.inner.no_propagation_said.swap(true, Ordering::Relaxed) {
+            tracing::debug!(reason = %why, "browser trace propagation unavailable");
+        } else {
+            tracing::warn!(
+                reason = %why,
+                "browser steps' page requests carry no traceparent (said once; HTTP steps are unaffected)"
+            );
         }
     }
 

@@ -1,18 +1,23 @@
 //! The run's trace context on the page's own requests, by request
-//! interception over the Chrome DevTools protocol (the session's
-//! `goog:chromeOptions.debuggerAddress`, the page target's websocket).
+//! interception over the Chrome DevTools protocol, on a connection to the
+//! browser (a Selenium Grid's `se:cdp` websocket, or the one behind
+//! chromedriver's `goog:chromeOptions.debuggerAddress`).
 //!
-//! Only requests to the journey's origins are paused (`Fetch.enable` with
-//! one URL pattern per origin), and each continues with the run's
+//! The connection auto-attaches to every page of the browser (flattened
+//! sessions, `Target.setAutoAttach`): the first one and each window or tab
+//! the page opens (`window.open`, `target=_blank`), which waits for the
+//! debugger until its interception is on, so even its first request is
+//! seen. Only requests to the journey's origins are paused (`Fetch.enable`
+//! with one URL pattern per origin), and each continues with the run's
 //! `traceparent` naming the browser step's span, checked again per request
 //! with the same rule as HTTP steps ([`crate::trace::RunTrace::headers_for`]);
 //! requests to other origins (analytics, CDNs) are never paused and never
 //! carry it. `Network.setExtraHTTPHeaders` would send it to every origin.
 //!
-//! A driver that exposes no DevTools address (a remote grid) costs only
-//! the propagation: the session works as before, and a warning says so.
+//! A driver that exposes no reachable DevTools endpoint costs only the
+//! propagation: the session works as before, and a warning says why.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,13 +36,29 @@ const MAX_ORIGINS: usize = 64;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
+/// What the connection's reader and the step share.
+#[derive(Default)]
+struct State {
+    /// The current step's trace (its span, the run's origins).
+    trace: Option<RunTrace>,
+    /// The `Fetch.enable` patterns of the origins intercepted so far.
+    patterns: Vec<Value>,
+    /// Attached page sessions, by target id.
+    pages: BTreeMap<String, String>,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One session's DevTools connection and interception state.
 pub struct Interceptor {
     out: mpsc::UnboundedSender<Message>,
     pending: Pending,
     next_id: Mutex<u64>,
-    /// The current step's trace (its span, the run's origins).
-    trace: Arc<Mutex<Option<RunTrace>>>,
+    state: Shared,
     /// Origins an intercept was added for.
     intercepted: Mutex<BTreeSet<String>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -54,6 +75,126 @@ impl Drop for Interceptor {
 impl std::fmt::Debug for Interceptor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Interceptor").finish_non_exhaustive()
+    }
+}
+
+/// The browser's DevTools websocket behind chromedriver's
+/// `debuggerAddress` (`host:port`), from its `/json/version`.
+async fn browser_websocket(address: &str) -> Result<String, String> {
+    let version = async {
+        reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?
+            .get(format!("http://{address}/json/version"))
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json::<Value>()
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let v = tokio::time::timeout(COMMAND_TIMEOUT, version)
+        .await
+        .map_err(|_| "asking the browser for its DevTools address took over 5s".to_string())??;
+    v["webSocketDebuggerUrl"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "the browser names no DevTools websocket".to_string())
+}
+
+/// Attaches to the DevTools of a new WebDriver session: the `se:cdp`
+/// websocket a Selenium Grid (4) proxies, else the browser behind
+/// chromedriver's `goog:chromeOptions.debuggerAddress` (reachable only when
+/// chromedriver runs beside wayprobe). Errors: why the page's requests
+/// cannot carry the run's trace context.
+pub async fn attach(caps: Option<&serde_json::Map<String, Value>>) -> Result<Interceptor, String> {
+    let caps = caps.ok_or("the WebDriver session has no capabilities")?;
+    if let Some(ws) = caps.get("se:cdp").and_then(Value::as_str) {
+        return Interceptor::connect(ws)
+            .await
+            .map_err(|e| format!("cannot attach to the grid's DevTools (se:cdp): {e}"));
+    }
+    let address = caps
+        .get("goog:chromeOptions")
+        .and_then(|o| o["debuggerAddress"].as_str())
+        .ok_or("the WebDriver session names no DevTools endpoint (no se:cdp, no goog:chromeOptions.debuggerAddress)")?;
+    let ws = browser_websocket(address)
+        .await
+        .map_err(|e| format!("cannot reach the browser's DevTools at {address}: {e}"))?;
+    Interceptor::connect(&ws)
+        .await
+        .map_err(|e| format!("cannot attach to the browser's DevTools at {address}: {e}"))
+}
+
+/// A command the reader sends without waiting for its answer.
+fn fire(
+    out: &mpsc::UnboundedSender<Message>,
+    id: &mut u64,
+    session: &str,
+    method: &str,
+    params: Value,
+) {
+    *id += 1;
+    let cmd = json!({"id": *id, "sessionId": session, "method": method, "params": params});
+    let _ = out.send(Message::text(cmd.to_string()));
+}
+
+/// Handles one event of the connection (not an answer to a command).
+fn on_event(v: &Value, state: &Shared, out: &mpsc::UnboundedSender<Message>, id: &mut u64) {
+    let p = &v["params"];
+    match v["method"].as_str() {
+        Some("Target.attachedToTarget") => {
+            let Some(session) = p["sessionId"].as_str() else {
+                return;
+            };
+            let info = &p["targetInfo"];
+            if info["type"] == "page" {
+                let mut st = lock(state);
+                if let Some(t) = info["targetId"].as_str() {
+                    st.pages.insert(t.to_string(), session.to_string());
+                }
+                // Interception first: DevTools runs a session's commands in order.
+                if !st.patterns.is_empty() {
+                    fire(
+                        out,
+                        id,
+                        session,
+                        "Fetch.enable",
+                        json!({"patterns": st.patterns}),
+                    );
+                }
+            }
+            // Anything new (a popup, a service worker) waits for this.
+            if p["waitingForDebugger"] == true {
+                fire(
+                    out,
+                    id,
+                    session,
+                    "Runtime.runIfWaitingForDebugger",
+                    json!({}),
+                );
+            }
+        }
+        Some("Target.detachedFromTarget") => {
+            if let Some(t) = p["targetId"].as_str() {
+                lock(state).pages.remove(t);
+            }
+        }
+        Some("Fetch.requestPaused") => {
+            let (Some(session), Some(rid)) = (v["sessionId"].as_str(), p["requestId"].as_str())
+            else {
+                return;
+            };
+            // Every paused request is continued, with or without headers.
+            let headers = continued_headers(lock(state).trace.as_ref(), &p["request"]);
+            let mut params = json!({"requestId": rid});
+            if let Some(h) = headers {
+                params["headers"] = Value::Array(h);
+            }
+            fire(out, id, session, "Fetch.continueRequest", params);
+        }
+        _ => {}
     }
 }
 
@@ -103,38 +244,15 @@ fn continued_headers(trace: Option<&RunTrace>, request: &Value) -> Option<Vec<Va
 }
 
 impl Interceptor {
-    /// Connects to the page of the browser whose DevTools listen at
-    /// `address` (`host:port`). Errors: no page, no connection.
-    pub async fn connect(address: &str) -> Result<Self, String> {
-        let list = async {
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .map_err(|e| e.to_string())?
-                .get(format!("http://{address}/json/list"))
-                .send()
+    /// Connects to the browser's DevTools websocket and attaches to its
+    /// pages, present and future. Errors: no connection, or a browser
+    /// that refuses to auto-attach.
+    pub async fn connect(ws_url: &str) -> Result<Self, String> {
+        let (ws, _) =
+            tokio::time::timeout(COMMAND_TIMEOUT, tokio_tungstenite::connect_async(ws_url))
                 .await
-                .map_err(|e| e.to_string())?
-                .json::<Value>()
-                .await
-                .map_err(|e| e.to_string())
-        };
-        let list = tokio::time::timeout(COMMAND_TIMEOUT, list)
-            .await
-            .map_err(|_| "listing the pages took over 5s".to_string())??;
-        let ws_url = list
-            .as_array()
-            .and_then(|l| l.iter().find(|t| t["type"] == "page"))
-            .and_then(|t| t["webSocketDebuggerUrl"].as_str())
-            .ok_or("the browser has no page to attach to")?
-            .to_string();
-        let (ws, _) = tokio::time::timeout(
-            COMMAND_TIMEOUT,
-            tokio_tungstenite::connect_async(ws_url.as_str()),
-        )
-        .await
-        .map_err(|_| "connecting took over 5s".to_string())?
-        .map_err(|e| e.to_string())?;
+                .map_err(|_| "connecting took over 5s".to_string())?
+                .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         let writer = tokio::spawn(async move {
@@ -145,11 +263,11 @@ impl Interceptor {
             }
         });
         let pending: Pending = Arc::default();
-        let trace: Arc<Mutex<Option<RunTrace>>> = Arc::default();
+        let state: Shared = Arc::default();
         let reader = {
-            let (pending, trace, out) = (pending.clone(), trace.clone(), out.clone());
-            // Ids of the reader's own continueRequest commands (answers not
-            // awaited), apart from `command`'s; DevTools ids are 32-bit.
+            let (pending, state, out) = (pending.clone(), state.clone(), out.clone());
+            // Ids of the reader's own commands (answers not awaited), apart
+            // from `command`'s; DevTools ids are 32-bit.
             let mut id = 1u64 << 30;
             tokio::spawn(async move {
                 while let Some(Ok(m)) = stream.next().await {
@@ -164,41 +282,59 @@ impl Interceptor {
                         }
                         continue;
                     }
-                    if v["method"] != "Fetch.requestPaused" {
-                        continue;
-                    }
-                    let request = &v["params"]["request"];
-                    let Some(rid) = v["params"]["requestId"].as_str() else {
-                        continue;
-                    };
-                    // Every paused request is continued, with or without headers.
-                    let headers = {
-                        let t = trace.lock().unwrap_or_else(|p| p.into_inner());
-                        continued_headers(t.as_ref(), request)
-                    };
-                    let mut params = json!({"requestId": rid});
-                    if let Some(h) = headers {
-                        params["headers"] = Value::Array(h);
-                    }
-                    id += 1;
-                    let cmd =
-                        json!({"id": id, "method": "Fetch.continueRequest", "params": params});
-                    let _ = out.send(Message::text(cmd.to_string()));
+                    on_event(&v, &state, &out, &mut id);
                 }
             })
         };
-        Ok(Self {
+        let me = Self {
             out,
             pending,
             next_id: Mutex::new(0),
-            trace,
+            state,
             intercepted: Mutex::new(BTreeSet::new()),
             tasks: vec![writer, reader],
-        })
+        };
+        // New pages wait until their interception is on (see `on_event`).
+        me.command(
+            None,
+            "Target.setAutoAttach",
+            json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
+        )
+        .await?;
+        // The pages already open, where auto-attach did not report them.
+        let targets = me.command(None, "Target.getTargets", json!({})).await?;
+        for t in targets["result"]["targetInfos"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(target) = t["targetId"].as_str() else {
+                continue;
+            };
+            if t["type"] != "page" || lock(&me.state).pages.contains_key(target) {
+                continue;
+            }
+            me.command(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target, "flatten": true}),
+            )
+            .await?;
+        }
+        if lock(&me.state).pages.is_empty() {
+            return Err("the browser has no page to attach to".into());
+        }
+        Ok(me)
     }
 
-    /// Sends a command and waits (bounded) for its answer.
-    async fn command(&self, method: &str, params: Value) -> Result<Value, String> {
+    /// Sends a command (to the browser, or to a page's session) and waits
+    /// (bounded) for its answer.
+    async fn command(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let id = {
             let mut n = self.next_id.lock().unwrap_or_else(|p| p.into_inner());
             *n += 1;
@@ -209,7 +345,10 @@ impl Interceptor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
-        let cmd = json!({"id": id, "method": method, "params": params});
+        let mut cmd = json!({"id": id, "method": method, "params": params});
+        if let Some(s) = session {
+            cmd["sessionId"] = json!(s);
+        }
         self.out
             .send(Message::text(cmd.to_string()))
             .map_err(|_| "the DevTools connection is closed".to_string())?;
@@ -226,24 +365,43 @@ impl Interceptor {
         Ok(v)
     }
 
-    /// Follows the step about to run: its span names the page's requests
+    /// Follows the step about to run: its span names the pages' requests
     /// from now on, and every origin the run propagates to is intercepted
-    /// (new ones are added before the step's first navigation).
+    /// in every open page (new ones are added before the step's first
+    /// navigation; pages opened later get them when they attach).
     pub async fn follow(&self, trace: &RunTrace) -> Result<(), String> {
-        *self.trace.lock().unwrap_or_else(|p| p.into_inner()) = Some(trace.clone());
         let mut origins = trace.origins();
         origins.truncate(MAX_ORIGINS);
         let known = {
             let done = self.intercepted.lock().unwrap_or_else(|p| p.into_inner());
             origins.iter().all(|o| done.contains(o))
         };
-        if known {
-            return Ok(());
-        }
         // `Fetch.enable` replaces the patterns: send them all.
         let patterns: Vec<Value> = origins.iter().map(|o| pattern(o)).collect();
-        self.command("Fetch.enable", json!({"patterns": patterns}))
-            .await?;
+        let sessions: Vec<String> = {
+            let mut st = lock(&self.state);
+            st.trace = Some(trace.clone());
+            if known {
+                return Ok(());
+            }
+            st.patterns = patterns.clone();
+            st.pages.values().cloned().collect()
+        };
+        let mut enabled = false;
+        let mut last = Ok(());
+        for s in &sessions {
+            match self
+                .command(Some(s), "Fetch.enable", json!({"patterns": patterns}))
+                .await
+            {
+                Ok(_) => enabled = true,
+                // A window that closed meanwhile.
+                Err(e) => last = Err(e),
+            }
+        }
+        if !enabled {
+            return last.and(Err("no page is open".into()));
+        }
         self.intercepted
             .lock()
             .unwrap_or_else(|p| p.into_inner())

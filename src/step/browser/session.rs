@@ -72,25 +72,12 @@ impl Browser {
         };
         // Without DevTools the session works; only the page's requests go
         // without the run's trace context.
-        let devtools = client
-            .capabilities()
-            .and_then(|c| c.get("goog:chromeOptions"))
-            .and_then(|o| o["debuggerAddress"].as_str())
-            .map(str::to_string);
-        let interceptor = match devtools {
-            None => {
-                tracing::warn!(
-                    "the WebDriver session names no DevTools address: the page's requests carry no traceparent"
-                );
+        let interceptor = match super::intercept::attach(client.capabilities()).await {
+            Ok(i) => Some(i),
+            Err(why) => {
+                self.propagation_unavailable(&why);
                 None
             }
-            Some(a) => match super::intercept::Interceptor::connect(&a).await {
-                Ok(i) => Some(i),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot attach to the page's DevTools: its requests carry no traceparent");
-                    None
-                }
-            },
         };
         Ok(Session {
             client,
