@@ -29,7 +29,7 @@ pub struct HttpResult {
     pub exchanges: Vec<Exchange>,
     /// The failure, if any.
     pub failure: Option<Failure>,
-    /// Where the time went: dns, connect (TCP+TLS), ttfb, download; per hop.
+    /// Where the time went: dns, connect (TCP), tls, ttfb, download; per hop.
     pub timings: Vec<Timing>,
     /// The values captured, redacted for display.
     pub captures: Vec<crate::outcome::Captured>,
@@ -697,6 +697,8 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         let resp = match ctx.client.request(req).await {
             Ok(r) => r,
             Err(e) => {
+                // A failed connection's phases belong to no later request.
+                ctx.phases.drain();
                 let (reason, msg) = classify(&e, false);
                 end_request(ctx, None, Some(reason.as_str().to_string()));
                 // Which request failed: a run reaches many hosts.
