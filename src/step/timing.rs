@@ -61,6 +61,9 @@ pub fn proxy_auth(dst: &http::Uri) -> Option<http::HeaderValue> {
     proxies().intercept(dst)?.basic_auth().cloned()
 }
 
+/// How long an address may stay unanswered before the next one is tried.
+const FALLBACK: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// Why a connection could not be opened, by phase.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
@@ -106,17 +109,36 @@ impl Connector {
                 r.map_err(ConnectError::Dns)?.collect()
             }
         };
+        // Happy Eyeballs (RFC 8305), simplified as reqwest's connector does
+        // it: the next address is tried when the previous one fails or has
+        // not answered within 300 ms, so a black-holed IPv6 address does
+        // not cost the whole step.
         let t = Instant::now();
         let mut last = None;
-        for a in addrs {
-            match TcpStream::connect(a).await {
-                Ok(s) => {
-                    self.phases.push("connect", t);
-                    // Requests are small and written whole: no Nagle delay.
-                    let _ = s.set_nodelay(true);
-                    return Ok(s);
+        let mut rest = addrs.into_iter();
+        let mut pending = futures_util::stream::FuturesUnordered::new();
+        loop {
+            if pending.is_empty() {
+                match rest.next() {
+                    Some(a) => pending.push(TcpStream::connect(a)),
+                    None => break,
                 }
-                Err(e) => last = Some(e),
+            }
+            tokio::select! {
+                Some(r) = futures_util::StreamExt::next(&mut pending) => match r {
+                    Ok(s) => {
+                        self.phases.push("connect", t);
+                        // Requests are small and written whole: no Nagle delay.
+                        let _ = s.set_nodelay(true);
+                        return Ok(s);
+                    }
+                    Err(e) => last = Some(e),
+                },
+                () = tokio::time::sleep(FALLBACK), if rest.len() > 0 => {
+                    if let Some(a) = rest.next() {
+                        pending.push(TcpStream::connect(a));
+                    }
+                }
             }
         }
         Err(ConnectError::Tcp(last.unwrap_or_else(|| {
