@@ -51,8 +51,9 @@
 //!    spanned tree and validates it into a `Journey` (fragments files are
 //!    read first; `use:` steps expand into their steps, `journey::fragment`).
 //! 2. `Scheduler::apply` starts one lightweight task per journey.
-//! 3. At each tick, `Runner::run` builds a fresh client and cookie jar,
-//!    renders templates, and runs the steps in order under the deadline.
+//! 3. At each tick, `Runner::run` gives the run its own connections
+//!    (`step::timing`) and cookie jar, renders templates, and runs the
+//!    steps in order under the deadline.
 //! 4. `step::run` sets the step deadline; `step::http::execute` sends the
 //!    request (redirects under the origin rules), then `step::judge` checks
 //!    assertions and takes captures on the blocking pool; a browser step

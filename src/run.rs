@@ -113,40 +113,18 @@ impl Runner {
         (values, unavailable)
     }
 
+    /// A new visitor's HTTP client: its own connections (none yet) over the
+    /// TLS configuration shared by every run with the same `tls:` settings.
     fn client(
         &self,
         journey: &Journey,
-        jar: Arc<CookieStoreMutex>,
         phases: &crate::step::timing::Phases,
-    ) -> Result<reqwest::Client, Failure> {
+    ) -> Result<crate::step::timing::Client, Failure> {
         let tls = self
             .tls
             .config(&journey.tls)
             .map_err(|e| Failure::new(Reason::Tls, e.to_string()))?;
-        reqwest::Client::builder()
-            .cookie_provider(jar)
-            .redirect(reqwest::redirect::Policy::none())
-            // Bodies are decompressed by the HTTP step, so assertions and
-            // `-v` see the headers as sent (Content-Encoding, Content-Length).
-            .no_gzip()
-            .no_brotli()
-            .no_deflate()
-            .default_headers(reqwest::header::HeaderMap::from_iter([(
-                reqwest::header::ACCEPT_ENCODING,
-                reqwest::header::HeaderValue::from_static("gzip, deflate, br"),
-            )]))
-            .user_agent(USER_AGENT)
-            .connect_timeout(journey.timeout)
-            .tls_backend_preconfigured(tls)
-            .dns_resolver(phases.resolver())
-            .connector_layer(phases.layer())
-            .build()
-            .map_err(|e| {
-                Failure::new(
-                    Reason::Internal,
-                    format!("cannot build the HTTP client: {e}"),
-                )
-            })
+        Ok(crate::step::timing::client(tls, phases.clone()))
     }
 
     /// Runs `journey` once and returns its outcome. Never fails, never hangs:
@@ -178,7 +156,7 @@ impl Runner {
         let setup = (|| -> Result<StepCtx, Failure> {
             let jar = Arc::new(CookieStoreMutex::new(cookie_store::CookieStore::default()));
             let phases = crate::step::timing::Phases::default();
-            let client = self.client(journey, jar.clone(), &phases)?;
+            let client = self.client(journey, &phases)?;
             let mut redactor = Redactor::default();
             for v in secrets.values() {
                 redactor.add(v);

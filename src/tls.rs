@@ -1,10 +1,10 @@
 //! TLS configuration shared across runs.
 //!
-//! Every run builds its own HTTP client (fresh connections and cookie jar, as a
-//! new visitor), but building reqwest's default TLS setup loads the system
-//! trust store each time (milliseconds of CPU per run). Runs therefore share
-//! one `rustls::ClientConfig` per distinct journey TLS setting, so connect and
-//! handshake time are still measured on every run, at no extra cost.
+//! Every run has its own HTTP connections and cookie jar (a new visitor), but
+//! building a TLS setup loads the system trust store (milliseconds of CPU).
+//! Runs therefore share one `rustls::ClientConfig` per distinct journey TLS
+//! setting, so connect and handshake time are still measured on every run, at
+//! no extra cost.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,8 +55,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 impl TlsCache {
-    /// The configuration for `tls`, built once.
-    pub fn config(&self, tls: &TlsSettings) -> Result<ClientConfig, TlsError> {
+    /// The configuration for `tls`, built once and shared (no copy per run).
+    pub fn config(&self, tls: &TlsSettings) -> Result<Arc<ClientConfig>, TlsError> {
         let ca = tls.ca_file.as_ref().map(|p| {
             let mtime = std::fs::metadata(p).and_then(|m| m.modified()).ok();
             (p.clone(), mtime)
@@ -64,11 +64,11 @@ impl TlsCache {
         let key = (tls.verify, ca);
         let mut map = self.configs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = map.get(&key) {
-            return Ok((**c).clone());
+            return Ok(c.clone());
         }
         let cfg = Arc::new(build(tls)?);
         map.insert(key, cfg.clone());
-        Ok((*cfg).clone())
+        Ok(cfg)
     }
 }
 

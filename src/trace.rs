@@ -83,7 +83,7 @@ pub struct RequestSpan {
     /// `error.type`: the bounded failure reason (`dns`, `timeout`...) or the
     /// status code of a 4xx/5xx answer.
     pub error_type: Option<String>,
-    /// Phase events (`dns`, `connect`, `first_byte`) at the time each ended.
+    /// Phase events (`dns`, `connect`, `tls`, `first_byte`) at the time each ended.
     pub events: Vec<(&'static str, SystemTime)>,
 }
 

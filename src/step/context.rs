@@ -15,8 +15,8 @@ use crate::template::Scope;
 /// Per-run state handed to every step of the run, plus the deadline of the
 /// step being run (set by [`crate::step::run`], read by every executor).
 pub struct StepCtx {
-    /// This run's HTTP client (fresh connections and cookie jar).
-    pub client: reqwest::Client,
+    /// This run's HTTP client (its own connections; cookies are the jar's).
+    pub client: crate::step::timing::Client,
     /// This run's cookie jar.
     pub jar: Arc<CookieStoreMutex>,
     /// Variables, captures and secrets.
@@ -25,7 +25,7 @@ pub struct StepCtx {
     pub redactor: Redactor,
     /// Keep exchanges for `--verbose`.
     pub verbose: bool,
-    /// DNS and connect timings of this run's new connections.
+    /// DNS, connect and TLS timings of this run's new connections.
     pub phases: crate::step::timing::Phases,
     /// The journey being run.
     pub journey: String,

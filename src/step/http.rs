@@ -2,7 +2,6 @@
 //! so they are counted and bounded), read the body up to a limit, check the
 //! assertions, then take the captures.
 
-use std::error::Error as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,14 +29,15 @@ pub struct HttpResult {
     pub exchanges: Vec<Exchange>,
     /// The failure, if any.
     pub failure: Option<Failure>,
-    /// Where the time went: dns, connect (TCP+TLS), ttfb, download; per hop.
+    /// Where the time went: dns, connect (TCP), tls, ttfb, download; per hop.
     pub timings: Vec<Timing>,
     /// The values captured, redacted for display.
     pub captures: Vec<crate::outcome::Captured>,
 }
 
-/// Adds one request's phases: DNS and connect come from the run's connection
-/// recorder (only for new connections), ttfb is what remains until headers.
+/// Adds one request's phases: DNS, TCP connect and TLS handshake come from
+/// the run's connector (only for a new connection, each its own duration),
+/// ttfb is what remains until the headers.
 fn record_phases(
     out: &mut HttpResult,
     phases: &crate::step::timing::Phases,
@@ -50,37 +50,34 @@ fn record_phases(
         format!("redirect {}: ", out.redirects)
     };
     let events = phases.drain();
-    let ms = |n: &str| {
-        events
+    // In the order they happen; a phase that did not happen is left out.
+    let mut done = 0.0;
+    let mut ended: Vec<(&'static str, f64)> = Vec::new();
+    for name in ["dns", "connect", "tls"] {
+        let mut seen = false;
+        let ms: f64 = events
             .iter()
-            .filter(|e| e.name == n)
+            .filter(|e| e.name == name)
+            .inspect(|_| seen = true)
             .map(|e| e.ms)
-            .sum::<f64>()
-    };
-    let (dns, connect) = (ms("dns"), ms("connect"));
-    if events.iter().any(|e| e.name == "dns") {
-        out.timings.push(Timing::new(format!("{prefix}dns"), dns));
-    }
-    if events.iter().any(|e| e.name == "connect") {
-        // The connector's time includes the lookup; report TCP+TLS alone.
-        out.timings.push(Timing::new(
-            format!("{prefix}connect"),
-            (connect - dns).max(0.0),
-        ));
+            .sum();
+        if seen {
+            out.timings.push(Timing::new(format!("{prefix}{name}"), ms));
+            done += ms;
+            ended.push((name, done));
+        }
     }
     out.timings.push(Timing::new(
         format!("{prefix}ttfb"),
-        (to_headers.as_secs_f64() * 1000.0 - connect).max(0.0),
+        (to_headers.as_secs_f64() * 1000.0 - done).max(0.0),
     ));
-    // The same phases as span events, each at the time it ended (the
-    // connector's time includes the lookup).
+    // The same phases as span events, each at the time it ended.
     if let Some(span) = span {
-        let at = |ms: f64| span.start + Duration::from_secs_f64(ms.max(0.0) / 1000.0);
-        if events.iter().any(|e| e.name == "dns") {
-            span.events.push(("dns", at(dns)));
-        }
-        if events.iter().any(|e| e.name == "connect") {
-            span.events.push(("connect", at(connect)));
+        for (name, at) in ended {
+            span.events.push((
+                name,
+                span.start + Duration::from_secs_f64(at.max(0.0) / 1000.0),
+            ));
         }
         span.events.push(("first_byte", span.start + to_headers));
     }
@@ -260,48 +257,55 @@ async fn prepare(body: Option<&Body>, scope: &Arc<Scope>) -> Result<Prepared, Fa
     })
 }
 
-/// Maps a reqwest error to a reason and a short message (not yet redacted;
-/// the caller names the URL).
-pub fn classify(e: &reqwest::Error) -> (Reason, String) {
-    let mut chain = Vec::new();
-    let mut src: Option<&dyn std::error::Error> = e.source();
-    while let Some(s) = src {
-        chain.push(s.to_string());
-        src = s.source();
+/// Maps an error of sending a request or reading its body to a reason and a
+/// short message (not yet redacted; the caller names the URL). The phase
+/// that failed to connect is known exactly (the run's connector says it);
+/// the rest is read from the error chain.
+pub fn classify(e: &(dyn std::error::Error + 'static), reading_body: bool) -> (Reason, String) {
+    use crate::step::timing::ConnectError;
+    let mut chain: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        chain.push(s);
+        cur = s.source();
     }
-    let detail = chain.last().cloned().unwrap_or_else(|| e.to_string());
-    let all = chain.join(": ").to_ascii_lowercase();
-    let reason = if e.is_timeout() {
-        Reason::Timeout
-    } else if all.contains("dns error")
-        || all.contains("failed to lookup address")
-        || all.contains("name or service not known")
-    {
-        Reason::Dns
-    } else if all.contains("certificate")
-        || all.contains("tls")
-        || all.contains("handshake")
-        || all.contains("peer sent")
-        || all.contains("received fatal alert")
-        || all.contains("invalidcontenttype")
-        || all.contains("corrupt message")
-    {
-        Reason::Tls
-    } else if e.is_connect() {
-        Reason::Connect
-    } else if all.contains("reset")
-        || all.contains("closed before")
-        || all.contains("unexpected eof")
-        || all.contains("incomplete")
-        || all.contains("broken pipe")
-        || all.contains("end of file")
-        || e.is_body()
-    {
-        Reason::Reset
-    } else if e.is_decode() || e.is_request() {
-        Reason::Protocol
-    } else {
-        Reason::Internal
+    let detail = chain.last().map(|c| c.to_string()).unwrap_or_default();
+    let all = chain
+        .iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .to_ascii_lowercase();
+    let connect = chain.iter().find_map(|c| c.downcast_ref::<ConnectError>());
+    let hyper_err = chain.iter().find_map(|c| c.downcast_ref::<hyper::Error>());
+    let reason = match connect {
+        Some(ConnectError::Dns(_)) => Reason::Dns,
+        Some(ConnectError::Tls(_)) => Reason::Tls,
+        Some(ConnectError::Tcp(_) | ConnectError::Proxy(_)) => Reason::Connect,
+        Some(ConnectError::NoHost) => Reason::Protocol,
+        None if all.contains("certificate")
+            || all.contains("handshake")
+            || all.contains("peer sent")
+            || all.contains("received fatal alert")
+            || all.contains("corrupt message") =>
+        {
+            Reason::Tls
+        }
+        None if all.contains("reset")
+            || all.contains("closed before")
+            || all.contains("unexpected eof")
+            || all.contains("incomplete")
+            || all.contains("broken pipe")
+            || all.contains("end of file")
+            || hyper_err.is_some_and(|h| h.is_incomplete_message() || h.is_canceled()) =>
+        {
+            Reason::Reset
+        }
+        None if hyper_err.is_some_and(|h| h.is_parse() || h.is_parse_status() || h.is_user()) => {
+            Reason::Protocol
+        }
+        None if reading_body => Reason::Reset,
+        None => Reason::Internal,
     };
     let what = reason.network_summary().unwrap_or("request failed");
     let detail = match reason {
@@ -381,8 +385,8 @@ fn shown(r: &Redactor, text: &str) -> String {
     crate::step::excerpt::shape(r, text, VERBOSE_CHARS)
 }
 
-/// The cookies the run's jar sends to `url` (reqwest adds them after the
-/// request is built, so they are not among its headers), for `--verbose`.
+/// The cookies the run's jar sends to `url` (added after the step's headers
+/// are listed, so they are not among them), for `--verbose`.
 fn sent_cookies(
     jar: &reqwest_cookie_store::CookieStoreMutex,
     url: &url::Url,
@@ -492,6 +496,27 @@ fn end_request(ctx: &mut StepCtx, status: Option<u16>, error_type: Option<String
     }
 }
 
+/// reqwest builds the requests (bodies, forms, multipart); each run's own
+/// client sends them. The builder is made once and never sends anything.
+fn request_builder() -> Result<&'static reqwest::Client, Failure> {
+    static BUILDER: std::sync::OnceLock<Result<reqwest::Client, String>> =
+        std::sync::OnceLock::new();
+    BUILDER
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| {
+            Failure::new(
+                Reason::Internal,
+                format!("cannot build the HTTP request builder: {e}"),
+            )
+        })
+}
+
 /// Runs one HTTP step. Assertions are checked before captures, so a wrong
 /// status is reported as such rather than as a missing capture.
 pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpResult {
@@ -588,11 +613,18 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         "{method} {}",
         crate::step::excerpt::url(&redactor, url.as_str())
     ));
+    let builder = match request_builder() {
+        Ok(b) => b,
+        Err(f) => {
+            out.failure = Some(failure(f));
+            return out;
+        }
+    };
     let mut send_body = true;
-    let mut resp = loop {
+    let resp = loop {
         // Each hop is a request of its own: its own client span and traceparent.
         ctx.trace.start_request(method.as_str(), &url, &redactor);
-        let mut rb = ctx.client.request(method.clone(), url.clone());
+        let mut rb = builder.request(method.clone(), url.clone());
         for (k, v) in &headers {
             rb = rb.header(k, v);
         }
@@ -615,7 +647,11 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                 }
             };
         }
-        let req = match rb.build() {
+        // Built by reqwest, sent by the run's own client as an `http::Request`.
+        let mut req = match rb
+            .build()
+            .and_then(http::Request::<reqwest::Body>::try_from)
+        {
             Ok(r) => r,
             Err(e) => {
                 out.failure = Some(failure(Failure::new(
@@ -630,18 +666,40 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             request: format!(
                 "{} {}",
                 req.method(),
-                crate::step::excerpt::url(&redactor, req.url().as_str())
+                crate::step::excerpt::url(&redactor, url.as_str())
             ),
             request_headers: headers_of(req.headers(), &redactor),
-            request_cookies: sent_cookies(&ctx.jar, req.url(), &redactor),
+            request_cookies: sent_cookies(&ctx.jar, &url, &redactor),
             request_body: send_body.then(|| body.shown(&redactor)).flatten(),
             ..Default::default()
         });
+        // What every request carries unless the step writes its own, and the
+        // run's cookies (after the exchange above, which lists them apart).
+        let h = req.headers_mut();
+        for (k, v) in [
+            (reqwest::header::ACCEPT, "*/*"),
+            (reqwest::header::USER_AGENT, crate::run::USER_AGENT),
+            (reqwest::header::ACCEPT_ENCODING, "gzip, deflate, br"),
+        ] {
+            h.entry(k).or_insert(HeaderValue::from_static(v));
+        }
+        if !h.contains_key(reqwest::header::COOKIE)
+            && let Some(c) = reqwest::cookie::CookieStore::cookies(&*ctx.jar, &url)
+        {
+            h.insert(reqwest::header::COOKIE, c);
+        }
+        if let Some(a) = crate::step::timing::proxy_auth(req.uri()) {
+            req.headers_mut()
+                .entry(reqwest::header::PROXY_AUTHORIZATION)
+                .or_insert(a);
+        }
         let sent = Instant::now();
-        let resp = match ctx.client.execute(req).await {
+        let resp = match ctx.client.request(req).await {
             Ok(r) => r,
             Err(e) => {
-                let (reason, msg) = classify(&e);
+                // A failed connection's phases belong to no later request.
+                ctx.phases.drain();
+                let (reason, msg) = classify(&e, false);
                 end_request(ctx, None, Some(reason.as_str().to_string()));
                 // Which request failed: a run reaches many hosts.
                 let msg = format!(
@@ -653,6 +711,12 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             }
         };
         record_phases(&mut out, &ctx.phases, sent.elapsed(), ctx.trace.request());
+        // Every answer's cookies go into the run's jar, redirects' too.
+        reqwest::cookie::CookieStore::set_cookies(
+            &*ctx.jar,
+            &mut resp.headers().get_all(reqwest::header::SET_COOKIE).iter(),
+            &url,
+        );
         let status = resp.status().as_u16();
         // OpenTelemetry's HTTP client convention: a 4xx/5xx answer is an
         // error of the request, named by its status code.
@@ -716,11 +780,12 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
         break resp;
     };
 
-    let status = resp.status().as_u16();
+    let (parts, mut incoming) = resp.into_parts();
+    let status = parts.status.as_u16();
     out.status = Some(status);
-    let final_url = resp.url().clone();
-    let resp_headers: Vec<(String, String)> = resp
-        .headers()
+    let final_url = url;
+    let resp_headers: Vec<(String, String)> = parts
+        .headers
         .iter()
         .map(|(k, v)| {
             (
@@ -729,7 +794,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             )
         })
         .collect();
-    if let Some(len) = resp.content_length()
+    if let Some(len) = hyper::body::Body::size_hint(&incoming).exact()
         && len > http.max_body
     {
         out.failure = Some(failure(Failure::new(
@@ -744,8 +809,12 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
     let mut buf = BytesMut::new();
     let reading = Instant::now();
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
+        match http_body_util::BodyExt::frame(&mut incoming).await {
+            Some(Ok(frame)) => {
+                // Trailers carry no body bytes.
+                let Ok(chunk) = frame.into_data() else {
+                    continue;
+                };
                 if (buf.len() + chunk.len()) as u64 > http.max_body {
                     out.failure = Some(failure(Failure::new(
                         Reason::BodyTooLarge,
@@ -758,7 +827,7 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                 }
                 buf.extend_from_slice(&chunk);
             }
-            Ok(None) => {
+            None => {
                 out.timings.push(Timing::new(
                     "download",
                     reading.elapsed().as_secs_f64() * 1000.0,
@@ -768,8 +837,8 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
                 }
                 break;
             }
-            Err(e) => {
-                let (reason, msg) = classify(&e);
+            Some(Err(e)) => {
+                let (reason, msg) = classify(&e, true);
                 end_request(ctx, Some(status), Some(reason.as_str().to_string()));
                 out.failure = Some(failure(Failure::new(
                     reason,
@@ -779,8 +848,8 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             }
         }
     }
-    let encoding = resp
-        .headers()
+    let encoding = parts
+        .headers
         .get(reqwest::header::CONTENT_ENCODING)
         .map(|v| {
             String::from_utf8_lossy(v.as_bytes())

@@ -303,6 +303,45 @@ async fn steps_report_where_their_time_went() {
     assert_eq!(names(1), ["ttfb", "download"]);
 }
 
+/// HTTPS: the TLS handshake is a phase of its own, after the TCP connect
+/// and not inside it (the server waits before its handshake, so that wait
+/// is TLS time); plain HTTP has no TLS phase (above).
+#[tokio::test]
+async fn tls_handshake_is_its_own_phase() {
+    let t = Target::start().await;
+    let dir = tempdir();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &t.ca_pem).unwrap();
+    let yaml = one_step(&format!("{}/", t.tls_slow), "").replace(
+        "steps:",
+        &format!("tls: {{ca_file: {}}}\nsteps:", ca.display()),
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+    let step = &o.steps[0];
+    let names: Vec<&str> = step.timings.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["dns", "connect", "tls", "ttfb", "download"]);
+    let ms = |n: &str| step.timings.iter().find(|t| t.name == n).unwrap().ms;
+    let slow = crate::support::target::TLS_SLOW.as_secs_f64() * 1000.0;
+    assert!(
+        ms("tls") >= slow,
+        "the server's wait is TLS time: {step:#?}"
+    );
+    // The phases are disjoint parts of the step: were the handshake still
+    // inside `connect`, the wait would be counted twice and the phases
+    // would add up to more than the step took.
+    let sum: f64 = step.timings.iter().map(|t| t.ms).sum();
+    assert!(
+        sum <= step.duration.as_secs_f64() * 1000.0 + 1.0,
+        "phases add up to at most the step: {step:#?}"
+    );
+    // The request's client span has the same phases as events, in order.
+    let events = &step.telemetry.requests[0].events;
+    let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, ["dns", "connect", "tls", "first_byte"]);
+    assert!(events.windows(2).all(|w| w[0].1 <= w[1].1), "{events:?}");
+}
+
 /// Request building (query, headers, multipart with a file, raw bodies) and
 /// the header, cookie, status and url captures, against a server that says
 /// what it received.

@@ -26,12 +26,18 @@ pub struct Target {
     pub tls: String,
     /// The PEM of the CA that signed the TLS server's certificate.
     pub ca_pem: String,
+    /// The same HTTPS server, but it starts each TLS handshake only
+    /// [`TLS_SLOW`] after accepting the TCP connection.
+    pub tls_slow: String,
     hits: Hits,
     basket: Basket,
     /// Locations `/region` fails for (503), by the `x-probe-location` header.
     down: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+/// How long [`Target::tls_slow`] waits between TCP accept and TLS handshake.
+pub const TLS_SLOW: Duration = Duration::from_millis(200);
 
 /// Items in the one test customer's basket (`/basket`): `POST` adds one,
 /// `DELETE /basket/b-1` empties it, so a test can prove a cleanup ran.
@@ -418,12 +424,19 @@ impl Target {
 
         let (cfg, ca_pem) = tls_config();
         let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let tls = format!("https://localhost:{}", l.local_addr().unwrap().port());
-        tasks.push(tokio::spawn(async move {
+        let mut tls_urls = Vec::new();
+        for delay in [Duration::ZERO, TLS_SLOW] {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tls_urls.push(format!(
+                "https://localhost:{}",
+                l.local_addr().unwrap().port()
+            ));
+            let acceptor = acceptor.clone();
+            tasks.push(tokio::spawn(async move {
             while let Ok((s, _)) = l.accept().await {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
                     if let Ok(mut s) = acceptor.accept(s).await {
                         let mut buf = [0u8; 4096];
                         let _ = s.read(&mut buf).await;
@@ -435,12 +448,16 @@ impl Target {
                 });
             }
         }));
+        }
+        let tls_slow = tls_urls.pop().unwrap();
+        let tls = tls_urls.pop().unwrap();
         Target {
             base,
             hang,
             reset,
             tls,
             ca_pem,
+            tls_slow,
             hits,
             basket,
             down,
