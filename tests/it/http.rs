@@ -444,3 +444,130 @@ async fn the_final_url_lists_of_texts_and_every_failing_assertion() {
     );
     assert_eq!(f.location.as_deref(), Some("10:13"), "{f:#?}");
 }
+
+/// A forward proxy on loopback, as curl and Squid speak it: an absolute-form
+/// request is forwarded (origin-form to the target), `CONNECT host:port`
+/// opens a tunnel. It records each request line it was asked.
+async fn forward_proxy() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = l.accept().await {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut client = BufReader::new(client);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if client.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let end = line == "\r\n";
+                    head.push(line);
+                    if end {
+                        break;
+                    }
+                }
+                let request_line = head[0].trim_end().to_string();
+                log.lock().unwrap().push(request_line.clone());
+                let mut parts = request_line.split(' ');
+                let (method, target) = (parts.next().unwrap(), parts.next().unwrap());
+                if method == "CONNECT" {
+                    let mut upstream = tokio::net::TcpStream::connect(target).await.unwrap();
+                    client
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                } else {
+                    let uri: http::Uri = target.parse().unwrap();
+                    let mut upstream =
+                        tokio::net::TcpStream::connect(uri.authority().unwrap().as_str())
+                            .await
+                            .unwrap();
+                    let mut out = format!(
+                        "{method} {} HTTP/1.1\r\n",
+                        uri.path_and_query().map_or("/", |p| p.as_str())
+                    );
+                    for h in &head[1..] {
+                        if !h.to_ascii_lowercase().starts_with("proxy-") {
+                            out.push_str(h);
+                        }
+                    }
+                    upstream.write_all(out.as_bytes()).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// The environment's proxy carries every request, as curl's variables say:
+/// plain HTTP in absolute form through `HTTP_PROXY`, HTTPS through a
+/// `CONNECT` tunnel of `HTTPS_PROXY` (TLS end to end, the target's own
+/// certificate), and `NO_PROXY` hosts directly.
+#[tokio::test]
+async fn requests_go_through_the_environments_proxy() {
+    let t = Target::start().await;
+    let (proxy, seen) = forward_proxy().await;
+    let dir = tempdir();
+    std::fs::write(dir.join("ca.pem"), &t.ca_pem).unwrap();
+    let tls_authority = t.tls.trim_start_matches("https://").to_string();
+    std::fs::write(
+        dir.join("proxied.yaml"),
+        format!(
+            "name: proxied\ntls: {{ca_file: ca.pem}}\nsteps:\n  - name: plain\n    http: {{url: \"{}/ok\"}}\n  - name: secure\n    http: {{url: \"{}/ok\"}}\n",
+            t.base, t.tls
+        ),
+    )
+    .unwrap();
+    let run_with = |no_proxy: &str| {
+        let mut cmd = crate::support::bin();
+        cmd.current_dir(&dir).args(["run", "proxied.yaml"]);
+        for v in [
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+            "ALL_PROXY",
+            "no_proxy",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.env("HTTP_PROXY", &proxy)
+            .env("HTTPS_PROXY", &proxy)
+            .env("NO_PROXY", no_proxy);
+        cmd
+    };
+    let mut cmd = run_with("");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            format!("GET {}/ok HTTP/1.1", t.base),
+            format!("CONNECT {tls_authority} HTTP/1.1"),
+        ]
+    );
+    // Bypassed: the proxy is asked nothing more.
+    let mut cmd = run_with("127.0.0.1,localhost");
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let asked = seen.lock().unwrap().clone();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
