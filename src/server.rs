@@ -710,7 +710,7 @@ const MAX_PAGE: usize = 10_000;
 
 /// The page for `q` on `kind`: shared when another reader's render of the
 /// same status generation still serves (see [`pages::PageCacheOptions`]),
-/// else rendered by `render` from a fresh snapshot, off the probes' workers.
+/// else rendered by `render_page` from a fresh snapshot, off the probes' workers.
 async fn shared_page<F>(
     s: &AppState,
     kind: PageKind,
@@ -861,7 +861,7 @@ fn render_api(
                 passed_after_retry: st.passed_after_retry,
                 last_attempts: st.last_attempts,
                 slos: slo_views(st, status.started, prom),
-                last: st.last.as_ref(),
+                last: st.last.as_deref(),
                 recent_failures: st.failures.iter().collect(),
                 cleanup_failures: st.cleanup_failures,
                 last_cleanup_failure: st.last_cleanup_failure.as_deref(),

@@ -96,8 +96,9 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 pub struct JourneyStatus {
     /// The journey as loaded.
     pub journey: Arc<Journey>,
-    /// The last finished run.
-    pub last: Option<JourneyOutcome>,
+    /// The last finished run (shared: a run recorded while a page is being
+    /// rendered copies this journey's state without copying its outcome).
+    pub last: Option<Arc<JourneyOutcome>>,
     /// Recent failures, newest first.
     pub failures: VecDeque<FailureRecord>,
     /// Runs since start-up.
@@ -298,7 +299,7 @@ impl StatusStore {
         for step in o.steps.iter_mut().chain(o.finally.iter_mut()) {
             step.telemetry = Default::default();
         }
-        st.last = Some(o);
+        st.last = Some(Arc::new(o));
     }
 
     /// A snapshot of every journey, sorted by name: shared, not copied.
