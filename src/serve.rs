@@ -118,6 +118,9 @@ pub struct ServeConfig {
     pub browser: Option<crate::step::browser::Browser>,
     /// The span exporter's counters, registered when spans are exported.
     pub trace_export: Option<crate::otel::ExportCounters>,
+    /// The status page and API as rendered, shared by their readers (one
+    /// render per status generation and query; its counter shows how many).
+    pub pages: Arc<crate::server::pages::PageCache>,
 }
 
 impl ServeConfig {
@@ -136,6 +139,7 @@ impl ServeConfig {
             web_config_file: None,
             server: ServerOptions::default(),
             prometheus: None,
+            pages: Arc::default(),
         }
     }
 }
@@ -269,6 +273,7 @@ pub async fn serve_with(
         },
         heavy: Arc::new(tokio::sync::Semaphore::new(HTTP_HEAVY_AT_ONCE)),
         prometheus: cfg.prometheus.clone(),
+        pages: cfg.pages.clone(),
     };
     let server = spawn_http(listener, state, stop.clone())?;
 

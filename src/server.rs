@@ -29,6 +29,9 @@ use crate::slo_prom::PromSlo;
 use crate::status::{FailureRecord, JourneyStatus, StatusStore};
 use crate::web::{AuthCheck, WebConfig};
 
+pub mod pages;
+use pages::{Page, PageKey, PageKind, PageWriter};
+
 /// A reload request and where to send its result (a summary, or the
 /// rendered diagnostics of the refused files).
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -107,6 +110,8 @@ pub struct AppState {
     pub heavy: Arc<Semaphore>,
     /// Reads the SLO recording rules from Prometheus (`--prometheus-url`).
     pub prometheus: Option<Arc<crate::slo_prom::PromReader>>,
+    /// The status page and API as rendered, shared by their readers.
+    pub pages: Arc<pages::PageCache>,
 }
 
 /// Prometheus' SLO numbers by `journey-slo` (`--prometheus-url`): `None`
@@ -665,7 +670,7 @@ fn page<'a>(
     default_limit: usize,
 ) -> (usize, usize, usize, Vec<&'a JourneyStatus>) {
     let offset = q.offset.unwrap_or(0);
-    let limit = q.limit.unwrap_or(default_limit).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(default_limit).clamp(1, MAX_PAGE);
     let matching = snap.iter().filter(|st| {
         q.state
             .as_deref()
@@ -675,6 +680,89 @@ fn page<'a>(
     let total = matching.clone().count();
     let rows = matching.skip(offset).take(limit).map(|a| &**a).collect();
     (total, offset, limit, rows)
+}
+
+impl ListQuery {
+    /// The cache key of this query on `kind` (default page size
+    /// `default_limit`), and the query as rendered: defaults applied, so
+    /// that every request with the same key gets the same body.
+    fn normalise(self, kind: PageKind, default_limit: usize) -> (PageKey, ListQuery) {
+        let offset = self.offset.unwrap_or(0);
+        let limit = self.limit.unwrap_or(default_limit).clamp(1, MAX_PAGE);
+        let key = PageKey {
+            kind,
+            state: self.state.clone(),
+            q: self.q.clone(),
+            offset,
+            limit,
+        };
+        let q = ListQuery {
+            offset: Some(offset),
+            limit: Some(limit),
+            ..self
+        };
+        (key, q)
+    }
+}
+
+/// The most journeys one page of the status page or API shows.
+const MAX_PAGE: usize = 10_000;
+
+/// The page for `q` on `kind`: shared when another reader's render of the
+/// same status generation still serves (see [`pages::PageCacheOptions`]),
+/// else rendered by `render_page` from a fresh snapshot, off the probes' workers.
+async fn shared_page<F>(
+    s: &AppState,
+    kind: PageKind,
+    q: ListQuery,
+    default_limit: usize,
+    render_page: F,
+) -> Option<Page>
+where
+    F: FnOnce(
+            &StatusStore,
+            &[Arc<JourneyStatus>],
+            &ListQuery,
+            Option<&std::collections::BTreeMap<String, PromSlo>>,
+            Option<String>,
+        ) -> Page
+        + Send
+        + 'static,
+{
+    let (key, q) = q.normalise(kind, default_limit);
+    // Read before the snapshot: the body is at least this new.
+    let generation = s.status.generation();
+    s.pages
+        .get_or_render(key, generation, std::time::Instant::now(), || async {
+            let (prom, prometheus_error) = prometheus_slos(s).await;
+            let snap = s.status.snapshot();
+            let status = s.status.clone();
+            render(s, move || {
+                render_page(&status, &snap, &q, prom.as_ref(), prometheus_error)
+            })
+            .await
+        })
+        .await
+}
+
+/// A shared page as a response: its pieces streamed, with its length.
+fn page_response(page: Option<Page>, content_type: &'static str) -> Response {
+    let Some(page) = page else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let len = page.len();
+    let pieces = futures_util::stream::iter(
+        (0..page.pieces().len())
+            .map(move |i| Ok::<_, std::convert::Infallible>(page.pieces()[i].clone())),
+    );
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CONTENT_LENGTH, HeaderValue::from(len)),
+        ],
+        axum::body::Body::from_stream(pieces),
+    )
+        .into_response()
 }
 
 /// Runs a render on a blocking thread of the HTTP runtime, a few at once.
@@ -735,55 +823,60 @@ struct Api<'a> {
 
 /// `/api/v1/journeys`: every journey's state, at most 1,000 per page.
 async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
-    let snap = s.status.snapshot();
-    let status = s.status.clone();
-    let (prom, prometheus_error) = prometheus_slos(&s).await;
-    let body = render(&s, move || {
-        let (total, offset, limit, rows) = page(&snap, &q, 1000);
-        let api = Api {
-            location: &status.location,
-            shard: status.shard(),
-            prometheus_error,
-            reload_error: status.reload_error(),
-            total,
-            offset,
-            limit,
-            next_offset: (offset + rows.len() < total).then_some(offset + rows.len()),
-            journeys: rows
-                .into_iter()
-                .map(|st| ApiJourney {
-                    name: &st.journey.name,
-                    description: st.journey.description.as_deref(),
-                    file: st.journey.source.path.display().to_string(),
-                    location: &status.location,
-                    interval_seconds: st.journey.interval.as_secs_f64(),
-                    timeout_seconds: st.journey.timeout.as_secs_f64(),
-                    labels: &st.journey.labels,
-                    runs: st.runs,
-                    successes: st.successes,
-                    state: st.state(),
-                    passed_after_retry: st.passed_after_retry,
-                    last_attempts: st.last_attempts,
-                    slos: slo_views(st, status.started, prom.as_ref()),
-                    last: st.last.as_ref(),
-                    recent_failures: st.failures.iter().collect(),
-                    cleanup_failures: st.cleanup_failures,
-                    last_cleanup_failure: st.last_cleanup_failure.as_ref(),
-                    artifacts: st
-                        .failures
-                        .front()
-                        .map(|f| artifact_links(&f.artifacts))
-                        .unwrap_or_default(),
-                })
-                .collect(),
-        };
-        serde_json::to_vec(&api).unwrap_or_default()
-    })
-    .await;
-    match body {
-        Some(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
-        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    let page = shared_page(&s, PageKind::Api, q, 1000, render_api).await;
+    page_response(page, "application/json")
+}
+
+/// The JSON of `/api/v1/journeys` for one page, written in pieces.
+fn render_api(
+    status: &StatusStore,
+    snap: &[Arc<JourneyStatus>],
+    q: &ListQuery,
+    prom: Option<&std::collections::BTreeMap<String, PromSlo>>,
+    prometheus_error: Option<String>,
+) -> Page {
+    let (total, offset, limit, rows) = page(snap, q, 1000);
+    let api = Api {
+        location: &status.location,
+        shard: status.shard(),
+        prometheus_error,
+        reload_error: status.reload_error(),
+        total,
+        offset,
+        limit,
+        next_offset: (offset + rows.len() < total).then_some(offset + rows.len()),
+        journeys: rows
+            .into_iter()
+            .map(|st| ApiJourney {
+                name: &st.journey.name,
+                description: st.journey.description.as_deref(),
+                file: st.journey.source.path.display().to_string(),
+                location: &status.location,
+                interval_seconds: st.journey.interval.as_secs_f64(),
+                timeout_seconds: st.journey.timeout.as_secs_f64(),
+                labels: &st.journey.labels,
+                runs: st.runs,
+                successes: st.successes,
+                state: st.state(),
+                passed_after_retry: st.passed_after_retry,
+                last_attempts: st.last_attempts,
+                slos: slo_views(st, status.started, prom),
+                last: st.last.as_deref(),
+                recent_failures: st.failures.iter().collect(),
+                cleanup_failures: st.cleanup_failures,
+                last_cleanup_failure: st.last_cleanup_failure.as_deref(),
+                artifacts: st
+                    .failures
+                    .front()
+                    .map(|f| artifact_links(&f.artifacts))
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    };
+    let mut w = PageWriter::new();
+    // Writing to memory cannot fail, and every field serialises.
+    let _ = serde_json::to_writer(&mut w, &api);
+    w.finish()
 }
 
 /// Query of `/report`.
@@ -850,7 +943,7 @@ async fn report_page(State(s): State<AppState>, Query(q): Query<ReportQuery>) ->
                                     .map_or(0.0, |d| d.as_secs_f64()),
                                 links: artifact_links(&f.artifacts)
                                     .into_iter()
-                                    .chain(f.trace_url.clone())
+                                    .chain(f.trace_url.as_deref().map(String::from))
                                     .collect(),
                             })
                         })
@@ -921,14 +1014,8 @@ th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-al
 code{background:#f3f3f3;padding:0 .2em}";
 
 async fn status_page(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
-    let snap = s.status.snapshot();
-    let status = s.status.clone();
-    let (prom, prometheus_error) = prometheus_slos(&s).await;
-    let page = move || render_status_page(&status, &snap, &q, prom.as_ref(), prometheus_error);
-    match render(&s, page).await {
-        Some(h) => Html(h).into_response(),
-        None => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
+    let page = shared_page(&s, PageKind::Status, q, 100, render_status_page).await;
+    page_response(page, "text/html; charset=utf-8")
 }
 
 /// Appends `?…` to `/` for a page of the status page.
@@ -951,10 +1038,10 @@ fn render_status_page(
     q: &ListQuery,
     prom: Option<&std::collections::BTreeMap<String, PromSlo>>,
     prometheus_error: Option<String>,
-) -> String {
+) -> Page {
     let failing = snap.iter().filter(|st| st.state() == "failing").count();
     let slow = snap.iter().filter(|st| st.state() == "slow").count();
-    let mut h = String::with_capacity(16 * 1024);
+    let mut h = PageWriter::new();
     let _ = write!(
         h,
         "<!doctype html><html lang=en><head><meta charset=utf-8><meta http-equiv=refresh content=10>\
@@ -1065,7 +1152,7 @@ fn render_status_page(
                 st.cleanup_failures,
                 if st.cleanup_failures == 1 { "" } else { "s" },
                 esc(&c.step),
-                esc(&c.reason)
+                esc(c.reason)
             );
         }
         h.push_str("</td>");
@@ -1156,14 +1243,14 @@ fn render_status_page(
                     "<td><div class=why>{} — step <b>{}</b> failed ({}):\n{}{excerpt}</div>{links}</td></tr>",
                     ago(f.at),
                     esc(&f.step),
-                    esc(&f.reason),
+                    esc(f.reason),
                     esc(&f.message)
                 );
             }
         }
     }
     h.push_str("</table></body></html>\n");
-    h
+    h.finish()
 }
 
 #[cfg(test)]

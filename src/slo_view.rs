@@ -24,21 +24,25 @@ const KEEP: Duration = Duration::from_secs(6 * 3600);
 /// Windows shown, and the ones the page tiers read.
 const WINDOWS: [(&str, u64); 4] = [("5m", 300), ("30m", 1800), ("1h", 3600), ("6h", 21_600)];
 
-/// Runs of one minute.
-#[derive(Debug, Clone, Default)]
+/// Runs of one minute (12 bytes: one is kept per minute of the last 6h for
+/// every journey with SLOs).
+#[derive(Debug, Clone, Copy, Default)]
 struct Bucket {
     /// Minutes since the Unix epoch.
-    minute: u64,
+    minute: u32,
     runs: u32,
     successes: u32,
-    /// Bad runs per SLO (failed runs; or successful runs over the threshold).
-    bad: Vec<u32>,
 }
 
-/// Per-minute run counts of one journey over the last 6h, and totals since start.
+/// Per-minute run counts of one journey over the last 6h, and totals since
+/// start. Journeys without SLOs keep only the totals.
 #[derive(Debug, Clone, Default)]
 pub struct RunLog {
     buckets: VecDeque<Bucket>,
+    /// Bad runs of each bucket per SLO (failed runs; or successful runs
+    /// over the threshold): `shape.len()` per bucket, in bucket order, so a
+    /// bucket needs no allocation of its own.
+    bucket_bad: VecDeque<u32>,
     /// Runs since start.
     runs: u64,
     /// Successful runs since start.
@@ -53,6 +57,12 @@ fn shape(j: &Journey) -> Vec<Option<Duration>> {
     j.slos.iter().map(|s| s.threshold()).collect()
 }
 
+/// Whether the counts of `shape` are for `j`'s SLOs (no allocation: this
+/// runs for every run).
+fn same_shape(j: &Journey, shape: &[Option<Duration>]) -> bool {
+    j.slos.len() == shape.len() && j.slos.iter().zip(shape).all(|(s, t)| s.threshold() == *t)
+}
+
 fn minute(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() / 60)
@@ -64,9 +74,8 @@ impl RunLog {
     /// `first` is the first attempt's result, which SLOs judging the first
     /// attempt count.
     pub fn record(&mut self, j: &Journey, o: &JourneyOutcome, first: RunResult) {
-        let shape = shape(j);
-        let judges: Vec<Judge> = j.slos.iter().map(|s| s.judges()).collect();
-        if shape != self.shape {
+        if !same_shape(j, &self.shape) {
+            let shape = shape(j);
             *self = RunLog {
                 bad: vec![0; shape.len()],
                 shape,
@@ -75,54 +84,65 @@ impl RunLog {
         }
         let ok = o.result == RunResult::Success;
         let first_ok = first == RunResult::Success;
-        let bad: Vec<u32> = self
-            .shape
-            .iter()
-            .zip(&judges)
-            .map(|(t, judge)| match (t, judge) {
-                (None, Judge::First) => u32::from(!first_ok),
-                (None, Judge::Final) => u32::from(!ok),
-                (Some(t), _) => u32::from(ok && o.sli_duration() > *t),
-            })
-            .collect();
+        self.runs += 1;
+        self.successes += u64::from(ok);
+        let n = self.shape.len();
+        if n == 0 {
+            // No SLO reads the windows.
+            return;
+        }
         let m = minute(o.started_at + o.duration);
-        if self.buckets.back().is_none_or(|b| b.minute < m) {
+        if self.buckets.back().is_none_or(|b| u64::from(b.minute) < m) {
             self.buckets.push_back(Bucket {
-                minute: m,
-                bad: vec![0; bad.len()],
+                minute: u32::try_from(m).unwrap_or(u32::MAX),
                 ..Default::default()
             });
+            self.bucket_bad.extend(std::iter::repeat_n(0, n));
         }
         let b = self.buckets.back_mut().expect("just pushed");
         b.runs += 1;
         b.successes += u32::from(ok);
-        self.runs += 1;
-        self.successes += u64::from(ok);
-        for (i, x) in bad.iter().enumerate() {
-            b.bad[i] += x;
-            self.bad[i] += u64::from(*x);
+        let base = self.bucket_bad.len() - n;
+        for (i, (t, slo)) in self.shape.iter().zip(&j.slos).enumerate() {
+            let x = match (t, slo.judges()) {
+                (None, Judge::First) => u32::from(!first_ok),
+                (None, Judge::Final) => u32::from(!ok),
+                (Some(t), _) => u32::from(ok && o.sli_duration() > *t),
+            };
+            self.bucket_bad[base + i] += x;
+            self.bad[i] += u64::from(x);
         }
         let oldest = m.saturating_sub(KEEP.as_secs() / 60);
-        while self.buckets.front().is_some_and(|b| b.minute < oldest) {
+        while self
+            .buckets
+            .front()
+            .is_some_and(|b| u64::from(b.minute) < oldest)
+        {
             self.buckets.pop_front();
+            self.bucket_bad.drain(..n);
         }
     }
 
     /// `(total, bad)` of SLO `i` over the last `secs` (whole minutes).
     fn window(&self, i: usize, latency: bool, now: SystemTime, secs: u64) -> (u64, u64) {
         let from = minute(now).saturating_sub(secs / 60);
+        let n = self.shape.len();
         self.buckets
             .iter()
-            .filter(|b| b.minute >= from)
-            .fold((0, 0), |(t, bad), b| {
+            .enumerate()
+            .filter(|(_, b)| u64::from(b.minute) >= from)
+            .fold((0, 0), |(t, bad), (k, b)| {
                 let total = if latency { b.successes } else { b.runs };
-                (t + u64::from(total), bad + u64::from(b.bad[i]))
+                (
+                    t + u64::from(total),
+                    bad + u64::from(self.bucket_bad[k * n + i]),
+                )
             })
     }
 
     /// The SLO views of `j` at `now`, counted since `since`.
     pub fn views(&self, j: &Journey, now: SystemTime, since: SystemTime) -> Vec<SloView> {
-        if self.shape != shape(j) {
+        if !same_shape(j, &self.shape) {
             return RunLog::default().views_of(j, now, since);
         }
         self.views_of(j, now, since)

@@ -2,6 +2,7 @@
 //! API, and the one place where a finished run is logged, counted and kept.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -14,47 +15,75 @@ use crate::outcome::{JourneyOutcome, RunResult};
 /// How many recent failures are kept per journey.
 pub const FAILURE_HISTORY: usize = 10;
 
-/// One remembered failure.
+/// One remembered failure. Kept compact: up to [`FAILURE_HISTORY`] of
+/// them per journey, for thousands of journeys; a step name and message
+/// that repeat the newer record's share its text.
 #[derive(Debug, Clone, Serialize)]
 pub struct FailureRecord {
     /// When the run started.
     #[serde(serialize_with = "ser_time")]
     pub at: SystemTime,
     /// The failing step.
-    pub step: String,
+    #[serde(serialize_with = "ser_shared")]
+    pub step: Arc<str>,
     /// The bounded reason.
-    pub reason: String,
+    pub reason: &'static str,
     /// The redacted message.
-    pub message: String,
-    /// A short redacted excerpt of the response body.
+    #[serde(serialize_with = "ser_shared")]
+    pub message: Arc<str>,
+    /// A short redacted excerpt of the response body (at most
+    /// [`EXCERPT_CHARS`] characters).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub excerpt: Option<String>,
+    pub excerpt: Option<Box<str>>,
     /// Saved artifacts (browser screenshots), as paths.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<String>,
     /// The run's W3C trace id.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_id: Option<String>,
+    pub trace_id: Option<Box<str>>,
     /// The trace in a tracing UI (`--trace-url-template`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub trace_url: Option<String>,
+    pub trace_url: Option<Box<str>>,
 }
 
+/// Characters of a response excerpt a [`FailureRecord`] keeps.
+pub const EXCERPT_CHARS: usize = 160;
+
 impl FailureRecord {
-    /// The failure of `step` in the run `o`.
-    fn of(o: &JourneyOutcome, step: &crate::outcome::StepOutcome) -> Self {
+    /// The failure of `step` in the run `o`; `newer` is the record before
+    /// it, whose text it shares when it is the same.
+    fn of(
+        o: &JourneyOutcome,
+        step: &crate::outcome::StepOutcome,
+        newer: Option<&FailureRecord>,
+    ) -> Self {
         let f = step.failure.as_ref();
+        let share = |text: &str, old: Option<&Arc<str>>| match old {
+            Some(old) if **old == *text => old.clone(),
+            _ => Arc::from(text),
+        };
         Self {
             at: o.started_at,
-            step: step.name.clone(),
-            reason: f.map(|f| f.reason.as_str().to_string()).unwrap_or_default(),
-            message: f.map(|f| f.message.clone()).unwrap_or_default(),
-            excerpt: f.and_then(|f| f.excerpt.as_deref().map(|x| crate::redact::excerpt(x, 160))),
+            step: share(&step.name, newer.map(|n| &n.step)),
+            reason: f.map_or("", |f| f.reason.as_str()),
+            message: share(
+                f.map_or("", |f| f.message.as_str()),
+                newer.map(|n| &n.message),
+            ),
+            excerpt: f.and_then(|f| {
+                f.excerpt
+                    .as_deref()
+                    .map(|x| crate::redact::excerpt(x, EXCERPT_CHARS).into_boxed_str())
+            }),
             artifacts: f.map(|f| f.artifacts.clone()).unwrap_or_default(),
-            trace_id: o.trace_id.clone(),
-            trace_url: o.trace_url.clone(),
+            trace_id: o.trace_id.as_deref().map(Box::from),
+            trace_url: o.trace_url.as_deref().map(Box::from),
         }
     }
+}
+
+fn ser_shared<S: serde::Serializer>(t: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(t)
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -67,8 +96,9 @@ fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Erro
 pub struct JourneyStatus {
     /// The journey as loaded.
     pub journey: Arc<Journey>,
-    /// The last finished run.
-    pub last: Option<JourneyOutcome>,
+    /// The last finished run (shared: a run recorded while a page is being
+    /// rendered copies this journey's state without copying its outcome).
+    pub last: Option<Arc<JourneyOutcome>>,
     /// Recent failures, newest first.
     pub failures: VecDeque<FailureRecord>,
     /// Runs since start-up.
@@ -81,8 +111,9 @@ pub struct JourneyStatus {
     pub last_attempts: u32,
     /// Runs whose `finally:` (cleanup) steps failed since start-up.
     pub cleanup_failures: u64,
-    /// The latest failed `finally:` step (it did not fail its run).
-    pub last_cleanup_failure: Option<FailureRecord>,
+    /// The latest failed `finally:` step (it did not fail its run); boxed,
+    /// as most journeys never have one.
+    pub last_cleanup_failure: Option<Box<FailureRecord>>,
     /// Per-minute counts behind the SLO views (shared, not copied per snapshot).
     pub slo_log: Arc<std::sync::Mutex<crate::slo_view::RunLog>>,
 }
@@ -130,6 +161,20 @@ pub struct StatusStore {
     journeys: RwLock<BTreeMap<String, Arc<JourneyStatus>>>,
     reload_error: RwLock<Option<ReloadError>>,
     shard: RwLock<ShardStatus>,
+    /// Bumped by every change readers can see (see [`StatusStore::generation`]).
+    generation: AtomicU64,
+    /// Bumped by reloads, refused reloads and the shard.
+    config_generation: AtomicU64,
+}
+
+/// Which state of a [`StatusStore`] a page shows: it is out of date once
+/// either number moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Generation {
+    /// Moves with the journeys loaded, a refused reload and the shard.
+    pub config: u64,
+    /// Moves with those and with every recorded run.
+    pub any: u64,
 }
 
 /// Which shard this process is, and the journeys it leaves to the others.
@@ -156,7 +201,31 @@ impl StatusStore {
                 count: 1,
                 skipped: Vec::new(),
             }),
+            generation: AtomicU64::new(0),
+            config_generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever what the status page and API show changes (a run
+    /// recorded, journeys reloaded, a reload refused, the shard set): pages
+    /// rendered from an older snapshot are out of date. Read it before taking
+    /// the snapshot a page renders from.
+    pub fn generation(&self) -> Generation {
+        Generation {
+            config: self.config_generation.load(Ordering::Acquire),
+            any: self.generation.load(Ordering::Acquire),
+        }
+    }
+
+    /// A run was recorded.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The configuration changed (what a reload does must show at once).
+    fn reconfigured(&self) {
+        self.config_generation.fetch_add(1, Ordering::AcqRel);
+        self.changed();
     }
 
     /// Replaces the journey set, keeping history of journeys that remain.
@@ -185,6 +254,7 @@ impl StatusStore {
             next.insert(j.name.clone(), st);
         }
         *map = next;
+        self.reconfigured();
     }
 
     /// Stores a finished run (taken by value: no copy per run).
@@ -193,6 +263,9 @@ impl StatusStore {
         let Some(st) = map.get_mut(&a.outcome.journey) else {
             return;
         };
+        // Under the lock: a reader that sees the new generation then
+        // snapshots this run.
+        self.changed();
         // In place, unless a page being rendered still holds this journey.
         let st = Arc::make_mut(st);
         st.runs += 1;
@@ -208,14 +281,25 @@ impl StatusStore {
             st.successes += 1;
         }
         if let Some(step) = o.failed_step() {
-            st.failures.push_front(FailureRecord::of(&o, step));
-            st.failures.truncate(FAILURE_HISTORY);
+            let record = FailureRecord::of(&o, step, st.failures.front());
+            // Recycles the oldest slot once full: no reallocation per run.
+            if st.failures.len() == FAILURE_HISTORY {
+                st.failures.pop_back();
+            }
+            st.failures.push_front(record);
         }
         if let Some(step) = o.failed_cleanup() {
             st.cleanup_failures += 1;
-            st.last_cleanup_failure = Some(FailureRecord::of(&o, step));
+            let record = FailureRecord::of(&o, step, st.last_cleanup_failure.as_deref());
+            st.last_cleanup_failure = Some(Box::new(record));
         }
-        st.last = Some(o);
+        let mut o = o;
+        // The spans were exported when the run ended; the page and API never
+        // show them (a few hundred bytes per journey otherwise kept).
+        for step in o.steps.iter_mut().chain(o.finally.iter_mut()) {
+            step.telemetry = Default::default();
+        }
+        st.last = Some(Arc::new(o));
     }
 
     /// A snapshot of every journey, sorted by name: shared, not copied.
@@ -236,6 +320,7 @@ impl StatusStore {
             count: shard.count,
             skipped,
         };
+        self.reconfigured();
     }
 
     /// This process's shard and the journeys it skips.
@@ -246,6 +331,7 @@ impl StatusStore {
     /// Records (or clears) the last refused reload.
     pub fn set_reload_error(&self, e: Option<ReloadError>) {
         *self.reload_error.write().unwrap_or_else(|p| p.into_inner()) = e;
+        self.reconfigured();
     }
 
     /// The last refused reload, if the current set is not the newest files.
@@ -384,5 +470,32 @@ mod tests {
         let after = s.snapshot();
         assert_eq!(Arc::as_ptr(&after[0]), before);
         assert_eq!((after[0].runs, after[0].successes), (2, 1));
+    }
+
+    /// Every change a page shows moves the generation (pages rendered before
+    /// it are out of date), a change of configuration its `config` part;
+    /// reading moves neither.
+    #[test]
+    fn every_visible_change_moves_the_generation() {
+        let s = store();
+        let mut last = s.generation();
+        let mut moved = |what: &str, config: bool| {
+            let g = s.generation();
+            assert!(g.any > last.any, "{what} left the generation at {g:?}");
+            assert_eq!(g.config > last.config, config, "{what}: {g:?}");
+            last = g;
+        };
+        s.update(crate::attempt::Attempted::once(run(true)));
+        moved("a finished run", false);
+        s.set_reload_error(None);
+        moved("a reload error", true);
+        s.set_shard(crate::shard::Shard::ALL, Vec::new());
+        moved("the shard", true);
+        let journeys: Vec<Arc<Journey>> = s.snapshot().iter().map(|j| j.journey.clone()).collect();
+        s.set_journeys(&journeys);
+        moved("a reload", true);
+        let g = s.generation();
+        let _ = (s.snapshot(), s.shard(), s.reload_error());
+        assert_eq!(s.generation(), g);
     }
 }

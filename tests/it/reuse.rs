@@ -212,7 +212,7 @@ finally:
     let st = &store.snapshot()[0];
     assert_eq!(st.state(), "passing");
     assert_eq!(st.cleanup_failures, 1);
-    assert_eq!(st.last_cleanup_failure.as_ref().unwrap().step, "release");
+    assert_eq!(&*st.last_cleanup_failure.as_ref().unwrap().step, "release");
 }
 
 #[tokio::test]

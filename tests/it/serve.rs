@@ -796,3 +796,91 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Readers of the status page and API share one render per status snapshot
+/// and query (issue 10: 200 readers must not mean 200 renders and 200
+/// bodies in memory): concurrent readers of a page get the same bytes, a
+/// different page or filter gets its own body, unknown parameters do not
+/// make another page, and a reload (a new snapshot) is rendered anew.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_of_a_page_share_one_render_per_snapshot() {
+    use futures_util::future::join_all;
+    use wayprobe::server::pages::{PageCache, PageCacheOptions};
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    // A day's interval: a run (itself a new snapshot) lands in the few
+    // seconds of this test about once in ten thousand.
+    let daily = |name: &str| quick(name, "/ok").replace("interval: 500ms", "interval: 24h");
+    std::fs::write(dir.join("a.yaml"), daily("a")).unwrap();
+    std::fs::write(dir.join("b.yaml"), daily("b")).unwrap();
+    // Shared only within a snapshot here, however slow the machine.
+    let pages = std::sync::Arc::new(PageCache::new(PageCacheOptions {
+        share_for: Duration::ZERO,
+        max_age: Duration::from_secs(3600),
+        ..Default::default()
+    }));
+    let s = Running::start_with(&dir, &t, Duration::ZERO, |c| {
+        c.server.enable_lifecycle = true;
+        c.pages = pages.clone();
+    })
+    .await;
+    let base = s.base.clone();
+    let read = |path: &'static str, n: usize| {
+        let base = base.clone();
+        async move {
+            let url = format!("{base}{path}");
+            let got = join_all((0..n).map(|_| get(&url))).await;
+            assert!(got.iter().all(|(code, _)| *code == 200), "{got:?}");
+            let bodies: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+            assert!(
+                bodies.iter().all(|b| *b == bodies[0]),
+                "{path}: every reader gets the same body"
+            );
+            bodies[0].clone()
+        }
+    };
+    let names = |body: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["journeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let renders = || pages.renders();
+
+    let r0 = renders();
+    let api = read("/api/v1/journeys", 40).await;
+    assert_eq!(names(&api), ["a", "b"]);
+    assert_eq!(renders() - r0, 1, "40 readers of the API, one render");
+    let page = read("/", 40).await;
+    assert!(page.contains("data-journey=\"b\""), "{page}");
+    assert_eq!(renders() - r0, 2, "40 readers of the page, one render");
+
+    // Another page or filter is its own body, never another query's.
+    let first = read("/api/v1/journeys?limit=1", 5).await;
+    assert_eq!(names(&first), ["a"]);
+    let second = read("/api/v1/journeys?offset=1&limit=1", 5).await;
+    assert_eq!(names(&second), ["b"]);
+    let failing = read("/api/v1/journeys?state=failing", 5).await;
+    assert!(names(&failing).is_empty(), "{failing}");
+    let html = read("/?q=b", 5).await;
+    assert!(html.contains("data-journey=\"b\"") && !html.contains("data-journey=\"a\""));
+    assert_eq!(renders() - r0, 6);
+    // The same query spelled with defaults or extra parameters is the same page.
+    assert_eq!(
+        read("/api/v1/journeys?limit=1&offset=0&utm=x", 5).await,
+        first
+    );
+    assert_eq!(read("/api/v1/journeys?limit=1000", 5).await, api);
+    assert_eq!(renders() - r0, 6);
+
+    // A reload is a new snapshot: the next readers get it, rendered once.
+    std::fs::write(dir.join("c.yaml"), daily("c")).unwrap();
+    assert_eq!(s.reload().await.0, 200);
+    let api = read("/api/v1/journeys", 20).await;
+    assert_eq!(names(&api), ["a", "b", "c"]);
+    assert_eq!(renders() - r0, 7);
+    s.stop().await;
+}
