@@ -81,13 +81,12 @@ impl Redactor {
             .needles
             .iter()
             .map(|n| {
-                let words: Vec<String> = WORD_GAP
-                    .split(n)
-                    .filter(|w| !w.is_empty())
-                    .map(regex::escape)
-                    .collect();
+                // A separator at either end stays (as a gap): dropping it
+                // would leave that character of the secret shown, e.g. the
+                // `+` or `/` that ends a base64 fragment.
+                let words: Vec<String> = WORD_GAP.split(n).map(regex::escape).collect();
                 // A secret of separators only is matched as written.
-                if words.is_empty() {
+                if words.iter().all(|w| w.is_empty()) {
                     regex::escape(n)
                 } else {
                     words.join(GAP)
@@ -371,5 +370,52 @@ mod tests {
     fn excerpts_are_bounded() {
         assert_eq!(excerpt("héllo world", 5), "héllo…");
         assert_eq!(excerpt("ok", 5), "ok");
+        // Exactly `max` characters: nothing cut, no ellipsis.
+        assert_eq!(excerpt("héllo", 5), "héllo");
+        // Control characters become spaces; line breaks stay.
+        assert_eq!(excerpt("a\tb\nc\u{7}d\r", 10), "a b\nc d ");
+    }
+
+    /// Every secret is kept and masked, not only the first; the values are
+    /// given back as added (the browser masks them in a page before a
+    /// screenshot), each once.
+    #[test]
+    fn every_secret_is_masked_and_kept_once() {
+        let mut r = Redactor::default();
+        for s in ["alpha-1", "beta-22", "alpha-1", ""] {
+            r.add(s);
+        }
+        assert_eq!(r.secrets(), ["alpha-1", "beta-22"]);
+        assert_eq!(r.apply("alpha-1 beta-22 gamma"), "*** *** gamma");
+    }
+
+    /// Base64 credentials that hold a secret after a prefix of any length
+    /// (`user:` in `Basic`), in both alphabets: every character made only of
+    /// the secret's bits is masked, and only those (the characters that mix
+    /// in the prefix or what follows stay); aligned on a 3-byte group, the
+    /// secret's own encoding is masked whole, padding included.
+    #[test]
+    fn masks_a_secret_inside_base64_at_every_alignment() {
+        let mut r = Redactor::default();
+        r.add("s3cr3t'<x>");
+        for (shown, want) in [
+            ("czNjcjN0Jzx4Pg==", "***"),
+            ("czNjcjN0Jzx4PiE=", "***iE="),
+            ("Ym86czNjcjN0Jzx4PiE=", "Ym86***iE="),
+            ("YWxpY2U6czNjcjN0Jzx4Pg==", "YWxpY2U6***"),
+            ("Ym9iOnMzY3IzdCc8eD4=", "Ym9iOn***4="),
+            ("Ym9iOnMzY3IzdCc8eD4h", "Ym9iOn***4h"),
+            ("YjpzM2NyM3QnPHg+IQ==", "Yjp***IQ=="),
+            ("YjpzM2NyM3QnPHg-IQ==", "Yjp***IQ=="),
+            ("Ym9iYjpzM2NyM3QnPHg-", "Ym9iYjp***"),
+        ] {
+            assert_eq!(r.apply(&format!("Basic {shown}")), format!("Basic {want}"));
+        }
+        // A short secret's base64 fragments are too short to tell from
+        // other text: only its whole encoding is masked (`B3` and `wd` are
+        // its fragments after one and two bytes).
+        let mut r = Redactor::default();
+        r.add("pw");
+        assert_eq!(r.apply("cHat B3 wd cHc= cHc"), "cHat B3 wd *** ***");
     }
 }

@@ -159,6 +159,48 @@ async fn jsonpath_comparisons_hold_at_their_boundary() {
     .await;
 }
 
+/// `exists` and `length` on a JSONPath query, both ways; `not_equals` on
+/// several values is no more a pass than `equals` on them.
+#[tokio::test]
+async fn jsonpath_exists_and_length_count_what_the_query_selects() {
+    let t = Target::start().await;
+    check_all(
+        &t.base,
+        "/json",
+        &[
+            (r#"jsonpath: {"$.status": {exists: true}}"#, None),
+            (
+                r#"jsonpath: {"$.state": {exists: true}}"#,
+                Some(("to exist", "no match")),
+            ),
+            (r#"jsonpath: {"$.state": {exists: false}}"#, None),
+            (
+                r#"jsonpath: {"$.items[*].id": {exists: false}}"#,
+                Some(("no match", "3 value(s)")),
+            ),
+            (
+                r#"jsonpath: {"$.items[*].id": {not_equals: z}}"#,
+                Some(("exactly one value", "3 values")),
+            ),
+            // One node: an array's items, an object's keys, a string's
+            // characters; several nodes: how many.
+            (r#"jsonpath: {"$.items": {length: 3}}"#, None),
+            (
+                r#"jsonpath: {"$.items": {length: 2}}"#,
+                Some(("length 2", "length 3")),
+            ),
+            (r#"jsonpath: {"$": {length: 8}}"#, None),
+            (r#"jsonpath: {"$.status": {length: 9}}"#, None),
+            (r#"jsonpath: {"$.items[*].id": {length: 3}}"#, None),
+            (
+                r#"jsonpath: {"$.state": {length: 1}}"#,
+                Some(("length 1", "length 0")),
+            ),
+        ],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn contains_looks_into_arrays_objects_and_strings() {
     let t = Target::start().await;
@@ -492,6 +534,24 @@ async fn failure_text_shows_short_bodies_inline_and_empty_ones_not_at_all() {
     .await;
     assert_eq!(f.reason, Reason::Status);
     assert_eq!(f.excerpt, None);
+}
+
+/// A refused text is located by line and column, the column counted in
+/// characters (`é` is one), in the body as received.
+#[tokio::test]
+async fn a_refused_text_is_found_by_line_and_character_column() {
+    let t = Target::start().await;
+    // `/echo` answers 500 with `you sent: {body} with `.
+    let f = first_failure(&format!(
+        "    http: {{method: POST, url: \"{}/echo\", raw: \"é\\néxGET\"}}\n    expect: {{status: 500, body: {{not_contains: GET}}}}\n",
+        t.base
+    ))
+    .await;
+    assert_eq!(f.reason, Reason::Assertion);
+    assert_eq!(
+        f.actual.as_deref(),
+        Some("it at line 2, column 3 of the body")
+    );
 }
 
 /// `duration: {under: D}` holds for a quick answer and fails for a slower one.
