@@ -365,7 +365,10 @@ impl Recorder {
         let attempts = a.attempts;
         let duration_ms = (o.duration.as_secs_f64() * 1000.0).round() as u64;
         match o.failed_step() {
-            None => tracing::info!(
+            // A passing run is the metrics' business: at `info` it would be
+            // a line per run (167 a second at 10,000 journeys) and 2-3 % of
+            // the CPU at 2,000 steps/s. Failures stay at `warn`.
+            None => tracing::debug!(
                 journey = %o.journey,
                 location = %self.status.location,
                 result = o.result.as_str(),
