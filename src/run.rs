@@ -99,8 +99,15 @@ impl Runner {
                     .get(var)
                     .cloned()
                     .or_else(|| std::env::var(var).ok())
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| format!("environment variable `{var}` is not set")),
+                    .ok_or_else(|| format!("environment variable `{var}` is not set"))
+                    .and_then(|v| {
+                        // An empty secret would mask nothing and send nothing.
+                        if v.is_empty() {
+                            Err(format!("environment variable `{var}` is empty"))
+                        } else {
+                            Ok(v)
+                        }
+                    }),
                 SecretSource::File(path) => std::fs::read_to_string(path)
                     .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
                     .map_err(|e| format!("cannot read `{}`: {e}", path.display())),

@@ -86,6 +86,7 @@ impl Template {
         {
             return Err(unknown_name(&e));
         }
+        check_tags(src)?;
         let mut refs: Vec<String> = tmpl
             .undeclared_variables(true)
             .into_iter()
@@ -156,6 +157,71 @@ impl Template {
                 _ => describe(&e),
             })
     }
+}
+
+/// The inside of each `{{ … }}` expression and `{% … %}` block of `src`,
+/// with whether it is a block, trimmed of whitespace control (`{{-`).
+fn tags(src: &str) -> Vec<(bool, &str)> {
+    let mut out = Vec::new();
+    let mut rest = src;
+    while let Some(i) = rest.find('{') {
+        let after = &rest[i + 1..];
+        let close = match after.chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        let block = close == "%}";
+        let inner = &after[1..];
+        let Some(j) = inner.find(close) else { break };
+        out.push((
+            block,
+            inner[..j].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace()),
+        ));
+        rest = &inner[j + 2..];
+    }
+    out
+}
+
+/// What a template may do with a function and a secret, checked on its
+/// text: a function is called (`uuid()`; a bare `uuid` renders the
+/// function itself), and a secret is only ever written as it is
+/// (`{{ secret.NAME }}`, or `| urlencode`): wayprobe masks a secret's value
+/// and its URL-encoded and base64 forms in every output, but a value made
+/// from it (`upper`, a slice, `replace`) would be printed as is.
+fn check_tags(src: &str) -> Result<(), String> {
+    static BARE_FN: OnceLock<regex::Regex> = OnceLock::new();
+    static SECRET: OnceLock<regex::Regex> = OnceLock::new();
+    static PLAIN_SECRET: OnceLock<regex::Regex> = OnceLock::new();
+    let bare_fn = BARE_FN.get_or_init(|| {
+        regex::Regex::new(r"(^|[^.\w])(uuid|timestamp_ms|timestamp)\b(\s*\()?").expect("valid")
+    });
+    let secret = SECRET.get_or_init(|| regex::Regex::new(r"(^|[^.\w])secret\b").expect("valid"));
+    let plain_secret = PLAIN_SECRET.get_or_init(|| {
+        regex::Regex::new(r#"^secret(\.[A-Za-z_][A-Za-z0-9_]*|\[\s*'[^']*'\s*\]|\[\s*"[^"]*"\s*\])(\s*\|\s*urlencode)?$"#).expect("valid")
+    });
+    for (block, expr) in tags(src) {
+        for c in bare_fn.captures_iter(expr) {
+            if c.get(3).is_none() {
+                let f = &c[2];
+                return Err(format!("`{f}` is a function: write `{f}()`"));
+            }
+        }
+        if secret.is_match(expr) && (block || !plain_secret.is_match(expr)) {
+            let shown = if block {
+                format!("{{% {expr} %}}")
+            } else {
+                format!("{{{{ {expr} }}}}")
+            };
+            return Err(format!(
+                "`{shown}` makes a value from a secret, which wayprobe could not mask in its output: write the secret alone, `{{{{ secret.NAME }}}}` (or `| urlencode`)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// minijinja's built-in filters and tests (the `builtins` feature), for
@@ -427,6 +493,37 @@ mod tests {
             "{{ env.HOME | default('x') | trim }}",
             "{{ order | int + 1 }}",
             "{{ uuid() }}-{{ timestamp() }}",
+        ] {
+            Template::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn functions_are_called_and_secrets_written_alone() {
+        assert_eq!(
+            Template::parse("{{ base }}/x?u={{ uuid }}").unwrap_err(),
+            "`uuid` is a function: write `uuid()`"
+        );
+        assert_eq!(
+            Template::parse("{{- timestamp_ms -}}").unwrap_err(),
+            "`timestamp_ms` is a function: write `timestamp_ms()`"
+        );
+        for bad in [
+            "{{ secret.tok | upper }}",
+            "Bearer {{ secret.tok[0:6] }}",
+            "{{ secret.tok | replace('-', '') }}",
+            "{{ secret.tok ~ 'x' }}",
+            "{% if secret.tok %}y{% endif %}",
+            "{% set t = secret.tok %}{{ t }}",
+        ] {
+            let e = Template::parse(bad).unwrap_err();
+            assert!(e.contains("makes a value from a secret"), "{bad}: {e}");
+        }
+        for ok in [
+            "Bearer {{ secret.tok }}",
+            "{{secret.tok|urlencode}}",
+            "{{ base }}?u={{ uuid() }}&t={{ timestamp( ) }}&v={{ my_uuid }}&s={{ x.secret }}",
+            "{{ secret_word }}",
         ] {
             Template::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }

@@ -506,6 +506,9 @@ impl Validator<'_> {
         for r in t.refs() {
             let (head, rest) = r.split_once('.').unwrap_or((r.as_str(), ""));
             match head {
+                "env" if rest.is_empty() => {
+                    self.error(n.span, "`env` needs a name: `{{ env.NAME }}`");
+                }
                 "env" => {}
                 "params" => match &names.params {
                     None => {
@@ -1111,11 +1114,35 @@ fn tls(v: &mut Validator<'_>, n: &SNode, base: &Path) -> TlsSettings {
         && let Some(p) = v.string(n, "`ca_file`")
     {
         let path = resolve(base, &p);
-        if std::fs::metadata(&path).is_err() {
-            v.error(
-                n.span,
-                format!("CA file `{}` cannot be read", path.display()),
-            );
+        // The same reading the runs do, so a file every run would refuse
+        // (a key, a half-copied PEM) is refused here, not paged on.
+        use rustls::pki_types::{CertificateDer, pem::PemObject};
+        match std::fs::read(&path) {
+            Err(e) => {
+                v.error(
+                    n.span,
+                    format!("CA file `{}` cannot be read: {e}", path.display()),
+                );
+            }
+            Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+                Ok(certs) if !certs.is_empty() => {}
+                Ok(_) => {
+                    v.error(
+                        n.span,
+                        format!("CA file `{}` holds no certificate", path.display()),
+                    )
+                    .label = Some(
+                        "give the PEM of the CA (`-----BEGIN CERTIFICATE-----`), not a key".into(),
+                    );
+                }
+                Err(e) => {
+                    v.error(
+                        n.span,
+                        format!("CA file `{}` is not valid PEM: {e}", path.display()),
+                    )
+                    .label = Some("give the PEM of the CA (`-----BEGIN CERTIFICATE-----`)".into());
+                }
+            },
         }
         t.ca_file = Some(path);
     }
@@ -1268,22 +1295,26 @@ fn http_step(
     base: &Path,
 ) -> Option<HttpStep> {
     let f = v.map(n, "`http`", HTTP_KEYS)?;
+    // A bad method is reported and the rest of the step still checked:
+    // every problem at once.
     let method = match f.get("method") {
-        Some(m) => {
-            let s = v.string(m, "`method`")?;
-            let up = s.to_ascii_uppercase();
-            if METHODS.contains(&up.as_str()) {
-                up
-            } else {
-                let label = match did_you_mean(&up, METHODS) {
-                    Some(x) => format!("did you mean `{x}`?"),
-                    None => format!("expected one of {}", one_of(METHODS)),
-                };
-                v.error(m.span, format!("unknown HTTP method `{s}`")).label = Some(label);
-                return None;
+        Some(m) => match v.string(m, "`method`") {
+            None => None,
+            Some(s) => {
+                let up = s.to_ascii_uppercase();
+                if METHODS.contains(&up.as_str()) {
+                    Some(up)
+                } else {
+                    let label = match did_you_mean(&up, METHODS) {
+                        Some(x) => format!("did you mean `{x}`?"),
+                        None => format!("expected one of {}", one_of(METHODS)),
+                    };
+                    v.error(m.span, format!("unknown HTTP method `{s}`")).label = Some(label);
+                    None
+                }
             }
-        }
-        None => "GET".into(),
+        },
+        None => Some("GET".into()),
     };
     let url = match f.get("url") {
         Some(u) => {
@@ -1414,7 +1445,7 @@ fn http_step(
         None => Vec::new(),
     };
     Some(HttpStep {
-        method,
+        method: method?,
         url: url?,
         query,
         headers,

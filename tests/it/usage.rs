@@ -219,6 +219,16 @@ async fn an_unset_secret_is_blamed_on_the_step_that_uses_it() {
         "the form field's template"
     );
     assert_eq!(o.steps[2].status, StepStatus::Skipped);
+    // Set but empty is said as such.
+    let o = run(
+        &journey(&yaml, &[]),
+        &[("WAYPROBE_TEST_UNSET_PASSWORD", "")],
+    )
+    .await;
+    assert_eq!(
+        o.steps[1].failure.as_ref().expect("log-in fails").message,
+        "secret `password`: environment variable `WAYPROBE_TEST_UNSET_PASSWORD` is empty"
+    );
 }
 
 /// `report` and `slo review` name the Prometheus or serve they could not
