@@ -642,7 +642,8 @@ async fn reload(
         Ok(Err(_)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             "reload refused; the previous configuration keeps running. The diagnostics are in \
-             the log (and shown here to callers authenticated by --web.config.file).\n",
+             wayprobe's log and on the status page; they are returned here only to a caller \
+             who authenticated (basic auth or a client certificate of --web.config.file).\n",
         )
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
@@ -661,6 +662,48 @@ struct ListQuery {
     offset: Option<usize>,
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// The states `?state=` filters on, as [`JourneyStatus::state`] names them.
+const STATES: &[&str] = &["failing", "passing", "slow", "waiting"];
+
+/// The list query, or what is wrong with it in our words (a state that no
+/// journey can be in would show an empty list, as if all were well).
+fn checked(
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<ListQuery, String> {
+    let Query(q) = q.map_err(|e| {
+        // serde's words name the field; ours say what to write.
+        let text = e.body_text();
+        let field = ["offset", "limit"]
+            .into_iter()
+            .find(|f| text.contains(f))
+            .unwrap_or("the query");
+        format!("`{field}` must be one whole number ≥ 0, e.g. `?offset=0&limit=100`")
+    })?;
+    if let Some(st) = q.state.as_deref()
+        && !st.is_empty()
+        && !STATES.contains(&st)
+    {
+        return Err(format!(
+            "unknown state `{st}`: write one of {}",
+            STATES.join(", ")
+        ));
+    }
+    Ok(q)
+}
+
+/// A 400 for a bad list query: JSON for the API, text for the page.
+fn bad_query(why: &str, json: bool) -> Response {
+    if json {
+        (
+            StatusCode::BAD_REQUEST,
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
+    }
 }
 
 /// One page of journeys: (matching in total, the page).
@@ -822,7 +865,14 @@ struct Api<'a> {
 }
 
 /// `/api/v1/journeys`: every journey's state, at most 1,000 per page.
-async fn api_journeys(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn api_journeys(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match checked(q) {
+        Ok(q) => q,
+        Err(why) => return bad_query(&why, true),
+    };
     let page = shared_page(&s, PageKind::Api, q, 1000, render_api).await;
     page_response(page, "application/json")
 }
@@ -1013,7 +1063,14 @@ th,td{text-align:left;padding:.3em .6em;border-bottom:1px solid #ddd;vertical-al
 .err{background:#fdecea;border:1px solid #b3261e;padding:.6em;white-space:pre-wrap;font-family:monospace}\
 code{background:#f3f3f3;padding:0 .2em}";
 
-async fn status_page(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+async fn status_page(
+    State(s): State<AppState>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let q = match checked(q) {
+        Ok(q) => q,
+        Err(why) => return bad_query(&why, false),
+    };
     let page = shared_page(&s, PageKind::Status, q, 100, render_status_page).await;
     page_response(page, "text/html; charset=utf-8")
 }

@@ -51,6 +51,7 @@ pub(super) fn browser_step(v: &mut Validator<'_>, n: &SNode, names: &Names) -> O
     // Captures made by earlier actions of this step are visible to later ones.
     let mut local = Names {
         vars: names.vars.clone(),
+        declared: names.declared.clone(),
         secrets: names.secrets.clone(),
         later: names.later.clone(),
         params: names.params.clone(),

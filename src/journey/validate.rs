@@ -485,6 +485,9 @@ impl<'a> Validator<'a> {
 /// Names defined so far while walking a journey's steps in order.
 pub(super) struct Names {
     pub vars: BTreeSet<String>,
+    /// The journey's own `vars:` (and `--var`s): a capture of the same name
+    /// would silently replace one.
+    pub declared: BTreeSet<String>,
     pub secrets: BTreeSet<String>,
     /// capture name → the step that defines it (for "captured later" hints).
     pub later: BTreeMap<String, String>,
@@ -848,6 +851,7 @@ pub(super) fn journey(
 
     let mut names = Names {
         vars: vars.keys().cloned().collect(),
+        declared: vars.keys().cloned().collect(),
         secrets: secrets.keys().cloned().collect(),
         later: BTreeMap::new(),
         params: None,
@@ -1265,18 +1269,28 @@ fn step(v: &mut Validator<'_>, n: &SNode, names: &mut Names, base: &Path) -> Opt
         None => Vec::new(),
     };
     // Captures become visible to the following steps only.
-    for c in &captures {
-        names.vars.insert(c.name.clone());
-    }
-    if let StepKind::Browser(b) = kind.as_ref()? {
+    let mut captured: Vec<&Capture> = captures.iter().collect();
+    if let Some(StepKind::Browser(b)) = kind.as_ref() {
         for a in &b.actions {
             if let ActionKind::Capture(cs) = &a.kind {
-                for c in cs {
-                    names.vars.insert(c.name.clone());
-                }
+                captured.extend(cs);
             }
         }
     }
+    for c in captured {
+        if names.declared.contains(&c.name) {
+            v.warn(
+                c.span,
+                format!("capture `{}` replaces the variable `{}`", c.name, c.name),
+            )
+            .label = Some(format!(
+                "the steps after this one read the captured value; rename the capture (e.g. `{}_captured`) to keep both",
+                c.name
+            ));
+        }
+        names.vars.insert(c.name.clone());
+    }
+    kind.as_ref()?;
     Some(Step {
         name: name?,
         span: n.span,

@@ -91,3 +91,32 @@ fn usage_errors_exit_2_and_missing_paths_are_reported() {
     let out = bin().args(["frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// A capture that replaces one of the journey's own variables is legal but
+/// rarely meant: `check` passes with a warning that says so, at the capture.
+#[test]
+fn a_capture_replacing_a_variable_is_a_warning() {
+    let dir = crate::http::tempdir();
+    std::fs::write(
+        dir.join("shadow.yaml"),
+        "name: shop\nvars:\n  b: \"http://127.0.0.1:9\"\nsteps:\n  - name: one\n    http: {url: \"{{ b }}/\"}\n    capture:\n      b: {status: true}\n      code: {status: true}\n  - name: two\n    http: {url: \"{{ b }}/echo\"}\n",
+    )
+    .unwrap();
+    let out = bin()
+        .current_dir(&dir)
+        .args(["check", "-q", "shadow.yaml"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout, "ok: 1 journey in 1 file, 1 warning\n");
+    assert!(
+        stderr
+            .starts_with("warning: capture `b` replaces the variable `b`\n --> shadow.yaml:8:7\n"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -476,6 +476,29 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
     );
     let page = get(&format!("{}/?state=failing", s.base)).await.1;
     assert!(page.contains("data-journey=\"broken\"") && !page.contains("data-journey=\"ok1\""));
+    // A query that means nothing is a 400 saying what to write (JSON from
+    // the API), never an empty list that looks like "nothing failing".
+    for (q, says) in [
+        (
+            "?state=bogus",
+            "unknown state `bogus`: write one of failing, passing, slow, waiting",
+        ),
+        (
+            "?limit=-1",
+            "`limit` must be one whole number ≥ 0, e.g. `?offset=0&limit=100`",
+        ),
+        (
+            "?offset=abc",
+            "`offset` must be one whole number ≥ 0, e.g. `?offset=0&limit=100`",
+        ),
+    ] {
+        let (code, body) = get(&format!("{}/api/v1/journeys{q}", s.base)).await;
+        assert_eq!(code, 400, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"], says, "{q}");
+        let (code, body) = get(&format!("{}/{q}", s.base)).await;
+        assert_eq!((code, body.trim_end()), (400, says), "{q}");
+    }
     s.stop().await;
 }
 
