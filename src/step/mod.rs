@@ -93,6 +93,19 @@ pub async fn run(
                     crate::diag::duration(round_ms(step_limit))
                 )
             };
+            // The phases a request in flight finished (drained at its
+            // headers, so only a request still waiting for them has any).
+            let reached: Vec<String> = ctx.phases.drain().into_iter().map(|t| t.name).collect();
+            let msg = match telemetry.requests.last() {
+                Some(r) => format!(
+                    "{msg}: {} ({} {})",
+                    how_far(r, &reached),
+                    r.method,
+                    // Messages mask query values as `***`, spans as OTel says.
+                    r.url_full.replace("=REDACTED", "=***")
+                ),
+                None => msg,
+            };
             StepOutcome {
                 status: StepStatus::Failed,
                 duration,
@@ -122,6 +135,28 @@ fn unavailable_secret(step: &Step, ctx: &StepCtx) -> Option<Failure> {
             )
         })
     })
+}
+
+/// How far a request got before its step ran out of time, from the phase
+/// events it reached: the hung phase is what the person paged looks at.
+fn how_far(r: &crate::trace::RequestSpan, reached: &[String]) -> String {
+    if let Some(code) = r.status {
+        return format!("status {code} received, the body did not finish");
+    }
+    let https = r.url_full.starts_with("https:");
+    let last = r
+        .events
+        .last()
+        .map(|(name, _)| *name)
+        .or_else(|| reached.last().map(String::as_str));
+    match last {
+        Some("first_byte") => "the answer started but did not finish".into(),
+        Some("tls") => "connected (TLS done), no answer yet".into(),
+        Some("connect") if https => "connected, the TLS handshake did not finish".into(),
+        Some("connect") => "connected, no answer yet".into(),
+        Some("dns") => "resolved, could not connect yet".into(),
+        _ => "not connected yet".into(),
+    }
 }
 
 fn round_ms(d: Duration) -> Duration {

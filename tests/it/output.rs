@@ -173,5 +173,42 @@ async fn durations_in_messages_use_the_one_format() {
     let o = run(&j, &[]).await;
     let f = o.failure().expect("too slow");
     assert_eq!(f.reason, Reason::Timeout);
-    assert_eq!(f.message, "step did not finish within 1.5s");
+    // With how far the request got, and which request it was.
+    let port = t.base.rsplit(':').next().unwrap();
+    assert_eq!(
+        f.message,
+        format!(
+            "step did not finish within 1.5s: connected, no answer yet (GET http://127.0.0.1:{port}/slow?ms=***)"
+        )
+    );
+}
+
+/// A timeout says which phase hung: no answer at all, or headers that came
+/// and a body that did not.
+#[tokio::test]
+async fn a_timeout_says_how_far_the_request_got() {
+    let t = Target::start().await;
+    for (url, says) in [
+        (
+            format!("{}/", t.hang),
+            format!("connected, no answer yet (GET {}/)", t.hang),
+        ),
+        (
+            format!("{}/stall", t.base),
+            format!(
+                "status 200 received, the body did not finish (GET {}/stall)",
+                t.base
+            ),
+        ),
+    ] {
+        let j = journey(
+            &format!(
+                "name: hung\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: wait\n    timeout: 800ms\n    http: {{url: \"{url}\"}}\n"
+            ),
+            &[],
+        );
+        let o = run(&j, &[]).await;
+        let f = o.failure().expect("hung");
+        assert!(f.message.contains(&says), "{url}: {}", f.message);
+    }
 }

@@ -275,6 +275,14 @@ fn app(basket: Basket) -> Router {
             }),
         )
         .route(
+            "/stall",
+            get(|| async {
+                // Headers and one chunk of the body, then nothing, forever.
+                let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+                Body::from_stream(futures_util::StreamExt::chain(first, futures_util::stream::pending()))
+            }),
+        )
+        .route(
             "/big-declared",
             get(|| async { vec![b'y'; 5 * 1024 * 1024] }),
         )
