@@ -1102,12 +1102,21 @@ async fn run(args: RunArgs) -> anyhow::Result<Exit> {
     // The spans go out before the process does (bounded: a collector that
     // is down costs at most this).
     drop(runner);
-    if let Some(task) = export_task {
-        task.finish(std::time::Duration::from_secs(10)).await;
-    }
+    const EXPORT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+    let export_finished = match export_task {
+        Some(task) => task.finish(EXPORT_LIMIT).await,
+        None => true,
+    };
     print_outcomes(&journeys, &outcomes, args.verbose);
-    // `run` logs nothing else: say it here, once, when spans were lost.
-    if let Some(c) = export_counters
+    // `run` logs nothing else: say it here, once, when spans were lost
+    // (counted as dropped, or still waiting on a collector that never
+    // answered when the export was cut off).
+    if !export_finished {
+        eprintln!(
+            "warning: the OTLP collector did not take this run's spans within {}; the spans not yet exported were dropped",
+            crate::diag::duration(EXPORT_LIMIT)
+        );
+    } else if let Some(c) = export_counters
         && c.dropped.get() > 0
     {
         eprintln!(

@@ -458,14 +458,18 @@ pub struct ExportTask(tokio::task::JoinHandle<()>);
 impl ExportTask {
     /// Waits up to `limit` for every queued span to be exported (once every
     /// [`Exporter`] clone is dropped), as `wayprobe run` does before exiting.
-    pub async fn finish(self, limit: Duration) {
+    /// Returns whether it did; `false`: the export was cut off at `limit`
+    /// and the spans not yet exported are lost.
+    pub async fn finish(self, limit: Duration) -> bool {
         let abort = self.0.abort_handle();
         if tokio::time::timeout(limit, self.0).await.is_err() {
             abort.abort();
             tracing::warn!(
                 "trace export did not finish in time; the rest of the spans are dropped"
             );
+            return false;
         }
+        true
     }
 }
 

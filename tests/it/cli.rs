@@ -453,6 +453,28 @@ async fn run_exports_a_failed_runs_spans_before_it_exits() {
         "{stderr}"
     );
 
+    // A gRPC collector that accepts and never answers: whichever limit
+    // cuts the export first (the exporter's or run's own), the run says so.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = bin();
+    cmd.arg("run")
+        .arg(&f)
+        .args(["--otlp-protocol", "grpc", "--otlp-endpoint"])
+        .arg(format!("http://{}", hung.local_addr().unwrap()));
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    drop(hung);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let last = stderr.lines().last().unwrap_or("");
+    assert!(
+        last.starts_with("warning: ")
+            && (last.contains("spans were not exported")
+                || last.contains("did not take this run's spans")),
+        "{stderr}"
+    );
+
     for (flag, value, says) in [
         (
             "--otlp-protocol",
