@@ -667,9 +667,17 @@ struct ListQuery {
 /// The states `?state=` filters on, as [`JourneyStatus::state`] names them.
 const STATES: &[&str] = &["failing", "passing", "slow", "waiting"];
 
-/// The list query, or what is wrong with it in our words (a state that no
-/// journey can be in would show an empty list, as if all were well).
+/// The list query, or a 400 saying what is wrong with it in our words (JSON
+/// for the API, text for the page): a state that no journey can be in
+/// would show an empty list, as if all were well.
 fn checked(
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    json: bool,
+) -> Result<ListQuery, Response> {
+    why_refused(q).map_err(|why| bad_query(&why, json))
+}
+
+fn why_refused(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<ListQuery, String> {
     let Query(q) = q.map_err(|e| {
@@ -869,9 +877,9 @@ async fn api_journeys(
     State(s): State<AppState>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let q = match checked(q) {
+    let q = match checked(q, true) {
         Ok(q) => q,
-        Err(why) => return bad_query(&why, true),
+        Err(refused) => return refused,
     };
     let page = shared_page(&s, PageKind::Api, q, 1000, render_api).await;
     page_response(page, "application/json")
@@ -1067,9 +1075,9 @@ async fn status_page(
     State(s): State<AppState>,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
-    let q = match checked(q) {
+    let q = match checked(q, false) {
         Ok(q) => q,
-        Err(why) => return bad_query(&why, false),
+        Err(refused) => return refused,
     };
     let page = shared_page(&s, PageKind::Status, q, 100, render_status_page).await;
     page_response(page, "text/html; charset=utf-8")
