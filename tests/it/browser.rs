@@ -383,11 +383,17 @@ async fn the_status_page_reads_well_in_a_browser() {
         "{clicky:#}"
     );
     let png = links.iter().find(|l| l.ends_with(".png")).unwrap();
-    let r = reqwest::get(format!("{status}{png}")).await.unwrap();
+    let r = crate::support::client()
+        .get(format!("{status}{png}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-type"], "image/png");
     assert_eq!(&r.bytes().await.unwrap()[..4], b"\x89PNG");
     assert_eq!(
-        reqwest::get(format!("{status}/artifacts/clicky/..%2Fsecret.png"))
+        crate::support::client()
+            .get(format!("{status}/artifacts/clicky/..%2Fsecret.png"))
+            .send()
             .await
             .unwrap()
             .status(),
@@ -1267,7 +1273,7 @@ enum Cdp {
 /// WebDriver request goes through, and a new session's capabilities say
 /// how to reach DevTools as `cdp` says.
 async fn grid(driver: String, cdp: Cdp) -> (String, tokio::task::JoinHandle<()>) {
-    let client = reqwest::Client::new();
+    let client = crate::support::client();
     let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
         let (client, driver) = (client.clone(), driver.clone());
         async move {
@@ -1293,13 +1299,14 @@ async fn grid(driver: String, cdp: Cdp) -> (String, tokio::task::JoinHandle<()>)
                     .expect("chromedriver names its DevTools address");
                 match cdp {
                     Cdp::Real => {
-                        let version: serde_json::Value =
-                            reqwest::get(format!("http://{address}/json/version"))
-                                .await
-                                .unwrap()
-                                .json()
-                                .await
-                                .unwrap();
+                        let version: serde_json::Value = crate::support::client()
+                            .get(format!("http://{address}/json/version"))
+                            .send()
+                            .await
+                            .unwrap()
+                            .json()
+                            .await
+                            .unwrap();
                         caps["se:cdp"] = version["webSocketDebuggerUrl"].clone();
                     }
                     Cdp::Dead => {

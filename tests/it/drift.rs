@@ -64,7 +64,7 @@ async fn serve_exposes_the_fingerprint_the_rules_carry() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let served = eventually(20, "serve's fingerprint", || async {
-        let m = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let m = crate::support::text(&url).await?;
         m.lines()
             .find_map(|l| l.strip_prefix("wayprobe_slo_rules_fingerprint "))
             .map(str::to_string)

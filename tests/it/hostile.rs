@@ -503,7 +503,11 @@ async fn a_hostile_target_does_not_stall_serve() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     eventually(20, "serve to be ready", || async {
-        let r = reqwest::get(format!("{base}/-/ready")).await.ok()?;
+        let r = crate::support::client()
+            .get(format!("{base}/-/ready"))
+            .send()
+            .await
+            .ok()?;
         (r.status() == 200).then_some(())
     })
     .await;

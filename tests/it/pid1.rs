@@ -72,7 +72,11 @@ impl Pid1 {
 
     /// (passed, finished) runs of the test journeys.
     async fn runs(&self) -> Option<(u64, u64)> {
-        let r = reqwest::get(&self.metrics).await.ok()?;
+        let r = crate::support::client()
+            .get(&self.metrics)
+            .send()
+            .await
+            .ok()?;
         let m = r.text().await.ok()?;
         let (mut ok, mut all) = (0, 0);
         for l in m
@@ -238,7 +242,7 @@ async fn as_pid1_sigterm_reaches_serve_and_its_exit_code_comes_back() {
     let mut p = Pid1::start(&dir, "http://127.0.0.1:1", true);
     let ready = p.metrics.replace("/metrics", "/-/ready");
     crate::support::eventually(30, "serve ready", || async {
-        let r = reqwest::get(&ready).await.ok()?;
+        let r = crate::support::client().get(&ready).send().await.ok()?;
         (r.status() == 200).then_some(())
     })
     .await;

@@ -519,22 +519,28 @@ async fn the_report_shows_the_incidents_at_their_times() {
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
     let served = crate::support::eventually(30, "serve's /report", || async {
-        let r = reqwest::get(format!(
-            "{base}/report?period=day&format=json&until={}",
-            until()
-        ))
-        .await
-        .ok()?;
+        let r = crate::support::client()
+            .get(format!(
+                "{base}/report?period=day&format=json&until={}",
+                until()
+            ))
+            .send()
+            .await
+            .ok()?;
         (r.status() == 200).then_some(())?;
         r.text().await.ok()
     })
     .await;
-    let html = reqwest::get(format!("{base}/report?period=day&until={}", until()))
+    let html = crate::support::client()
+        .get(format!("{base}/report?period=day&until={}", until()))
+        .send()
         .await
         .unwrap();
     let headers = html.headers().clone();
     let page = html.text().await.unwrap();
-    let bad = reqwest::get(format!("{base}/report?period=year"))
+    let bad = crate::support::client()
+        .get(format!("{base}/report?period=year"))
+        .send()
         .await
         .unwrap();
     #[cfg(feature = "browser")]
@@ -607,7 +613,12 @@ async fn read_in_browser(url: &str) -> Option<(Vec<String>, Vec<String>)> {
         .unwrap();
     let wd = format!("http://127.0.0.1:{port}");
     crate::support::eventually(20, "chromedriver", || async {
-        reqwest::get(format!("{wd}/status")).await.ok().map(|_| ())
+        crate::support::client()
+            .get(format!("{wd}/status"))
+            .send()
+            .await
+            .ok()
+            .map(|_| ())
     })
     .await;
     let caps = serde_json::json!({
@@ -696,7 +707,9 @@ async fn without_prometheus_the_in_process_numbers_are_labelled() {
             .then_some(text)
     })
     .await;
-    let report = reqwest::get(format!("{base}/report?format=markdown"))
+    let report = crate::support::client()
+        .get(format!("{base}/report?format=markdown"))
+        .send()
         .await
         .unwrap()
         .text()

@@ -289,7 +289,7 @@ impl Running {
     }
 
     async fn reload(&self) -> (u16, String) {
-        let r = reqwest::Client::new()
+        let r = crate::support::client()
             .post(format!("{}/-/reload", self.base))
             .send()
             .await
@@ -326,7 +326,7 @@ async fn endpoints_status_page_and_reload() {
     s.wait_for_runs("ok", 2).await;
 
     // Prometheus gets OpenMetrics when it asks for it.
-    let r = reqwest::Client::new()
+    let r = crate::support::client()
         .get(format!("{}/metrics", s.base))
         .header(
             "accept",
@@ -567,8 +567,7 @@ async fn a_real_prometheus_scrapes_serve() {
             now - 600,
             now + 60
         );
-        let v: serde_json::Value =
-            serde_json::from_str(&reqwest::get(&url).await.ok()?.text().await.ok()?).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&crate::support::text(&url).await?).ok()?;
         v["data"]
             .as_array()?
             .iter()
@@ -663,7 +662,9 @@ async fn sigterm_shuts_down_gracefully() {
         .spawn()
         .unwrap();
     eventually(20, "serve to be ready", || async {
-        let r = reqwest::get(format!("http://127.0.0.1:{port}/-/ready"))
+        let r = crate::support::client()
+            .get(format!("http://127.0.0.1:{port}/-/ready"))
+            .send()
             .await
             .ok()?;
         (r.status() == 200).then_some(())
@@ -725,12 +726,8 @@ async fn sighup_reloads() {
         .spawn()
         .unwrap();
     let names = |port: u16| async move {
-        let body = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/journeys"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+        let body =
+            crate::support::text(&format!("http://127.0.0.1:{port}/api/v1/journeys")).await?;
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         Some(
             v["journeys"]

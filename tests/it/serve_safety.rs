@@ -58,7 +58,10 @@ fn pki(dir: &Path) -> Pki {
 /// certificate when `identity`).
 fn client(pki: &Pki, identity: bool) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&pki.ca).unwrap()).unwrap();
-    let mut b = reqwest::Client::builder().tls_certs_only([ca]);
+    let mut b = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(crate::support::REQUEST_TIMEOUT)
+        .no_proxy();
     if identity {
         let mut pem = std::fs::read(&pki.client_cert).unwrap();
         pem.extend(std::fs::read(&pki.client_key).unwrap());
@@ -230,7 +233,9 @@ async fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_client_certs() {
     );
     // Plain HTTP on the TLS port gets nothing served.
     assert!(
-        reqwest::get(format!("{}/metrics", auth.base))
+        crate::support::client()
+            .get(format!("{}/metrics", auth.base))
+            .send()
             .await
             .map(|r| !r.status().is_success())
             .unwrap_or(true)
@@ -330,7 +335,7 @@ async fn a_changed_web_config_is_picked_up_by_the_watch() {
     let status = |pw: &'static str| {
         let url = format!("{}/metrics", s.base);
         async move {
-            reqwest::Client::new()
+            crate::support::client()
                 .get(url)
                 .basic_auth("prom", Some(pw))
                 .send()
@@ -367,7 +372,7 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
     std::fs::write(dir.join("broken.yaml"), quick("broken", "/status/503")).unwrap();
 
     let off = Running::start_with(&dir, &t, Duration::ZERO, |_| {}).await;
-    let r = reqwest::Client::new()
+    let r = crate::support::client()
         .post(format!("{}/-/reload", off.base))
         .send()
         .await
@@ -379,7 +384,7 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
     let url = format!("{}/-/reload", s.base);
     let host = s.base.trim_start_matches("http://").to_string();
     let post = |headers: &[(&str, &str)], body: Vec<u8>| {
-        let mut r = reqwest::Client::new().post(&url).body(body);
+        let mut r = crate::support::client().post(&url).body(body);
         for (k, v) in headers {
             r = r.header(*k, *v);
         }
@@ -423,7 +428,11 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
 
     // Security headers: every HTML response; nosniff everywhere.
     s.wait_for_runs("ok0", 1).await;
-    let r = reqwest::get(format!("{}/", s.base)).await.unwrap();
+    let r = crate::support::client()
+        .get(format!("{}/", s.base))
+        .send()
+        .await
+        .unwrap();
     let h = r.headers();
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["x-frame-options"], "DENY");
@@ -433,7 +442,11 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
         csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"),
         "{csp}"
     );
-    let r = reqwest::get(format!("{}/metrics", s.base)).await.unwrap();
+    let r = crate::support::client()
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-content-type-options"], "nosniff");
 
     // Paging and filtering, for thousands of journeys.
@@ -598,7 +611,9 @@ async fn half_open_connections_cannot_starve_the_probes() {
     let child = KillOnDrop(child);
     let base = format!("http://127.0.0.1:{port}");
     let metrics = || async {
-        reqwest::get(format!("{base}/metrics"))
+        crate::support::client()
+            .get(format!("{base}/metrics"))
+            .send()
             .await
             .ok()?
             .text()

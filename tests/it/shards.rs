@@ -75,7 +75,11 @@ impl Serve {
 
     async fn ready(&self) {
         eventually(30, &format!("{} ready", self.url), || async {
-            let r = reqwest::get(format!("{}/-/ready", self.url)).await.ok()?;
+            let r = crate::support::client()
+                .get(format!("{}/-/ready", self.url))
+                .send()
+                .await
+                .ok()?;
             (r.status() == 200).then_some(())
         })
         .await;

@@ -146,7 +146,7 @@ async fn the_status_page_says_1_journey() {
         .unwrap();
     let url = format!("http://{listen}/");
     let page = crate::support::eventually(20, "the status page", || async {
-        match reqwest::get(&url).await {
+        match crate::support::client().get(&url).send().await {
             Ok(r) => r.text().await.ok(),
             Err(_) => None,
         }

@@ -163,14 +163,41 @@ pub fn free_port() -> u16 {
 
 /// GET `url` and return (status, body).
 pub async fn get(url: &str) -> (u16, String) {
-    let r = reqwest::get(url)
+    let r = crate::support::client()
+        .get(url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let s = r.status().as_u16();
     (s, r.text().await.unwrap())
 }
 
+/// How long any one request of a test may take, connecting included: a
+/// server that accepts and never answers fails the test with the URL, never
+/// hangs the suite (nothing in a test waits without a bound).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A fresh HTTP client for a test (pools die with each test's runtime):
+/// bounded by [`REQUEST_TIMEOUT`], and never through the environment's proxy,
+/// since every test server is on loopback.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .expect("a test HTTP client")
+}
+
+/// The body of `GET url`, or `None` when the request or its body failed
+/// (for polling with [`eventually`]).
+pub async fn text(url: &str) -> Option<String> {
+    client().get(url).send().await.ok()?.text().await.ok()
+}
+
 /// Polls `f` every 100ms until it returns Some, or panics after `secs`.
+/// Each attempt is bounded by what is left of `secs`, so one attempt that
+/// never ends fails the wait instead of hanging it.
 pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
@@ -178,8 +205,13 @@ where
 {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     loop {
-        if let Some(v) = f().await {
-            return v;
+        let left = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(std::time::Duration::from_secs(1));
+        match tokio::time::timeout(left, f()).await {
+            Ok(Some(v)) => return v,
+            Ok(None) => {}
+            Err(_) => panic!("timed out after {secs}s waiting for {what} (an attempt never ended)"),
         }
         if std::time::Instant::now() > deadline {
             panic!("timed out after {secs}s waiting for {what}");
@@ -266,7 +298,10 @@ impl Prometheus {
                 if let Ok(Some(_)) = p.child.try_wait() {
                     break;
                 }
-                if let Ok(r) = reqwest::get(format!("{}/-/ready", p.url)).await
+                if let Ok(r) = crate::support::client()
+                    .get(format!("{}/-/ready", p.url))
+                    .send()
+                    .await
                     && r.status() == 200
                 {
                     return p;
@@ -286,7 +321,11 @@ impl Prometheus {
     /// The JSON answer of `GET /api/v1/{path}?{params}`; panics when there is none.
     pub async fn api(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
         let url = format!("{}/api/v1/{path}", self.url);
-        let r = reqwest::Client::new().get(&url).query(params).send().await;
+        let r = crate::support::client()
+            .get(&url)
+            .query(params)
+            .send()
+            .await;
         let body = r
             .unwrap_or_else(|e| panic!("GET {url}: {e}"))
             .text()
@@ -302,7 +341,7 @@ impl Prometheus {
             self.url,
             url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
         );
-        let body = reqwest::get(&url).await.ok()?.text().await.ok()?;
+        let body = crate::support::text(&url).await?;
         let v: serde_json::Value = serde_json::from_str(&body).ok()?;
         v["data"]["result"].as_array().cloned()
     }
