@@ -793,6 +793,41 @@ impl Metrics {
     pub fn encode_to(&self, w: &mut impl std::fmt::Write) -> std::fmt::Result {
         prometheus_client::encoding::text::encode(w, &self.registry)
     }
+
+    /// Streams the exposition (the classic text format with `classic`) to
+    /// `tx` in pieces of about [`EXPOSITION_CHUNK`] bytes, on a blocking
+    /// thread. Returns false when the receiver went away.
+    ///
+    /// The encoder holds the registry's locks (a family's, a histogram's)
+    /// while it writes, and the probes take the same locks to record a run:
+    /// so it never waits for the scraper then. Pieces the scraper has not
+    /// taken yet are kept until the encoding is done (at worst the whole
+    /// exposition, for a scraper that stopped reading), and only then does
+    /// this wait for it.
+    pub fn encode_streamed(&self, classic: bool, tx: &tokio::sync::mpsc::Sender<String>) -> bool {
+        use tokio::sync::mpsc::error::TrySendError;
+        let mut held = std::collections::VecDeque::new();
+        let mut w = ChunkWriter::new(classic, |piece| {
+            if held.is_empty() {
+                match tx.try_send(piece) {
+                    Ok(()) => true,
+                    Err(TrySendError::Full(p)) => {
+                        held.push_back(p);
+                        true
+                    }
+                    Err(TrySendError::Closed(_)) => false,
+                }
+            } else {
+                held.push_back(piece);
+                !tx.is_closed()
+            }
+        });
+        if self.encode_to(&mut w).is_err() || !w.finish() {
+            return false;
+        }
+        // The locks are released: now the scraper sets the pace.
+        held.into_iter().all(|p| tx.blocking_send(p).is_ok())
+    }
 }
 
 fn same_shape(j: &Journey, s: &JourneySeries) -> bool {
@@ -809,4 +844,94 @@ fn same_shape(j: &Journey, s: &JourneySeries) -> bool {
             .iter()
             .zip(&j.labels)
             .all(|((a, b), (c, d))| a == c && b == d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diag::SourceFile;
+    use crate::journey::{LoadOptions, load::load_sources};
+    use crate::outcome::{Failure, StepOutcome};
+    use std::time::{Duration, SystemTime};
+
+    fn journeys(n: usize) -> Vec<Journey> {
+        let sources = (0..n)
+            .map(|i| {
+                SourceFile::new(
+                    format!("j{i}.yaml"),
+                    format!("name: j{i}\nsteps:\n  - name: s\n    http: {{url: \"http://127.0.0.1:9/\"}}\n"),
+                )
+            })
+            .collect();
+        load_sources(sources, &LoadOptions::default(), Vec::new())
+            .unwrap_or_else(|_| panic!("valid journeys"))
+            .journeys
+    }
+
+    fn failed_run(journey: &str) -> JourneyOutcome {
+        JourneyOutcome {
+            attempts: 1,
+            journey: journey.into(),
+            result: RunResult::Failure,
+            started_at: SystemTime::now(),
+            duration: Duration::from_millis(5),
+            steps: vec![StepOutcome {
+                status: StepStatus::Failed,
+                failure: Some(Failure::new(Reason::Status, "boom")),
+                ..StepOutcome::skipped("s", "http")
+            }],
+            finally: Vec::new(),
+            trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
+            trace_url: None,
+        }
+    }
+
+    /// A scraper that stops reading holds nothing the probes need: while its
+    /// scrape is stuck, every journey's run is recorded and a reload swaps
+    /// the series (with the encoder waiting on the scraper under the
+    /// registry's locks, both would wait for it).
+    #[test]
+    fn a_stalled_scrape_never_holds_up_recording_or_reloading() {
+        let metrics = Arc::new(Metrics::new("test"));
+        let js = journeys(300);
+        let series = metrics.set_journeys(&js);
+        for (s, j) in series.iter().zip(&js) {
+            s.record(&failed_run(&j.name));
+        }
+        // The scraper reads until the step histograms begin, then stops:
+        // the encoder is then among them (each one behind its lock).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(1);
+        let m = metrics.clone();
+        let encoder = std::thread::spawn(move || m.encode_streamed(true, &tx));
+        let mut text = String::new();
+        while !text.contains("journey_step_duration_seconds_bucket") {
+            text.push_str(&rx.blocking_recv().expect("the step histograms"));
+        }
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let m = metrics.clone();
+        std::thread::spawn(move || {
+            for _ in 0..3 {
+                for (s, j) in series.iter().zip(&js) {
+                    s.record(&failed_run(&j.name));
+                }
+                m.set_journeys(&js);
+            }
+            let _ = done_tx.send(());
+        });
+        // A bound for a hang, not a timing: the work above takes milliseconds.
+        assert!(
+            done.recv_timeout(Duration::from_secs(60)).is_ok(),
+            "recording or reloading waited for a stalled scraper"
+        );
+        // The exposition is whole once the scraper reads again.
+        while let Some(piece) = rx.blocking_recv() {
+            text.push_str(&piece);
+        }
+        assert!(encoder.join().unwrap());
+        assert!(text.len() > 4 * EXPOSITION_CHUNK, "{} bytes", text.len());
+        assert!(
+            text.contains("journey_runs_total{journey=\"j299\""),
+            "{text:.300}"
+        );
+    }
 }
