@@ -298,11 +298,17 @@ impl Prometheus {
                 if let Ok(Some(_)) = p.child.try_wait() {
                     break;
                 }
+                // Briefly, and Prometheus' own answer: the chosen port may
+                // have gone to another test's server (one that never
+                // answers, or a wayprobe that is ready too) while this
+                // Prometheus failed to bind it and is exiting.
                 if let Ok(r) = crate::support::client()
                     .get(format!("{}/-/ready", p.url))
+                    .timeout(std::time::Duration::from_secs(2))
                     .send()
                     .await
                     && r.status() == 200
+                    && r.text().await.is_ok_and(|t| t.contains("Prometheus"))
                 {
                     return p;
                 }
