@@ -48,12 +48,35 @@ pub const DRIFT_FOR: &str = "30m";
 /// Independent of the order of `journeys`.
 pub fn fingerprint(journeys: &[Journey]) -> u64 {
     let file = build::generate(journeys, &RulesConfig::default());
-    // Serializing plain strings, maps and vectors cannot fail.
-    let json = serde_json::to_vec(&file).unwrap_or_default();
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &json);
+    // The JSON is hashed as it is written, never held: at 10,000 journeys
+    // it is tens of MB, and a transient that size at every (re)load stays in
+    // the allocator's heap (glibc raises its mmap threshold after freeing
+    // it), which `serve`'s RSS then keeps.
+    let mut sha = Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256));
+    {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut sha);
+        // Serializing plain strings, maps and vectors into a hash cannot fail.
+        let _ = serde_json::to_writer(&mut w, &file);
+        let _ = std::io::Write::flush(&mut w);
+    }
+    let digest = sha.0.finish();
     digest.as_ref()[..6]
         .iter()
         .fold(0u64, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+/// Feeds what is written to a SHA-256.
+struct Sha256(aws_lc_rs::digest::Context);
+
+impl std::io::Write for Sha256 {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.update(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The fingerprint carried by a rule file made by [`crate::rules::generate`], if any.
