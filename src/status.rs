@@ -299,7 +299,11 @@ impl StatusStore {
         for step in o.steps.iter_mut().chain(o.finally.iter_mut()) {
             step.telemetry = Default::default();
         }
-        st.last = Some(Arc::new(o));
+        // In place when no page holds the previous run: no allocation per run.
+        match st.last.as_mut().and_then(Arc::get_mut) {
+            Some(last) => *last = o,
+            None => st.last = Some(Arc::new(o)),
+        }
     }
 
     /// A snapshot of every journey, sorted by name: shared, not copied.

@@ -9,7 +9,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{
@@ -256,26 +256,39 @@ pub fn write_label_value(w: &mut dyn Write, v: &str) -> std::fmt::Result {
     w.write_str(&v[last..])
 }
 
-/// One counter per failure reason of a step, in one shared allocation.
+/// One counter per failure reason of a step, shared by clones. The counters
+/// are allocated at the first failure: most steps never fail, and 19
+/// counters each for 10,000 steps were 1.5 MB of zeros.
 #[derive(Debug, Clone)]
-pub struct ReasonCounters(Arc<[AtomicU64]>);
+pub struct ReasonCounters {
+    n: usize,
+    cells: Arc<OnceLock<Box<[AtomicU64]>>>,
+}
 
 impl ReasonCounters {
     /// `n` counters at zero.
     pub fn new(n: usize) -> Self {
-        Self((0..n).map(|_| AtomicU64::new(0)).collect())
+        Self {
+            n,
+            cells: Arc::default(),
+        }
     }
 
     /// Adds one to counter `i`.
     pub fn inc(&self, i: usize) {
-        if let Some(c) = self.0.get(i) {
-            c.fetch_add(1, Ordering::Relaxed);
+        if i >= self.n {
+            return;
         }
+        let cells = self
+            .cells
+            .get_or_init(|| (0..self.n).map(|_| AtomicU64::new(0)).collect());
+        cells[i].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Each counter's value, in order.
     pub fn values(&self) -> impl Iterator<Item = u64> + '_ {
-        self.0.iter().map(|c| c.load(Ordering::Relaxed))
+        let cells = self.cells.get();
+        (0..self.n).map(move |i| cells.map_or(0, |c| c[i].load(Ordering::Relaxed)))
     }
 }
 
