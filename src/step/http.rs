@@ -50,6 +50,14 @@ fn record_phases(
         format!("redirect {}: ", out.redirects)
     };
     let events = phases.drain();
+    // Room for exactly this request's phases, `ttfb` and `download`: the
+    // status store keeps each journey's last outcome (a growing Vec would
+    // keep room for 4 or 8).
+    let seen = ["dns", "connect", "tls"]
+        .iter()
+        .filter(|n| events.iter().any(|e| e.name == **n))
+        .count();
+    out.timings.reserve_exact(seen + 2);
     // In the order they happen; a phase that did not happen is left out.
     let mut done = 0.0;
     // At most the three phases above: an array, not an allocation per request.
