@@ -1,7 +1,7 @@
 //! The SLI metrics: one long-lived registry, encoded as OpenMetrics text.
 //!
-//! Journey series live in a [`JourneyMetrics`] collector rather than in
-//! prometheus-client `Family`s, because each journey needs its own histogram
+//! Journey series live in [`JourneyMetrics`] (written after the registry's
+//! own metrics) rather than in prometheus-client `Family`s, because each journey needs its own histogram
 //! buckets (every latency-SLO threshold is a bucket boundary) and because a
 //! reload must remove exactly the series of journeys and steps that
 //! disappeared. Recording a run touches only atomics through an
