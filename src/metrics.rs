@@ -1,7 +1,7 @@
 //! The SLI metrics: one long-lived registry, encoded as OpenMetrics text.
 //!
-//! Journey series live in a [`JourneyMetrics`] collector rather than in
-//! prometheus-client `Family`s, because each journey needs its own histogram
+//! Journey series live in [`JourneyMetrics`] (written after the registry's
+//! own metrics) rather than in prometheus-client `Family`s, because each journey needs its own histogram
 //! buckets (every latency-SLO threshold is a bucket boundary) and because a
 //! reload must remove exactly the series of journeys and steps that
 //! disappeared. Recording a run touches only atomics through an
@@ -17,16 +17,16 @@
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::UNIX_EPOCH;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::{ConstCounter, Counter};
-use prometheus_client::metrics::exemplar::{CounterWithExemplar, HistogramWithExemplars};
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::exemplar::CounterWithExemplar;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -34,7 +34,7 @@ use crate::journey::Journey;
 use crate::outcome::{JourneyOutcome, Reason, RunResult, StepStatus};
 
 mod atomic;
-use atomic::{AtomicHistogram, ReasonCounters};
+use atomic::{AtomicHistogram, ReasonCounters, StepHistogram, TraceId};
 
 /// Buckets of `journey_duration_seconds`, before the SLO thresholds are added.
 pub const JOURNEY_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
@@ -206,10 +206,6 @@ fn without_exemplar(line: &str) -> &str {
 
 type F64Gauge = Gauge<f64, AtomicU64>;
 
-/// An exemplar's labels: only `trace_id` (32 hex digits, well under the
-/// OpenMetrics limit of 128 characters).
-type TraceLabel = Vec<(&'static str, String)>;
-
 /// Bucket boundaries of a journey's duration histogram: defaults plus its
 /// latency-SLO thresholds, sorted and de-duplicated.
 pub fn journey_buckets(j: &Journey) -> Vec<f64> {
@@ -223,11 +219,17 @@ pub fn journey_buckets(j: &Journey) -> Vec<f64> {
     b
 }
 
-/// [`STEP_BUCKETS`], shared by every step histogram.
-fn step_bounds() -> Arc<[f64]> {
-    static B: std::sync::LazyLock<Arc<[f64]>> =
-        std::sync::LazyLock::new(|| Arc::from(STEP_BUCKETS));
-    B.clone()
+/// [`journey_buckets`], shared: journeys without a latency SLO (most) all
+/// get one copy of [`JOURNEY_BUCKETS`].
+fn shared_journey_buckets(j: &Journey) -> Arc<[f64]> {
+    static DEFAULT: std::sync::LazyLock<Arc<[f64]>> =
+        std::sync::LazyLock::new(|| Arc::from(JOURNEY_BUCKETS));
+    let b = journey_buckets(j);
+    if *b == **DEFAULT {
+        DEFAULT.clone()
+    } else {
+        b.into()
+    }
 }
 
 /// `last_success` of a journey that has not finished a run yet. Before its
@@ -242,9 +244,8 @@ const NOT_RUN: i64 = -1;
 #[derive(Debug)]
 pub struct StepSeries {
     name: String,
-    /// With the run's trace id as exemplar (prometheus-client's, the only
-    /// histogram that can carry one).
-    duration: HistogramWithExemplars<TraceLabel>,
+    /// With the run's trace id as exemplar.
+    duration: StepHistogram,
     /// One counter per reason; only reasons that occurred (non-zero) are exposed.
     failures: ReasonCounters,
 }
@@ -253,7 +254,7 @@ impl StepSeries {
     fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
-            duration: HistogramWithExemplars::new(step_bounds().iter().copied()),
+            duration: StepHistogram::default(),
             failures: ReasonCounters::new(Reason::ALL.len()),
         }
     }
@@ -267,23 +268,56 @@ impl StepSeries {
     }
 }
 
+/// The plain counters and gauges of one journey, in one allocation (shared
+/// by the series sets a reload hands them on to). Encoded as
+/// prometheus-client's `ConstCounter`/`ConstGauge`, which write what its
+/// `Counter`/`Gauge` write.
+#[derive(Debug)]
+struct JourneyCells {
+    runs_ok: AtomicU64,
+    /// First attempts by result (see [`result_index`]).
+    first: [AtomicU64; 2],
+    skipped: AtomicU64,
+    /// `f64` bits of the Unix time the last run finished.
+    last_run: AtomicU64,
+    /// 1, 0, or [`NOT_RUN`].
+    last_success: AtomicI64,
+}
+
+impl Default for JourneyCells {
+    fn default() -> Self {
+        Self {
+            runs_ok: AtomicU64::new(0),
+            first: Default::default(),
+            skipped: AtomicU64::new(0),
+            last_run: AtomicU64::new(0f64.to_bits()),
+            // Absent until the first run (see `NOT_RUN`).
+            last_success: AtomicI64::new(NOT_RUN),
+        }
+    }
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Every series of one journey at this location.
 #[derive(Debug)]
 pub struct JourneySeries {
     name: String,
     labels: Vec<(String, String)>,
     buckets: Arc<[f64]>,
-    runs_ok: Counter,
-    runs_failed: CounterWithExemplar<TraceLabel>,
-    first: [Counter; 2],
+    cells: Arc<JourneyCells>,
+    runs_failed: CounterWithExemplar<TraceId>,
     duration: [AtomicHistogram; 2],
     steps: Vec<StepSeries>,
     /// Failures of `finally:` steps by reason (kept apart: they never
     /// change the run's result or its SLIs).
     finally: Vec<(String, ReasonCounters)>,
-    last_run: F64Gauge,
-    last_success: Gauge,
-    skipped: Counter,
 }
 
 fn result_index(r: RunResult) -> usize {
@@ -297,7 +331,7 @@ const RESULTS: [&str; 2] = ["success", "failure"];
 
 impl JourneySeries {
     fn new(j: &Journey) -> Self {
-        let buckets: Arc<[f64]> = journey_buckets(j).into();
+        let buckets = shared_journey_buckets(j);
         Self {
             name: j.name.clone(),
             labels: j
@@ -305,9 +339,8 @@ impl JourneySeries {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            runs_ok: Counter::default(),
+            cells: Arc::default(),
             runs_failed: CounterWithExemplar::default(),
-            first: Default::default(),
             duration: [
                 AtomicHistogram::new(buckets.clone()),
                 AtomicHistogram::new(buckets.clone()),
@@ -319,32 +352,20 @@ impl JourneySeries {
                 .iter()
                 .map(|s| (s.name.clone(), ReasonCounters::new(Reason::ALL.len())))
                 .collect(),
-            last_run: F64Gauge::default(),
-            last_success: {
-                // Absent until the first run (see `NOT_RUN`).
-                let g = Gauge::default();
-                g.set(NOT_RUN);
-                g
-            },
-            skipped: Counter::default(),
         }
     }
 
     /// Whether the journey has finished a run since the prober started.
     fn has_run(&self) -> bool {
-        self.last_success.get() != NOT_RUN
+        self.cells.last_success.load(Ordering::Relaxed) != NOT_RUN
     }
 
     /// A series set for `j` that keeps every value of `old` that still applies:
     /// runs, gauges, and the histograms of steps that still exist.
     fn reuse(j: &Journey, old: &JourneySeries) -> Self {
         let mut new = Self::new(j);
-        new.runs_ok = old.runs_ok.clone();
+        new.cells = old.cells.clone();
         new.runs_failed = old.runs_failed.clone();
-        new.first = old.first.clone();
-        new.last_run = old.last_run.clone();
-        new.last_success = old.last_success.clone();
-        new.skipped = old.skipped.clone();
         if new.buckets == old.buckets {
             new.duration = old.duration.clone();
         }
@@ -365,13 +386,11 @@ impl JourneySeries {
     pub fn record(&self, o: &JourneyOutcome) {
         let i = result_index(o.result);
         let ended = o.started_at.checked_add(o.duration);
-        let exemplar = || o.trace_id.clone().map(|t| vec![("trace_id", t)]);
+        let trace_id = o.trace_id.as_deref().and_then(TraceId::new);
         match o.result {
-            RunResult::Success => {
-                self.runs_ok.inc();
-            }
+            RunResult::Success => inc(&self.cells.runs_ok),
             RunResult::Failure => {
-                self.runs_failed.inc_by(1, exemplar(), ended);
+                self.runs_failed.inc_by(1, trace_id, ended);
             }
         }
         // Without browser start-up: SLIs measure the target, not the prober.
@@ -382,7 +401,7 @@ impl JourneySeries {
             }
             series
                 .duration
-                .observe(step.duration.as_secs_f64(), exemplar(), ended);
+                .observe(step.duration.as_secs_f64(), trace_id, ended);
             if let Some(f) = &step.failure {
                 let idx = Reason::ALL.iter().position(|r| *r == f.reason).unwrap_or(0);
                 series.failures.inc(idx);
@@ -394,28 +413,27 @@ impl JourneySeries {
                 counters.inc(idx);
             }
         }
-        let ts = o
-            .started_at
-            .checked_add(o.duration)
+        let ts = ended
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0.0, |d| d.as_secs_f64());
-        self.last_run.set(ts);
-        self.last_success
-            .set(i64::from(o.result == RunResult::Success));
+        self.cells.last_run.store(ts.to_bits(), Ordering::Relaxed);
+        self.cells
+            .last_success
+            .store(i64::from(o.result == RunResult::Success), Ordering::Relaxed);
     }
 
     /// Counts the first attempt of a run (its result before any retry).
     pub fn record_first(&self, r: RunResult) {
-        self.first[result_index(r)].inc();
+        inc(&self.cells.first[result_index(r)]);
     }
 
     /// Counts a tick skipped because the previous run was still going.
     pub fn skip(&self) {
-        self.skipped.inc();
+        inc(&self.cells.skipped);
     }
 }
 
-/// The collector of all journey series.
+/// The series of every journey, encoded after the registry's own metrics.
 #[derive(Debug)]
 pub struct JourneyMetrics {
     location: String,
@@ -426,6 +444,46 @@ impl JourneyMetrics {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<JourneySeries>>> {
         self.journeys.read().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Writes every journey family, in the order the exposition has always
+    /// had: those before the step histograms through prometheus-client,
+    /// the step histograms (which carry exemplars prometheus-client cannot
+    /// be given from outside) directly, then the rest through
+    /// prometheus-client again, all from one copy of the series handles
+    /// (not the lock: a streamed scrape to a slow reader must never hold up
+    /// a reload).
+    fn encode_to(&self, w: &mut impl std::fmt::Write) -> std::fmt::Result {
+        let snap = Arc::new(Snapshot {
+            journeys: self.read().values().cloned().collect(),
+            location: self.location.clone(),
+        });
+        let part = |before: bool| {
+            let mut r = Registry::default();
+            r.register_collector(Box::new(Families {
+                snap: snap.clone(),
+                before,
+            }));
+            r
+        };
+        prometheus_client::encoding::text::encode_registry(w, &part(true))?;
+        snap.encode_step_durations(w)?;
+        prometheus_client::encoding::text::encode_registry(w, &part(false))
+    }
+}
+
+/// The journeys' series handles at one scrape.
+#[derive(Debug)]
+struct Snapshot {
+    journeys: Vec<Arc<JourneySeries>>,
+    location: String,
+}
+
+/// Half of the journey families of one scrape: those before the step
+/// histograms (`before`) or those after them.
+#[derive(Debug)]
+struct Families {
+    snap: Arc<Snapshot>,
+    before: bool,
 }
 
 /// Writes one metric family: its descriptor, then the samples `body` adds.
@@ -444,15 +502,52 @@ fn journey_labels<'a>(s: &'a JourneySeries, loc: &'a str) -> [(&'static str, &'a
     [("journey", s.name.as_str()), ("location", loc)]
 }
 
-impl Collector for JourneyMetrics {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // A copy of the handles, not the lock: a streamed scrape to a slow
-        // reader must never hold up a reload.
-        let journeys: Vec<Arc<JourneySeries>> = self.read().values().cloned().collect();
-        let loc = self.location.as_str();
-        // Both per-result families: one series per journey and result.
-        let per_result = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
-                          pick: &dyn Fn(&JourneySeries, usize) -> &dyn EncodeMetric|
+const STEP_DURATION: &str = "journey_step_duration_seconds";
+
+impl Snapshot {
+    /// `journey_step_duration_seconds`, as prometheus-client would write it.
+    fn encode_step_durations(&self, w: &mut impl std::fmt::Write) -> std::fmt::Result {
+        writeln!(
+            w,
+            "# HELP {STEP_DURATION} Wall time of journey steps that ran.\n# TYPE {STEP_DURATION} histogram"
+        )?;
+        let mut labels = String::new();
+        for s in &self.journeys {
+            for st in &s.steps {
+                labels.clear();
+                for (k, v) in [
+                    ("journey", s.name.as_str()),
+                    ("location", self.location.as_str()),
+                    ("step", st.name.as_str()),
+                ] {
+                    if !labels.is_empty() {
+                        labels.push(',');
+                    }
+                    labels.push_str(k);
+                    labels.push_str("=\"");
+                    atomic::write_label_value(&mut labels, v)?;
+                    labels.push('"');
+                }
+                st.duration.write_text(w, STEP_DURATION, &labels)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+type Encoder<'a, 'b> = &'a mut prometheus_client::encoding::MetricEncoder<'b>;
+
+impl Families {
+    fn before_steps(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let journeys = &self.snap.journeys;
+        let loc = self.snap.location.as_str();
+        // The per-result families: one series per journey and result.
+        let per_result = |f: Encoder<'_, '_>,
+                          pick: &dyn Fn(
+            &JourneySeries,
+            usize,
+            prometheus_client::encoding::MetricEncoder<'_>,
+        ) -> std::fmt::Result|
          -> std::fmt::Result {
             for s in journeys.iter() {
                 for (i, r) in RESULTS.iter().enumerate() {
@@ -461,57 +556,51 @@ impl Collector for JourneyMetrics {
                         ("location", loc),
                         ("result", r),
                     ];
-                    pick(s, i).encode(f.encode_family(&labels.as_slice())?)?;
+                    pick(s, i, f.encode_family(&labels.as_slice())?)?;
                 }
             }
             Ok(())
         };
         family(
-            &mut encoder,
+            encoder,
             "journey_runs",
             "Finished journey runs by result.",
             MetricType::Counter,
             |f| {
-                per_result(f, &|s, i| {
-                    if i == 0 { &s.runs_ok } else { &s.runs_failed }
+                per_result(f, &|s, i, e| {
+                    if i == 0 {
+                        ConstCounter::new(load(&s.cells.runs_ok)).encode(e)
+                    } else {
+                        s.runs_failed.encode(e)
+                    }
                 })
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "journey_first_attempts",
             "First attempts of journey runs by result (before retries; without retries, the run).",
             MetricType::Counter,
-            |f| per_result(f, &|s, i| &s.first[i]),
-        )?;
-        family(
-            &mut encoder,
-            "journey_duration_seconds",
-            "Wall time of whole journey runs.",
-            MetricType::Histogram,
-            |f| per_result(f, &|s, i| &s.duration[i]),
-        )?;
-        family(
-            &mut encoder,
-            "journey_step_duration_seconds",
-            "Wall time of journey steps that ran.",
-            MetricType::Histogram,
             |f| {
-                for s in journeys.iter() {
-                    for st in &s.steps {
-                        let labels = [
-                            ("journey", s.name.as_str()),
-                            ("location", loc),
-                            ("step", st.name.as_str()),
-                        ];
-                        st.duration.encode(f.encode_family(&labels.as_slice())?)?;
-                    }
-                }
-                Ok(())
+                per_result(f, &|s, i, e| {
+                    ConstCounter::new(load(&s.cells.first[i])).encode(e)
+                })
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
+            "journey_duration_seconds",
+            "Wall time of whole journey runs.",
+            MetricType::Histogram,
+            |f| per_result(f, &|s, i, e| s.duration[i].encode(e)),
+        )
+    }
+
+    fn after_steps(&self, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+        let journeys = &self.snap.journeys;
+        let loc = self.snap.location.as_str();
+        family(
+            encoder,
             "journey_step_failures",
             "Failed steps by bounded reason.",
             MetricType::Counter,
@@ -537,12 +626,12 @@ impl Collector for JourneyMetrics {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "journey_finally_step_failures",
             "Failed `finally:` (cleanup) steps by bounded reason; they do not change the run's result.",
             MetricType::Counter,
             |f| {
-                for s in &journeys {
+                for s in journeys {
                     for (step, counters) in &s.finally {
                         for (reason, n) in Reason::ALL.iter().zip(counters.values()) {
                             if n > 0 {
@@ -563,37 +652,47 @@ impl Collector for JourneyMetrics {
         )?;
         // Per-journey gauges: one series per journey (`ran`: only journeys
         // that have finished a run, see `NOT_RUN`).
-        let per_journey = |f: &mut prometheus_client::encoding::MetricEncoder<'_>,
+        let per_journey = |f: Encoder<'_, '_>,
                            ran: bool,
-                           pick: &dyn Fn(&JourneySeries) -> &dyn EncodeMetric|
+                           pick: &dyn Fn(
+            &JourneySeries,
+            prometheus_client::encoding::MetricEncoder<'_>,
+        ) -> std::fmt::Result|
          -> std::fmt::Result {
             for s in journeys.iter().filter(|s| !ran || s.has_run()) {
-                pick(s).encode(f.encode_family(&journey_labels(s, loc).as_slice())?)?;
+                pick(s, f.encode_family(&journey_labels(s, loc).as_slice())?)?;
             }
             Ok(())
         };
         family(
-            &mut encoder,
+            encoder,
             "journey_last_run_timestamp_seconds",
             "Unix time the last run of the journey finished.",
             MetricType::Gauge,
-            |f| per_journey(f, false, &|s| &s.last_run),
+            |f| {
+                per_journey(f, false, &|s, e| {
+                    ConstGauge::new(f64::from_bits(load(&s.cells.last_run))).encode(e)
+                })
+            },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "journey_last_success",
             "Whether the last run of the journey succeeded (1) or failed (0); absent before its first run.",
             MetricType::Gauge,
-            |f| per_journey(f, true, &|s| &s.last_success),
+            |f| {
+                per_journey(f, true, &|s, e| {
+                    ConstGauge::new(s.cells.last_success.load(Ordering::Relaxed)).encode(e)
+                })
+            },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "journey_info",
             "Journey metadata; user labels live only here.",
             MetricType::Gauge,
             |f| {
-                let one = Gauge::<i64>::default();
-                one.set(1);
+                let one = ConstGauge::new(1i64);
                 for s in journeys.iter() {
                     let mut labels: Vec<(&str, &str)> = journey_labels(s, loc).to_vec();
                     labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -603,18 +702,29 @@ impl Collector for JourneyMetrics {
             },
         )?;
         family(
-            &mut encoder,
+            encoder,
             "wayprobe_runs_skipped",
             "Scheduled runs skipped because the previous run was still going.",
             MetricType::Counter,
             |f| {
                 for s in journeys.iter() {
                     let labels = [("journey", s.name.as_str())];
-                    s.skipped.encode(f.encode_family(&labels.as_slice())?)?;
+                    ConstCounter::new(load(&s.cells.skipped))
+                        .encode(f.encode_family(&labels.as_slice())?)?;
                 }
                 Ok(())
             },
         )
+    }
+}
+
+impl Collector for Families {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if self.before {
+            self.before_steps(&mut encoder)
+        } else {
+            self.after_steps(&mut encoder)
+        }
     }
 }
 
@@ -647,7 +757,6 @@ impl Metrics {
             location: location.to_string(),
             journeys: RwLock::new(BTreeMap::new()),
         });
-        registry.register_collector(Box::new(journeys.clone()));
         let build = Gauge::<i64>::default();
         build.set(1);
         let info =
@@ -791,7 +900,10 @@ impl Metrics {
     /// Writes the OpenMetrics exposition to `w` (a [`ChunkWriter`] streams
     /// it); fails only when `w` does.
     pub fn encode_to(&self, w: &mut impl std::fmt::Write) -> std::fmt::Result {
-        prometheus_client::encoding::text::encode(w, &self.registry)
+        prometheus_client::encoding::text::encode_registry(w, &self.registry)?;
+        // The journeys' families come last, as a registered collector's would.
+        self.journeys.encode_to(w)?;
+        prometheus_client::encoding::text::encode_eof(w)
     }
 
     /// Streams the exposition (the classic text format with `classic`) to

@@ -114,17 +114,24 @@ pub struct JourneyStatus {
     /// The latest failed `finally:` step (it did not fail its run); boxed,
     /// as most journeys never have one.
     pub last_cleanup_failure: Option<Box<FailureRecord>>,
-    /// Per-minute counts behind the SLO views (shared, not copied per snapshot).
-    pub slo_log: Arc<std::sync::Mutex<crate::slo_view::RunLog>>,
+    /// Per-minute counts behind the SLO views (shared, not copied per
+    /// snapshot); made at the first run of a journey with SLOs (the views of
+    /// a journey without SLOs are empty whatever was counted).
+    pub slo_log: Option<Arc<std::sync::Mutex<crate::slo_view::RunLog>>>,
 }
 
 impl JourneyStatus {
     /// The journey's SLOs as this prober sees them now.
     pub fn slo_views(&self, since: SystemTime) -> Vec<crate::slo_view::SloView> {
-        self.slo_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .views(&self.journey, SystemTime::now(), since)
+        let now = SystemTime::now();
+        match &self.slo_log {
+            Some(log) => {
+                log.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .views(&self.journey, now, since)
+            }
+            None => crate::slo_view::RunLog::default().views(&self.journey, now, since),
+        }
     }
 
     /// `waiting`, `passing`, `slow` (passed, but over a latency SLO's
@@ -248,7 +255,7 @@ impl StatusStore {
                     last_attempts: 0,
                     cleanup_failures: 0,
                     last_cleanup_failure: None,
-                    slo_log: Default::default(),
+                    slo_log: None,
                 }),
             };
             next.insert(j.name.clone(), st);
@@ -271,11 +278,13 @@ impl StatusStore {
         st.runs += 1;
         st.passed_after_retry += u64::from(a.passed_after_retry());
         st.last_attempts = a.attempts;
-        st.slo_log.lock().unwrap_or_else(|p| p.into_inner()).record(
-            &st.journey,
-            &a.outcome,
-            a.first,
-        );
+        if !st.journey.slos.is_empty() {
+            st.slo_log
+                .get_or_insert_with(Default::default)
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(&st.journey, &a.outcome, a.first);
+        }
         let o = a.outcome;
         if o.result == RunResult::Success {
             st.successes += 1;
@@ -299,7 +308,11 @@ impl StatusStore {
         for step in o.steps.iter_mut().chain(o.finally.iter_mut()) {
             step.telemetry = Default::default();
         }
-        st.last = Some(Arc::new(o));
+        // In place when no page holds the previous run: no allocation per run.
+        match st.last.as_mut().and_then(Arc::get_mut) {
+            Some(last) => *last = o,
+            None => st.last = Some(Arc::new(o)),
+        }
     }
 
     /// A snapshot of every journey, sorted by name: shared, not copied.

@@ -201,7 +201,11 @@ impl RunTrace {
     /// Notes an origin a step calls (its URL, before redirects), which the
     /// default propagation rule trusts.
     pub fn called(&mut self, url: &url::Url) {
-        self.called.insert(url.origin().ascii_serialization());
+        // Allocates only for an origin not seen before (each step's URL is
+        // noted before the run and again when it is sent).
+        if !self.called.iter().any(|o| same_origin(url, o)) {
+            self.called.insert(url.origin().ascii_serialization());
+        }
     }
 
     /// The origins requests get trace headers for (`propagate_to`, or the
@@ -223,10 +227,9 @@ impl RunTrace {
         if !self.settings.enabled {
             return None;
         }
-        let origin = url.origin().ascii_serialization();
         let allowed = match &self.settings.propagate_to {
-            Some(list) => list.contains(&origin),
-            None => self.called.contains(&origin),
+            Some(list) => list.iter().any(|o| same_origin(url, o)),
+            None => self.called.iter().any(|o| same_origin(url, o)),
         };
         if !allowed {
             return None;
@@ -234,14 +237,49 @@ impl RunTrace {
         // Sampled: wayprobe decides at the end of the run (failed runs are
         // always kept), so a backend should keep its side too.
         let parent = self.request_span.as_deref().unwrap_or(&self.step_span);
-        let tp = format!("00-{}-{parent}-01", self.trace_id);
-        let tp = HeaderValue::from_str(&tp).ok()?;
+        // Written on the stack: the header value is the only allocation.
+        let mut buf = [0u8; 128];
+        let n = {
+            let mut w = &mut buf[..];
+            std::io::Write::write_fmt(&mut w, format_args!("00-{}-{parent}-01", self.trace_id))
+                .ok()?;
+            128 - w.len()
+        };
+        let tp = HeaderValue::from_bytes(&buf[..n]).ok()?;
         let ts = self
             .settings
             .tracestate
             .as_deref()
             .and_then(|s| HeaderValue::from_str(s).ok());
         Some((tp, ts))
+    }
+}
+
+/// Whether `origin` is `url`'s origin as `url::Origin::ascii_serialization`
+/// writes it (`scheme://host`, then `:port` unless it is the scheme's
+/// default), compared without building that string for HTTP(S) URLs.
+fn same_origin(url: &url::Url, origin: &str) -> bool {
+    let (scheme @ ("http" | "https"), Some(host)) = (url.scheme(), url.host_str()) else {
+        return url.origin().ascii_serialization() == origin;
+    };
+    let Some(rest) = origin
+        .strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .and_then(|r| r.strip_prefix(host))
+    else {
+        return false;
+    };
+    // The url crate leaves out a port that is the scheme's default, as the
+    // origin's serialization does.
+    match url.port() {
+        None => rest.is_empty(),
+        Some(p) => {
+            let mut buf = [0u8; 6];
+            let mut w = &mut buf[..];
+            let _ = std::io::Write::write_fmt(&mut w, format_args!(":{p}"));
+            let n = 6 - w.len();
+            rest.as_bytes() == &buf[..n]
+        }
     }
 }
 
@@ -299,6 +337,49 @@ mod tests {
             enabled: true,
             propagate_to: propagate_to.map(|l| l.into_iter().map(String::from).collect()),
             tracestate: Some("shop=probe".into()),
+        }
+    }
+
+    /// The allocation-free comparison agrees with the url crate's origin
+    /// serialization, default ports, IPv6, user info and other schemes included.
+    #[test]
+    fn same_origin_is_the_url_crates_origin() {
+        let urls = [
+            "https://shop.example/cart",
+            "https://shop.example:443/pay",
+            "https://shop.example:8443/pay",
+            "http://shop.example:80/",
+            "http://127.0.0.1:8080/x?q=1",
+            "http://[::1]:9/",
+            "https://user:pw@shop.example/",
+            "ws://shop.example/socket",
+            "file:///etc/hosts",
+            "http://xn--bcher-kva.example/",
+        ];
+        let origins = [
+            "https://shop.example",
+            "https://shop.example:443",
+            "https://shop.example:8443",
+            "https://shop.example:844",
+            "https://shop.example:84430",
+            "http://shop.example",
+            "http://127.0.0.1:8080",
+            "http://127.0.0.1:808",
+            "http://[::1]:9",
+            "ws://shop.example",
+            "null",
+            "http://xn--bcher-kva.example",
+            "https://shop.example.evil",
+        ];
+        for u in urls {
+            let u = url::Url::parse(u).unwrap();
+            for o in origins {
+                assert_eq!(
+                    same_origin(&u, o),
+                    u.origin().ascii_serialization() == o,
+                    "{u} vs {o}"
+                );
+            }
         }
     }
 

@@ -837,14 +837,20 @@ pub(crate) fn prober_rules(journeys: &[&Journey], cfg: &RulesConfig) -> [Rule; 2
 
 /// The liveness group: the prober's alerts, then each journey's.
 pub(crate) fn liveness_group(journeys: &[&Journey], cfg: &RulesConfig) -> RuleGroup {
-    let mut rules: Vec<Rule> = prober_rules(journeys, cfg).into();
+    let mut g = liveness_head(cfg);
+    g.rules = prober_rules(journeys, cfg).into();
     for j in journeys {
-        rules.extend(liveness_rules(j, cfg));
+        g.rules.extend(liveness_rules(j, cfg));
     }
+    g
+}
+
+/// The liveness group without its rules.
+fn liveness_head(cfg: &RulesConfig) -> RuleGroup {
     RuleGroup {
         name: format!("slo-liveness-{}", cfg.service),
         interval: Some(prom_duration(cfg.interval)),
-        rules,
+        rules: Vec::new(),
     }
 }
 
@@ -879,20 +885,52 @@ pub(crate) fn single_journey_file(
 }
 
 pub(crate) fn generate(journeys: &[Journey], cfg: &RulesConfig) -> RuleFile {
-    let mut groups = Vec::new();
+    let mut groups: Vec<RuleGroup> = Vec::new();
+    generate_each(journeys, cfg, |p| match p {
+        Piece::Group(g) | Piece::LivenessHead(g) => groups.push(g),
+        Piece::LivenessRule(r) => {
+            if let Some(g) = groups.last_mut() {
+                g.rules.push(r);
+            }
+        }
+    });
+    RuleFile { groups }
+}
+
+/// One piece of what [`generate`] makes, in order.
+pub(crate) enum Piece {
+    /// A whole group (the SLOs' groups).
+    Group(RuleGroup),
+    /// The liveness group (last) without its rules, which follow.
+    LivenessHead(RuleGroup),
+    /// One rule of the liveness group.
+    LivenessRule(Rule),
+}
+
+/// [`generate`] one piece at a time, so a caller that only serializes (the
+/// fingerprint) never holds the whole file: at 10,000 journeys the liveness
+/// group alone is about 40 MB.
+pub(crate) fn generate_each(journeys: &[Journey], cfg: &RulesConfig, mut f: impl FnMut(Piece)) {
     let sorted = sorted(journeys);
     for (j, slos) in &sorted {
         for slo in slos {
             let spec = SloSpec::new(j, slo, cfg);
-            groups.push(spec.main_group());
-            groups.push(spec.period_group());
+            f(Piece::Group(spec.main_group()));
+            f(Piece::Group(spec.period_group()));
         }
     }
     if !sorted.is_empty() {
         let js: Vec<&Journey> = sorted.iter().map(|(j, _)| *j).collect();
-        groups.push(liveness_group(&js, cfg));
+        f(Piece::LivenessHead(liveness_head(cfg)));
+        for r in prober_rules(&js, cfg) {
+            f(Piece::LivenessRule(r));
+        }
+        for j in &js {
+            for r in liveness_rules(j, cfg) {
+                f(Piece::LivenessRule(r));
+            }
+        }
     }
-    RuleFile { groups }
 }
 
 #[cfg(test)]

@@ -50,9 +50,19 @@ fn record_phases(
         format!("redirect {}: ", out.redirects)
     };
     let events = phases.drain();
+    // Room for exactly this request's phases, `ttfb` and `download`: the
+    // status store keeps each journey's last outcome (a growing Vec would
+    // keep room for 4 or 8).
+    let seen = ["dns", "connect", "tls"]
+        .iter()
+        .filter(|n| events.iter().any(|e| e.name == **n))
+        .count();
+    out.timings.reserve_exact(seen + 2);
     // In the order they happen; a phase that did not happen is left out.
     let mut done = 0.0;
-    let mut ended: Vec<(&'static str, f64)> = Vec::new();
+    // At most the three phases above: an array, not an allocation per request.
+    let mut ended = [("", 0.0); 3];
+    let mut n = 0;
     for name in ["dns", "connect", "tls"] {
         let mut seen = false;
         let ms: f64 = events
@@ -64,7 +74,8 @@ fn record_phases(
         if seen {
             out.timings.push(Timing::new(format!("{prefix}{name}"), ms));
             done += ms;
-            ended.push((name, done));
+            ended[n] = (name, done);
+            n += 1;
         }
     }
     out.timings.push(Timing::new(
@@ -73,7 +84,7 @@ fn record_phases(
     ));
     // The same phases as span events, each at the time it ended.
     if let Some(span) = span {
-        for (name, at) in ended {
+        for &(name, at) in &ended[..n] {
             span.events.push((
                 name,
                 span.start + Duration::from_secs_f64(at.max(0.0) / 1000.0),
