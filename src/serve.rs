@@ -346,14 +346,16 @@ fn own_share(
 /// Blocking threads of the HTTP runtime (bcrypt, page rendering, files).
 const HTTP_BLOCKING_THREADS: usize = 2;
 
-/// bcrypt checks and page renders at once: one, so that however many
-/// clients (or wrong passwords) arrive, the endpoints use at most one core
-/// and the rest stays with the probes.
+/// bcrypt checks and page renders at once, in each lane: one, so that
+/// however many clients (or wrong passwords) arrive, the endpoints keep
+/// their work to a thread or two and the rest stays with the probes.
 const HTTP_HEAVY_AT_ONCE: usize = 1;
 
 /// Runs the endpoints on a runtime of their own (one worker, a few blocking
 /// threads), so that TLS handshakes, bcrypt and rendering pages for many
-/// readers never take a worker that runs journeys. Resolves when it stops.
+/// readers never take a worker that runs journeys. The status page and API
+/// are served from there on the page lane's threads at `SCHED_IDLE` (see
+/// `server::run`). Resolves when it stops.
 fn spawn_http(
     listener: tokio::net::TcpListener,
     state: AppState,

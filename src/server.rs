@@ -7,6 +7,12 @@
 //! `--web.config.file` says, and runs on its own runtime so that reading the
 //! status page never delays a journey. The entry point takes a listener and a
 //! shutdown future, so tests bind port 0.
+//!
+//! Each connection is served in one of two lanes, by its first request (see
+//! [`Lane`]): `/metrics`, health and reload on the HTTP runtime at normal
+//! priority; the status page, API, reports and artifacts on a runtime whose
+//! threads are `SCHED_IDLE`, so readers only ever get the CPU time the probes
+//! leave, however many there are.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +26,7 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -106,7 +113,8 @@ pub struct AppState {
     /// Limits and switches.
     pub options: ServerOptions,
     /// bcrypt checks and page renders allowed at once (each on a blocking
-    /// thread of the HTTP runtime; more wait their turn).
+    /// thread of the HTTP runtime; more wait their turn). The page lane
+    /// gets a semaphore of the same size of its own (see [`run`]).
     pub heavy: Arc<Semaphore>,
     /// Reads the SLO recording rules from Prometheus (`--prometheus-url`).
     pub prometheus: Option<Arc<crate::slo_prom::PromReader>>,
@@ -152,6 +160,126 @@ fn slo_views(
 struct ConnInfo {
     /// A client certificate was presented and verified.
     client_cert: bool,
+    /// The lane serving the connection.
+    lane: Lane,
+}
+
+/// Where a connection is served, decided by the target of its first
+/// request and kept for the connection's life.
+///
+/// Why two lanes: readers of the status page and API cost CPU (parsing,
+/// writing hundreds of KB per answer) in proportion to how many there are,
+/// and that CPU is the probes' (a late probe is a wrong SLI). Threads at
+/// `SCHED_IDLE` run only when no normal thread wants the CPU and are
+/// preempted the moment one wakes, so the kernel itself keeps readers out
+/// of the probes' way, without a rate to tune. `/metrics` and health stay
+/// at normal priority: a scrape or a kubelet probe that starved whenever
+/// the probes (or a busy Chromium) kept the cores busy would lose data or
+/// restart the pod. The page lane shares only short locks with the probes
+/// (the status snapshot; a series while `/metrics` is encoded): a probe
+/// that waits on one frees its CPU, so the holder runs unless other work at
+/// normal priority wants that CPU too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`: the HTTP
+    /// runtime, at normal priority.
+    Control,
+    /// Everything else (status page, API, reports, artifacts, 404s): the
+    /// page lane, at `SCHED_IDLE`.
+    Pages,
+}
+
+impl Lane {
+    /// The lane of a request for `path` (without its query).
+    fn of_path(path: &str) -> Lane {
+        match path {
+            "/metrics" | "/-/healthy" | "/-/ready" | "/-/reload" => Lane::Control,
+            _ => Lane::Pages,
+        }
+    }
+
+    /// The lane of a connection whose first request starts with `head`:
+    /// its target's path, in origin form or absolute form. Anything
+    /// unreadable goes to the page lane (hyper answers it there).
+    fn of_head(head: &[u8]) -> Lane {
+        let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+        let target = line.split(|&b| b == b' ').nth(1).unwrap_or_default();
+        let Ok(target) = std::str::from_utf8(target) else {
+            return Lane::Pages;
+        };
+        let path = match target.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => target,
+        };
+        Lane::of_path(path.split(['?', '#']).next().unwrap_or_default())
+    }
+}
+
+/// The two lanes' routers and the page lane's runtime.
+#[derive(Clone)]
+struct Lanes {
+    control: Router,
+    pages: Router,
+    pages_rt: tokio::runtime::Handle,
+}
+
+/// The page lane's threads' name (`/proc/PID/task/*/comm`).
+pub const PAGE_LANE_THREAD: &str = "wayprobe-pages";
+
+/// Blocking threads of the page lane (page renders, bcrypt, artifact files).
+const PAGE_LANE_BLOCKING_THREADS: usize = 2;
+
+/// The page lane's runtime: one worker and a few blocking threads, each put
+/// at `SCHED_IDLE` as it starts. Shut down (without waiting) when dropped.
+struct PageLane(Option<tokio::runtime::Runtime>);
+
+impl PageLane {
+    /// The lane and where to spawn on it.
+    fn start() -> std::io::Result<(Self, tokio::runtime::Handle)> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(PAGE_LANE_BLOCKING_THREADS)
+            .thread_name(PAGE_LANE_THREAD)
+            .on_thread_start(lowest_cpu_priority)
+            .enable_all()
+            .build()?;
+        let handle = rt.handle().clone();
+        Ok((Self(Some(rt)), handle))
+    }
+}
+
+impl Drop for PageLane {
+    fn drop(&mut self) {
+        // Dropping a runtime may not block inside another runtime.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Puts the calling thread at `SCHED_IDLE` (Linux; `sched(7)`: "for running
+/// very low priority background jobs"). Where it is refused (a seccomp
+/// profile, another OS) the page lane runs at normal priority, as the whole
+/// HTTP side did before, and says so once.
+fn lowest_cpu_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use thread_priority::{
+            NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+            set_thread_priority_and_policy, thread_native_id, thread_schedule_policy,
+        };
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+        let res = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle);
+        // The policy is what counts: the crate also resets the nice value
+        // (ignored under SCHED_IDLE), which a niced process may not do.
+        if thread_schedule_policy().ok() != Some(idle) && !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = ?res.err(),
+                "status page and API threads run at normal CPU priority: SCHED_IDLE was refused"
+            );
+        }
+    }
 }
 
 /// Whether the caller proved who it is (basic auth or a verified client
@@ -182,7 +310,26 @@ pub fn app(state: AppState) -> Router {
             state.clone(),
             security_headers,
         ))
+        .layer(middleware::from_fn(keep_lanes))
         .with_state(state)
+}
+
+/// A connection of the control lane that asks for a page gets it with
+/// `Connection: close`: the client's next connection starts with the page
+/// and lands in the page lane, so asking `/metrics` first cannot keep page
+/// reads at normal priority.
+async fn keep_lanes(req: Request, next: Next) -> Response {
+    let misplaced = req
+        .extensions()
+        .get::<ConnInfo>()
+        .is_some_and(|c| c.lane == Lane::Control)
+        && Lane::of_path(req.uri().path()) == Lane::Pages;
+    let mut r = next.run(req).await;
+    if misplaced {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
 }
 
 /// The soft and hard `RLIMIT_NOFILE` after raising the soft limit to the
@@ -212,6 +359,8 @@ pub fn inbound_budget(wanted: usize) -> (usize, Option<u64>) {
 
 /// Serves `app(state)` on `listener` until `shutdown` resolves, holding at
 /// most `state.options.max_connections` connections (see [`inbound_budget`]).
+/// Connections are accepted here and served on this runtime or on the page
+/// lane's, which `run` starts and stops (see [`Lane`]).
 pub async fn run(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -219,7 +368,15 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let opts = state.options.clone();
     let web = state.web.clone();
-    let router = app(state);
+    let (page_lane, pages_rt) = PageLane::start()?;
+    // The page lane's own bcrypt and render permits: a render the kernel
+    // holds back must never make a scrape's password check wait.
+    let heavy = Arc::new(Semaphore::new(state.heavy.available_permits().max(1)));
+    let lanes = Lanes {
+        control: app(state.clone()),
+        pages: app(AppState { heavy, ..state }),
+        pages_rt,
+    };
     let slots = Arc::new(Semaphore::new(opts.max_connections.max(1)));
     let conns = tokio_util::task::TaskTracker::new();
     let stop = CancellationToken::new();
@@ -243,10 +400,10 @@ pub async fn run(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let (router, stop, web) = (router.clone(), stop.clone(), web.current());
+        let (lanes, stop, web) = (lanes.clone(), stop.clone(), web.current());
         let timeouts = (opts.read_header_timeout, opts.request_timeout);
         conns.spawn(async move {
-            connection(tcp, web, router, timeouts, stop).await;
+            connection(tcp, web, lanes, timeouts, stop).await;
             drop(permit);
         });
     }
@@ -254,6 +411,7 @@ pub async fn run(
     stop.cancel();
     conns.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), conns.wait()).await;
+    drop(page_lane);
     Ok(())
 }
 
@@ -341,23 +499,14 @@ impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for StallGuard<I> {
 async fn connection(
     tcp: tokio::net::TcpStream,
     web: Arc<WebConfig>,
-    router: Router,
+    lanes: Lanes,
     timeouts: (Duration, Duration),
     stop: CancellationToken,
 ) {
     let (header_timeout, write_stall) = timeouts;
     let tcp = StallGuard::new(tcp, write_stall);
     match &web.tls {
-        None => {
-            serve_io(
-                tcp,
-                ConnInfo { client_cert: false },
-                router,
-                header_timeout,
-                stop,
-            )
-            .await
-        }
+        None => dispatch(tcp, false, lanes, header_timeout, stop).await,
         Some(cfg) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg.clone());
             let tls = match tokio::time::timeout(header_timeout, acceptor.accept(tcp)).await {
@@ -373,7 +522,65 @@ async fn connection(
                 .1
                 .peer_certificates()
                 .is_some_and(|c| !c.is_empty());
-            serve_io(tls, ConnInfo { client_cert }, router, header_timeout, stop).await
+            dispatch(tls, client_cert, lanes, header_timeout, stop).await
+        }
+    }
+}
+
+/// Reads the first request's head (within the header timeout, as hyper
+/// would have), then serves the connection, that head first, in its lane.
+async fn dispatch<I>(
+    mut io: I,
+    client_cert: bool,
+    lanes: Lanes,
+    header_timeout: Duration,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let head = tokio::select! {
+        r = tokio::time::timeout(header_timeout, read_head(&mut io)) => match r {
+            Ok(Ok(head)) if !head.is_empty() => head.freeze(),
+            _ => return,
+        },
+        // Shutting down: nothing was asked yet, so nothing is cut off.
+        _ = stop.cancelled() => return,
+    };
+    let lane = Lane::of_head(&head);
+    let info = ConnInfo { client_cert, lane };
+    let (r, w) = tokio::io::split(io);
+    let io = tokio::io::join(std::io::Cursor::new(head).chain(r), w);
+    match lane {
+        Lane::Control => serve_io(io, info, lanes.control, header_timeout, stop).await,
+        Lane::Pages => {
+            // The socket stays registered with this runtime's reactor (a
+            // cheap wake-up); reads, writes and handlers run on the lane.
+            let served = serve_io(io, info, lanes.pages, header_timeout, stop);
+            let _ = lanes.pages_rt.spawn(served).await;
+        }
+    }
+}
+
+/// The bytes of a request head as hyper may buffer them.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// Reads until the first request's head is complete (a blank line), the
+/// client stops sending, or [`MAX_HEAD_BYTES`] (hyper then refuses it).
+async fn read_head<I: AsyncRead + Unpin>(io: &mut I) -> std::io::Result<bytes::BytesMut> {
+    let mut buf = bytes::BytesMut::with_capacity(1024);
+    loop {
+        let from = buf.len().saturating_sub(2);
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(4096);
+        }
+        if io.read_buf(&mut buf).await? == 0 {
+            return Ok(buf);
+        }
+        let tail = &buf[from..];
+        let ended =
+            tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+        if ended || buf.len() >= MAX_HEAD_BYTES {
+            return Ok(buf);
         }
     }
 }
@@ -1348,5 +1555,65 @@ mod tests {
         assert_eq!(reader.await.unwrap(), 1024);
         // Held to here: the first write timed out, it was not refused.
         drop(client);
+    }
+
+    /// Scrapes, health and reload keep the control lane; everything else,
+    /// unreadable heads included, goes to the page lane.
+    #[test]
+    fn a_connection_s_lane_is_its_first_target_s() {
+        for (head, lane) in [
+            ("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", Lane::Control),
+            ("GET /metrics?x=1 HTTP/1.1\r\n", Lane::Control),
+            ("GET /-/healthy HTTP/1.1\r\n", Lane::Control),
+            ("GET /-/ready HTTP/1.0\n\n", Lane::Control),
+            ("POST /-/reload HTTP/1.1\r\n", Lane::Control),
+            (
+                "GET http://127.0.0.1:9469/metrics HTTP/1.1\r\n",
+                Lane::Control,
+            ),
+            ("GET / HTTP/1.1\r\n", Lane::Pages),
+            ("GET /api/v1/journeys?limit=5 HTTP/1.1\r\n", Lane::Pages),
+            ("GET /report HTTP/1.1\r\n", Lane::Pages),
+            ("GET /metricsx HTTP/1.1\r\n", Lane::Pages),
+            ("GET /metrics/ HTTP/1.1\r\n", Lane::Pages),
+            ("GET http://h HTTP/1.1\r\n", Lane::Pages),
+            ("\u{16}\u{3}\u{1}", Lane::Pages),
+            ("", Lane::Pages),
+        ] {
+            assert_eq!(Lane::of_head(head.as_bytes()), lane, "{head:?}");
+        }
+    }
+
+    /// The head is read to its blank line, however it arrives, and no
+    /// further: the client has sent its request and waits for the answer.
+    #[tokio::test(start_paused = true)]
+    async fn the_first_head_is_read_without_waiting_for_more() {
+        for pieces in [
+            &["GET / HTTP/1.1\r\nHo", "st: x\r", "\n\r", "\n"][..],
+            &["GET / HTTP/1.0\n", "\n"][..],
+            &["GET / HTTP/1.1\r\n\r\nGET /next"][..],
+        ] {
+            let whole = pieces.concat();
+            let (mut server, mut client) = tokio::io::duplex(1024);
+            let writer = tokio::spawn(async move {
+                for p in pieces {
+                    client.write_all(p.as_bytes()).await.unwrap();
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                // Returned, so the connection stays open until joined.
+                client
+            });
+            let head = tokio::time::timeout(Duration::from_secs(60), read_head(&mut server))
+                .await
+                .expect("the head ends at its blank line")
+                .unwrap();
+            assert_eq!(&head[..], whole.as_bytes());
+            drop(writer.await.unwrap());
+        }
+        // A client that stops sending ends the read with what it sent.
+        let (mut server, mut client) = tokio::io::duplex(1024);
+        client.write_all(b"GET / HT").await.unwrap();
+        drop(client);
+        assert_eq!(&read_head(&mut server).await.unwrap()[..], b"GET / HT");
     }
 }

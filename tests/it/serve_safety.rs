@@ -708,3 +708,118 @@ async fn half_open_connections_cannot_starve_the_probes() {
         "no run started a second late:\n{after}"
     );
 }
+
+/// Answers to `paths` in turn over one HTTP/1.1 connection to `addr`: each
+/// status and its `Connection` header, then whether the connection would
+/// take another request.
+async fn over_one_connection(addr: &str, paths: &[&str]) -> (Vec<(u16, Option<String>)>, bool) {
+    use http_body_util::BodyExt as _;
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake::<
+        _,
+        http_body_util::Empty<bytes::Bytes>,
+    >(hyper_util::rt::TokioIo::new(tcp))
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let mut answers = Vec::new();
+    for p in paths {
+        send.ready().await.unwrap();
+        let req = hyper::Request::get(*p)
+            .header(hyper::header::HOST, "127.0.0.1")
+            .body(http_body_util::Empty::new())
+            .unwrap();
+        let r = send.send_request(req).await.unwrap();
+        let status = r.status().as_u16();
+        let connection = r
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .map(|v| v.to_str().unwrap().to_string());
+        r.into_body().collect().await.unwrap();
+        answers.push((status, connection));
+    }
+    // Ready for more on a kept-alive connection; an error once it is closed.
+    let open = tokio::time::timeout(Duration::from_secs(10), send.ready())
+        .await
+        .expect("the connection is either ready or closed")
+        .is_ok();
+    (answers, open)
+}
+
+/// The scheduling policy (`/proc/self/task/TID/stat`, field 41: 0 normal,
+/// 5 `SCHED_IDLE`) of each of this process's threads named `name`.
+fn policies_of_threads(name: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the name (which may hold spaces) start at field 3.
+        let rest = &stat[stat.rfind(')').unwrap() + 1..];
+        out.push(
+            rest.split_whitespace()
+                .nth(41 - 3)
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    out
+}
+
+/// Readers of the status page and API are served by threads at
+/// `SCHED_IDLE`, so the kernel runs them only on CPU time the probes leave;
+/// `/metrics` and health by the HTTP runtime at normal priority. A
+/// connection keeps the lane of its first request; one that started with
+/// `/metrics` and asks for a page gets it, with `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_served_at_idle_priority_and_scrapes_are_not() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(dir.join("ok.yaml"), quick("ok", "/ok")).unwrap();
+    let s = Running::start_with(&dir, &t, Duration::ZERO, |_| {}).await;
+    s.wait_for_runs("ok", 1).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+
+    // A reader: page, API, page again, and a scrape, all on one connection.
+    let (answers, open) = over_one_connection(
+        &addr,
+        &["/", "/api/v1/journeys", "/?state=passing", "/metrics"],
+    )
+    .await;
+    assert_eq!(answers, vec![(200, None); 4]);
+    assert!(open, "a reader's connection stays open");
+    // A scraper: scrapes and health stay on the connection; a page closes it.
+    let (answers, open) =
+        over_one_connection(&addr, &["/metrics", "/-/healthy", "/metrics", "/"]).await;
+    assert_eq!(
+        answers,
+        vec![
+            (200, None),
+            (200, None),
+            (200, None),
+            (200, Some("close".into()))
+        ]
+    );
+    assert!(!open, "the connection ends after the page");
+
+    // Every page-lane thread (of every serve in this process; one just
+    // starting may not have lowered itself yet) runs at SCHED_IDLE, every
+    // HTTP runtime thread at the normal policy.
+    let (idle, normal) = eventually(10, "page-lane threads at SCHED_IDLE", || async {
+        let idle = policies_of_threads(wayprobe::server::PAGE_LANE_THREAD);
+        let normal = policies_of_threads("wayprobe-http");
+        (!idle.is_empty() && idle.iter().all(|&p| p == 5)).then_some((idle, normal))
+    })
+    .await;
+    assert!(idle.len() >= 2, "the worker and a render thread: {idle:?}");
+    assert!(
+        !normal.is_empty() && normal.iter().all(|&p| p == 0),
+        "{normal:?}"
+    );
+    s.stop().await;
+}
