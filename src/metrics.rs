@@ -907,38 +907,18 @@ impl Metrics {
     }
 
     /// Streams the exposition (the classic text format with `classic`) to
-    /// `tx` in pieces of about [`EXPOSITION_CHUNK`] bytes, on a blocking
-    /// thread. Returns false when the receiver went away.
+    /// `tx` in pieces of about [`EXPOSITION_CHUNK`] bytes, waiting for the
+    /// scraper to take each one, so a scrape holds a few pieces however
+    /// many journeys there are. Returns false when the receiver went away.
     ///
-    /// The encoder holds the registry's locks (a family's, a histogram's)
-    /// while it writes, and the probes take the same locks to record a run:
-    /// so it never waits for the scraper then. Pieces the scraper has not
-    /// taken yet are kept until the encoding is done (at worst the whole
-    /// exposition, for a scraper that stopped reading), and only then does
-    /// this wait for it.
+    /// Waiting is safe because the encoder holds nothing a probe records
+    /// with while it waits: the journeys' series are read through copied
+    /// handles, their counters and histograms are atomics (a prometheus-client
+    /// histogram would hold its lock across the wait and stall the probes of
+    /// that step for as long as the scraper does not read).
     pub fn encode_streamed(&self, classic: bool, tx: &tokio::sync::mpsc::Sender<String>) -> bool {
-        use tokio::sync::mpsc::error::TrySendError;
-        let mut held = std::collections::VecDeque::new();
-        let mut w = ChunkWriter::new(classic, |piece| {
-            if held.is_empty() {
-                match tx.try_send(piece) {
-                    Ok(()) => true,
-                    Err(TrySendError::Full(p)) => {
-                        held.push_back(p);
-                        true
-                    }
-                    Err(TrySendError::Closed(_)) => false,
-                }
-            } else {
-                held.push_back(piece);
-                !tx.is_closed()
-            }
-        });
-        if self.encode_to(&mut w).is_err() || !w.finish() {
-            return false;
-        }
-        // The locks are released: now the scraper sets the pace.
-        held.into_iter().all(|p| tx.blocking_send(p).is_ok())
+        let mut w = ChunkWriter::new(classic, |piece| tx.blocking_send(piece).is_ok());
+        self.encode_to(&mut w).is_ok() && w.finish()
     }
 }
 

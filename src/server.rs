@@ -706,11 +706,9 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> R
         .is_some_and(|a| a.contains("application/openmetrics-text"));
     // Streamed in pieces of whole lines, encoded on a blocking thread of
     // the HTTP runtime: memory per scrape stays at a few pieces however many
-    // journeys there are (10,000 make about 44 MB of text) unless the
-    // scraper reads slower than the encoder writes (see encode_streamed: a
-    // slow scraper must never hold the locks the probes record with; the
-    // HTTP runtime's two blocking threads bound that to two expositions).
-    // A scraper that goes away stops the encoding.
+    // journeys there are (10,000 make about 44 MB of text), and a scraper
+    // that stops reading holds up nothing the probes need (see
+    // encode_streamed). A scraper that goes away stops the encoding.
     let (tx, rx) = tokio::sync::mpsc::channel::<String>(4);
     let metrics = s.metrics.clone();
     tokio::task::spawn_blocking(move || metrics.encode_streamed(!wants_om, &tx));
