@@ -303,6 +303,97 @@ async fn steps_report_where_their_time_went() {
     assert_eq!(names(1), ["ttfb", "download"]);
 }
 
+/// The download phase is the time from the headers to the body's last
+/// byte: the server's wait between its two bytes is in it, and it fits in
+/// the step.
+#[tokio::test]
+async fn download_is_the_time_the_body_took() {
+    let t = Target::start().await;
+    let o = run(
+        &journey(&one_step(&format!("{}/trickle?ms=100", t.base), ""), &[]),
+        &[],
+    )
+    .await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+    let step = &o.steps[0];
+    let download = step
+        .timings
+        .iter()
+        .find(|t| t.name == "download")
+        .unwrap()
+        .ms;
+    assert!(
+        download >= 100.0,
+        "the server's 100ms are in download: {step:#?}"
+    );
+    assert!(
+        download <= step.duration.as_secs_f64() * 1000.0,
+        "download fits in the step: {step:#?}"
+    );
+}
+
+/// Redirects change the method as browsers do: 303 always, and 301/302
+/// after a POST (or PUT...), become a GET without the body; 307 and 308
+/// resend the method and the body.
+#[tokio::test]
+async fn redirects_change_the_method_as_browsers_do() {
+    let t = Target::start().await;
+    let mut yaml = "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n".to_string();
+    for (code, method, arrives, body) in [
+        (303, "POST", "GET", ""),
+        (302, "POST", "GET", ""),
+        (301, "PUT", "GET", ""),
+        (307, "POST", "POST", "{\\\"a\\\":1}"),
+        (308, "PUT", "PUT", "{\\\"a\\\":1}"),
+    ] {
+        yaml += &format!(
+            "  - name: to-{code}-{}\n    http: {{method: {method}, url: \"{}/redirect-to/{code}\", json: {{a: 1}}}}\n    expect: {{jsonpath: {{\"$.method\": {arrives}, \"$.body\": \"{body}\"}}}}\n",
+            method.to_lowercase(),
+            t.base
+        );
+    }
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    assert!(o.steps.iter().all(|s| s.redirects == 1), "{o:#?}");
+}
+
+/// `max_body` is the most a step reads: a body of exactly that size
+/// passes, one byte more fails, whether its length is declared (refused
+/// before reading) or streamed (reading stops there).
+#[tokio::test]
+async fn max_body_is_the_largest_body_read() {
+    let t = Target::start().await;
+    // 5 MiB with a Content-Length; 8 MiB in chunks without one.
+    for (path, size) in [("big-declared", 5 << 20), ("big", 8 << 20)] {
+        let url = format!("{}/{path}", t.base);
+        let o = run(
+            &journey(&one_step(&url, &format!("      max_body: {size}\n")), &[]),
+            &[],
+        )
+        .await;
+        assert_eq!(o.result, RunResult::Success, "{path}: {:#?}", o.failure());
+        let j = journey(
+            &one_step(&url, &format!("      max_body: {}\n", size - 1)),
+            &[],
+        );
+        let f = run(&j, &[])
+            .await
+            .failure()
+            .cloned()
+            .expect("one byte too many");
+        assert_eq!(f.reason, Reason::BodyTooLarge);
+        let said = if path == "big" {
+            format!(
+                "body exceeds max_body ({} bytes); stopped reading",
+                size - 1
+            )
+        } else {
+            format!("body of {size} bytes exceeds max_body ({} bytes)", size - 1)
+        };
+        assert!(f.message.contains(&said), "{path}: {}", f.message);
+    }
+}
+
 /// HTTPS: the TLS handshake is a phase of its own, after the TCP connect
 /// and not inside it (the server waits before its handshake, so that wait
 /// is TLS time); plain HTTP has no TLS phase (above).
