@@ -220,6 +220,22 @@ async fn runtime_template_and_secret_problems_are_failures() {
     );
     let (r, _) = reason_of(&yaml).await;
     assert_eq!(r, Reason::Secret);
+    // A URL whose scheme is known only when the run renders it (a secret's,
+    // masked in the message).
+    let yaml = one_step("{{ secret.to }}/x", "")
+        .replace("steps:", "secrets: {to: {env: WAYPROBE_TEST_TO}}\nsteps:");
+    let o = run(
+        &journey(&yaml, &[]),
+        &[("WAYPROBE_TEST_TO", "ftp://127.0.0.1")],
+    )
+    .await;
+    let f = o.failure().expect("not an HTTP URL");
+    assert_eq!(f.reason, Reason::Template);
+    assert!(
+        f.message
+            .contains("unsupported URL scheme `ftp` in `***/x`"),
+        "{f:#?}"
+    );
 }
 
 #[tokio::test]
@@ -355,6 +371,30 @@ async fn redirects_change_the_method_as_browsers_do() {
     let o = run(&journey(&yaml, &[]), &[]).await;
     assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
     assert!(o.steps.iter().all(|s| s.redirects == 1), "{o:#?}");
+}
+
+/// The jar's cookies go with every request, unless the step writes its
+/// own `Cookie` header, which is then sent as written.
+#[tokio::test]
+async fn the_jar_sends_its_cookies_unless_the_step_writes_its_own() {
+    let t = Target::start().await;
+    let yaml = format!(
+        r#"name: t
+interval: 1m
+steps:
+  - name: set
+    http: {{url: "{base}/set-cookie?name=tok&value=v1"}}
+  - name: jar
+    http: {{url: "{base}/cookies-sent"}}
+    expect: {{body: {{equals: "tok=v1"}}}}
+  - name: own
+    http: {{url: "{base}/cookies-sent", headers: {{cookie: "mine=1"}}}}
+    expect: {{body: {{equals: "mine=1"}}}}
+"#,
+        base = t.base
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
 }
 
 /// `max_body` is the most a step reads: a body of exactly that size

@@ -308,6 +308,18 @@ fn app(basket: Basket) -> Router {
             }),
         )
         .route(
+            "/cookies-sent",
+            get(|headers: HeaderMap| async move {
+                // The `Cookie` header as received, one per line.
+                headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
+        )
+        .route(
             "/trickle",
             get(|Query(q): Query<SlowQ>| async move {
                 // The headers and a first byte at once, the last byte `ms` later.
