@@ -373,6 +373,57 @@ async fn redirects_change_the_method_as_browsers_do() {
     assert!(o.steps.iter().all(|s| s.redirects == 1), "{o:#?}");
 }
 
+/// Each request's client span ends with its status, and is in error,
+/// named by its status code, only for a 4xx or 5xx answer (OpenTelemetry's
+/// HTTP client convention); a request that got no answer is in error by
+/// its reason.
+#[tokio::test]
+async fn client_spans_are_in_error_for_4xx_5xx_and_no_answer() {
+    let t = Target::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let yaml = format!(
+        r#"name: t
+interval: 1m
+steps:
+  - name: fine
+    http: {{url: "{base}/ok"}}
+  - name: moved
+    http: {{url: "{base}/redirect-to/302", follow_redirects: false}}
+    expect: {{status: 302}}
+  - name: missing
+    http: {{url: "{base}/status/404"}}
+    expect: {{status: 404}}
+  - name: broken
+    http: {{url: "{base}/status/503"}}
+    expect: {{status: 503}}
+  - name: refused
+    http: {{url: "http://127.0.0.1:{port}/"}}
+"#,
+        base = t.base
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    let spans: Vec<(Option<u16>, Option<&str>)> = o
+        .steps
+        .iter()
+        .flat_map(|s| &s.telemetry.requests)
+        .map(|r| (r.status, r.error_type.as_deref()))
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            (Some(200), None),
+            (Some(302), None),
+            (Some(404), Some("404")),
+            (Some(503), Some("503")),
+            (None, Some("connect")),
+        ],
+        "{o:#?}"
+    );
+}
+
 /// The jar's cookies go with every request, unless the step writes its
 /// own `Cookie` header, which is then sent as written.
 #[tokio::test]
