@@ -448,6 +448,28 @@ steps:
     assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
 }
 
+/// A step judges the cookies its response set, even one for another path
+/// than the step's URL; a later step judges only those that apply to its URL.
+#[tokio::test]
+async fn a_cookie_set_for_another_path_is_judged_by_the_step_that_set_it() {
+    let t = Target::start().await;
+    let yaml = format!(
+        r#"name: t
+interval: 1m
+steps:
+  - name: set
+    http: {{url: "{base}/sets-elsewhere"}}
+    expect: {{cookies: {{away: {{value: "1", path: /elsewhere}}}}}}
+  - name: later
+    http: {{url: "{base}/ok"}}
+    expect: {{cookies: {{away: absent}}}}
+"#,
+        base = t.base
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+}
+
 /// `max_body` is the most a step reads: a body of exactly that size
 /// passes, one byte more fails, whether its length is declared (refused
 /// before reading) or streamed (reading stops there).

@@ -320,6 +320,10 @@ fn app(basket: Basket) -> Router {
             }),
         )
         .route(
+            "/sets-elsewhere",
+            get(|| async { ([(header::SET_COOKIE, "away=1; Path=/elsewhere")], "set") }),
+        )
+        .route(
             "/trickle",
             get(|Query(q): Query<SlowQ>| async move {
                 // The headers and a first byte at once, the last byte `ms` later.
