@@ -14,6 +14,14 @@ fn one_step(url: &str, extra: &str) -> String {
     )
 }
 
+/// Runs a journey of these `steps` (YAML list items) and expects it to pass.
+async fn steps_pass(steps: &str) -> wayprobe::outcome::JourneyOutcome {
+    let yaml = format!("name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n{steps}");
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    o
+}
+
 async fn reason_of(yaml: &str) -> (Reason, Duration) {
     let j = journey(yaml, &[]);
     let t0 = Instant::now();
@@ -354,7 +362,7 @@ async fn download_is_the_time_the_body_took() {
 #[tokio::test]
 async fn redirects_change_the_method_as_browsers_do() {
     let t = Target::start().await;
-    let mut yaml = "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n".to_string();
+    let mut steps = String::new();
     for (code, method, arrives, body) in [
         (303, "POST", "GET", ""),
         (302, "POST", "GET", ""),
@@ -362,14 +370,13 @@ async fn redirects_change_the_method_as_browsers_do() {
         (307, "POST", "POST", "{\\\"a\\\":1}"),
         (308, "PUT", "PUT", "{\\\"a\\\":1}"),
     ] {
-        yaml += &format!(
+        steps += &format!(
             "  - name: to-{code}-{}\n    http: {{method: {method}, url: \"{}/redirect-to/{code}\", json: {{a: 1}}}}\n    expect: {{jsonpath: {{\"$.method\": {arrives}, \"$.body\": \"{body}\"}}}}\n",
             method.to_lowercase(),
             t.base
         );
     }
-    let o = run(&journey(&yaml, &[]), &[]).await;
-    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    let o = steps_pass(&steps).await;
     assert!(o.steps.iter().all(|s| s.redirects == 1), "{o:#?}");
 }
 
@@ -429,11 +436,8 @@ steps:
 #[tokio::test]
 async fn the_jar_sends_its_cookies_unless_the_step_writes_its_own() {
     let t = Target::start().await;
-    let yaml = format!(
-        r#"name: t
-interval: 1m
-steps:
-  - name: set
+    steps_pass(&format!(
+        r#"  - name: set
     http: {{url: "{base}/set-cookie?name=tok&value=v1"}}
   - name: jar
     http: {{url: "{base}/cookies-sent"}}
@@ -443,9 +447,8 @@ steps:
     expect: {{body: {{equals: "mine=1"}}}}
 "#,
         base = t.base
-    );
-    let o = run(&journey(&yaml, &[]), &[]).await;
-    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    ))
+    .await;
 }
 
 /// A step judges the cookies its response set, even one for another path
@@ -453,11 +456,8 @@ steps:
 #[tokio::test]
 async fn a_cookie_set_for_another_path_is_judged_by_the_step_that_set_it() {
     let t = Target::start().await;
-    let yaml = format!(
-        r#"name: t
-interval: 1m
-steps:
-  - name: set
+    steps_pass(&format!(
+        r#"  - name: set
     http: {{url: "{base}/sets-elsewhere"}}
     expect: {{cookies: {{away: {{value: "1", path: /elsewhere}}}}}}
   - name: later
@@ -465,9 +465,8 @@ steps:
     expect: {{cookies: {{away: absent}}}}
 "#,
         base = t.base
-    );
-    let o = run(&journey(&yaml, &[]), &[]).await;
-    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    ))
+    .await;
 }
 
 /// `max_body` is the most a step reads: a body of exactly that size
