@@ -953,6 +953,23 @@ mod tests {
         assert_eq!(reason_of(ConnectError::NoHost), Reason::Protocol);
     }
 
+    /// hyper's own verdicts, whatever their words: a request whose
+    /// connection went away before it was sent ("operation was canceled:
+    /// connection was not ready") is a broken connection.
+    #[tokio::test]
+    async fn a_request_canceled_by_hyper_is_a_reset() {
+        let (io, _server) = tokio::io::duplex(1024);
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .unwrap();
+        drop(conn);
+        let req = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+        let e = send.send_request(req).await.unwrap_err();
+        assert!(e.is_canceled(), "{e:?}");
+        assert_eq!(classify(&e, false).0, Reason::Reset, "{e:?}");
+    }
+
     fn reason_of(e: ConnectError) -> Reason {
         classify(&e, false).0
     }
