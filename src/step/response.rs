@@ -446,4 +446,123 @@ mod tests {
             "Café"
         );
     }
+
+    #[test]
+    fn a_meta_charset_is_read_whole_and_never_utf_16() {
+        let equiv =
+            b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=iso-8859-2\">\xb1";
+        assert_eq!(
+            charset::decode(equiv, Some("text/html")),
+            (
+                "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=iso-8859-2\">ą"
+                    .into(),
+                "ISO-8859-2"
+            )
+        );
+        // The bytes before the meta were read as ASCII: a UTF-16 label means UTF-8.
+        for label in ["utf-16", "utf-16le", "utf-16be"] {
+            let page = format!("<meta charset=\"{label}\">Café");
+            assert_eq!(
+                charset::decode(page.as_bytes(), None),
+                (page.clone(), "UTF-8"),
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_views_follow_the_headers_and_body() {
+        let r = Response::new(
+            200,
+            "http://t/".into(),
+            vec![
+                (
+                    "content-type".into(),
+                    "application/json; charset=iso-8859-1".into(),
+                ),
+                ("set-cookie".into(), "a=1".into()),
+                ("x-other".into(), "z".into()),
+                ("set-cookie".into(), "b=2".into()),
+            ],
+            Bytes::from_static(b"{\"name\": \"Caf\xe9\"}"),
+        );
+        assert_eq!(r.text(), "{\"name\": \"Café\"}");
+        assert_eq!(r.json().unwrap(), &serde_json::json!({"name": "Café"}));
+        assert_eq!(r.header_all("set-cookie"), ["a=1", "b=2"]);
+        assert!(r.header_all("x-missing").is_empty());
+    }
+
+    #[test]
+    fn depth_skips_comments_and_self_closed_tags_and_reads_whole_names() {
+        assert_eq!(html::depth("<div><!--<div><b>--><span>x</span></div>"), 2);
+        assert_eq!(html::depth("<div><!-- never closed <div><div>"), 1);
+        assert_eq!(html::depth("<div/><svg><path/><path/></svg>"), 1);
+        // Custom elements whose names begin like a void element's still nest.
+        assert_eq!(html::depth("<br-x><td-y><p-z>"), 3);
+    }
+
+    #[test]
+    fn html_parses_to_the_depth_limit_and_stops_at_the_deadline() {
+        let div = scraper::Selector::parse("div").unwrap();
+        let at_limit = format!("{}x", "<div>".repeat(MAX_HTML_DEPTH));
+        let mut r = Response::new(200, "http://t/".into(), vec![], at_limit.into());
+        r.deadline = Some(Instant::now() + Duration::from_secs(3600));
+        let doc = r.html().expect("as deep as allowed");
+        assert_eq!(doc.select(&div).count(), MAX_HTML_DEPTH);
+        // A deadline already passed when parsing starts.
+        r.deadline = Some(Instant::now());
+        assert!(matches!(r.html(), Err(HtmlError::Deadline)));
+        let deep = format!("{}x", "<div>".repeat(MAX_HTML_DEPTH + 1));
+        let r = Response::new(200, "http://t/".into(), vec![], deep.into());
+        assert!(matches!(r.html(), Err(HtmlError::TooDeep)));
+        // A character across the 16 KiB slice boundary is fed whole.
+        let a = "a".repeat(16 * 1024 - 4);
+        let doc = html::parse(&format!("<p>{a}é</p><p>b</p>"), None).unwrap();
+        let p = scraper::Selector::parse("p").unwrap();
+        let texts: Vec<String> = doc.select(&p).map(|e| e.text().collect()).collect();
+        assert_eq!(texts, [format!("{a}é"), "b".to_string()]);
+    }
+
+    #[test]
+    fn json_values_keep_their_kind() {
+        let body = br#"{"t": true, "f": false, "i": -3, "u": 7, "x": 1.5, "n": null,
+            "s": "a\"b", "a": [], "o": {}}"#;
+        assert_eq!(
+            bounded_json::parse(body, 1 << 20).unwrap(),
+            serde_json::json!({"t": true, "f": false, "i": -3, "u": 7, "x": 1.5, "n": null,
+                "s": "a\"b", "a": [], "o": {}})
+        );
+    }
+
+    #[test]
+    fn json_memory_is_estimated_value_by_value() {
+        let over = |body: &str, budget| {
+            bounded_json::parse(body.as_bytes(), budget)
+                .map(drop)
+                .map_err(|e| assert!(e.contains("in memory"), "{e}"))
+                .is_err()
+        };
+        // A string: 32 bytes and its length.
+        let s = format!("\"{}\"", "x".repeat(100));
+        assert!(!over(&s, 132) && over(&s, 131));
+        // null: 32 bytes.
+        assert!(!over("null", 32) && over("null", 31));
+        // An empty object gives its estimate back: a thousand fit in one's.
+        let empties = format!("[{}]", vec!["{}"; 1000].join(","));
+        assert!(!over(&empties, 32 + 600) && over(&empties, 32 + 599));
+    }
+
+    #[test]
+    fn json_memory_is_bounded_at_64_mib() {
+        let big = format!("\"{}\"", "x".repeat(2 << 20));
+        let r = Response::new(200, "http://t/".into(), vec![], big.into());
+        assert_eq!(r.json().unwrap().as_str().map(str::len), Some(2 << 20));
+        // 110,000 small objects: about 70 MB parsed.
+        let wide = format!("[{}]", vec![r#"{"x":1}"#; 110_000].join(","));
+        let r = Response::new(200, "http://t/".into(), vec![], wide.into());
+        assert_eq!(
+            r.json().unwrap_err(),
+            "the JSON would take over 64 MiB in memory; wayprobe does not parse it"
+        );
+    }
 }

@@ -14,6 +14,14 @@ fn one_step(url: &str, extra: &str) -> String {
     )
 }
 
+/// Runs a journey of these `steps` (YAML list items) and expects it to pass.
+async fn steps_pass(steps: &str) -> wayprobe::outcome::JourneyOutcome {
+    let yaml = format!("name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n{steps}");
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    assert_eq!(o.result, RunResult::Success, "{:#?}", o.failure());
+    o
+}
+
 async fn reason_of(yaml: &str) -> (Reason, Duration) {
     let j = journey(yaml, &[]);
     let t0 = Instant::now();
@@ -220,6 +228,22 @@ async fn runtime_template_and_secret_problems_are_failures() {
     );
     let (r, _) = reason_of(&yaml).await;
     assert_eq!(r, Reason::Secret);
+    // A URL whose scheme is known only when the run renders it (a secret's,
+    // masked in the message).
+    let yaml = one_step("{{ secret.to }}/x", "")
+        .replace("steps:", "secrets: {to: {env: WAYPROBE_TEST_TO}}\nsteps:");
+    let o = run(
+        &journey(&yaml, &[]),
+        &[("WAYPROBE_TEST_TO", "ftp://127.0.0.1")],
+    )
+    .await;
+    let f = o.failure().expect("not an HTTP URL");
+    assert_eq!(f.reason, Reason::Template);
+    assert!(
+        f.message
+            .contains("unsupported URL scheme `ftp` in `***/x`"),
+        "{f:#?}"
+    );
 }
 
 #[tokio::test]
@@ -301,6 +325,185 @@ async fn steps_report_where_their_time_went() {
     assert!(ttfb >= 50.0, "the server's 50ms are in ttfb: {ttfb}");
     // The second reuses the connection: no DNS, no connect.
     assert_eq!(names(1), ["ttfb", "download"]);
+}
+
+/// The download phase is the time from the headers to the body's last
+/// byte: the server's wait between its two bytes is in it, and it fits in
+/// the step.
+#[tokio::test]
+async fn download_is_the_time_the_body_took() {
+    let t = Target::start().await;
+    let o = run(
+        &journey(&one_step(&format!("{}/trickle?ms=100", t.base), ""), &[]),
+        &[],
+    )
+    .await;
+    assert_eq!(o.result, RunResult::Success, "{o:#?}");
+    let step = &o.steps[0];
+    let download = step
+        .timings
+        .iter()
+        .find(|t| t.name == "download")
+        .unwrap()
+        .ms;
+    assert!(
+        download >= 100.0,
+        "the server's 100ms are in download: {step:#?}"
+    );
+    assert!(
+        download <= step.duration.as_secs_f64() * 1000.0,
+        "download fits in the step: {step:#?}"
+    );
+}
+
+/// Redirects change the method as browsers do: 303 always, and 301/302
+/// after a POST (or PUT...), become a GET without the body; 307 and 308
+/// resend the method and the body.
+#[tokio::test]
+async fn redirects_change_the_method_as_browsers_do() {
+    let t = Target::start().await;
+    let mut steps = String::new();
+    for (code, method, arrives, body) in [
+        (303, "POST", "GET", ""),
+        (302, "POST", "GET", ""),
+        (301, "PUT", "GET", ""),
+        (307, "POST", "POST", "{\\\"a\\\":1}"),
+        (308, "PUT", "PUT", "{\\\"a\\\":1}"),
+    ] {
+        steps += &format!(
+            "  - name: to-{code}-{}\n    http: {{method: {method}, url: \"{}/redirect-to/{code}\", json: {{a: 1}}}}\n    expect: {{jsonpath: {{\"$.method\": {arrives}, \"$.body\": \"{body}\"}}}}\n",
+            method.to_lowercase(),
+            t.base
+        );
+    }
+    let o = steps_pass(&steps).await;
+    assert!(o.steps.iter().all(|s| s.redirects == 1), "{o:#?}");
+}
+
+/// Each request's client span ends with its status, and is in error,
+/// named by its status code, only for a 4xx or 5xx answer (OpenTelemetry's
+/// HTTP client convention); a request that got no answer is in error by
+/// its reason.
+#[tokio::test]
+async fn client_spans_are_in_error_for_4xx_5xx_and_no_answer() {
+    let t = Target::start().await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let yaml = format!(
+        r#"name: t
+interval: 1m
+steps:
+  - name: fine
+    http: {{url: "{base}/ok"}}
+  - name: moved
+    http: {{url: "{base}/redirect-to/302", follow_redirects: false}}
+    expect: {{status: 302}}
+  - name: missing
+    http: {{url: "{base}/status/404"}}
+    expect: {{status: 404}}
+  - name: broken
+    http: {{url: "{base}/status/503"}}
+    expect: {{status: 503}}
+  - name: refused
+    http: {{url: "http://127.0.0.1:{port}/"}}
+"#,
+        base = t.base
+    );
+    let o = run(&journey(&yaml, &[]), &[]).await;
+    let spans: Vec<(Option<u16>, Option<&str>)> = o
+        .steps
+        .iter()
+        .flat_map(|s| &s.telemetry.requests)
+        .map(|r| (r.status, r.error_type.as_deref()))
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            (Some(200), None),
+            (Some(302), None),
+            (Some(404), Some("404")),
+            (Some(503), Some("503")),
+            (None, Some("connect")),
+        ],
+        "{o:#?}"
+    );
+}
+
+/// The jar's cookies go with every request, unless the step writes its
+/// own `Cookie` header, which is then sent as written.
+#[tokio::test]
+async fn the_jar_sends_its_cookies_unless_the_step_writes_its_own() {
+    let t = Target::start().await;
+    steps_pass(&format!(
+        r#"  - name: set
+    http: {{url: "{base}/set-cookie?name=tok&value=v1"}}
+  - name: jar
+    http: {{url: "{base}/cookies-sent"}}
+    expect: {{body: {{equals: "tok=v1"}}}}
+  - name: own
+    http: {{url: "{base}/cookies-sent", headers: {{cookie: "mine=1"}}}}
+    expect: {{body: {{equals: "mine=1"}}}}
+"#,
+        base = t.base
+    ))
+    .await;
+}
+
+/// A step judges the cookies its response set, even one for another path
+/// than the step's URL; a later step judges only those that apply to its URL.
+#[tokio::test]
+async fn a_cookie_set_for_another_path_is_judged_by_the_step_that_set_it() {
+    let t = Target::start().await;
+    steps_pass(&format!(
+        r#"  - name: set
+    http: {{url: "{base}/sets-elsewhere"}}
+    expect: {{cookies: {{away: {{value: "1", path: /elsewhere}}}}}}
+  - name: later
+    http: {{url: "{base}/ok"}}
+    expect: {{cookies: {{away: absent}}}}
+"#,
+        base = t.base
+    ))
+    .await;
+}
+
+/// `max_body` is the most a step reads: a body of exactly that size
+/// passes, one byte more fails, whether its length is declared (refused
+/// before reading) or streamed (reading stops there).
+#[tokio::test]
+async fn max_body_is_the_largest_body_read() {
+    let t = Target::start().await;
+    // 5 MiB with a Content-Length; 8 MiB in chunks without one.
+    for (path, size) in [("big-declared", 5 << 20), ("big", 8 << 20)] {
+        let url = format!("{}/{path}", t.base);
+        let o = run(
+            &journey(&one_step(&url, &format!("      max_body: {size}\n")), &[]),
+            &[],
+        )
+        .await;
+        assert_eq!(o.result, RunResult::Success, "{path}: {:#?}", o.failure());
+        let j = journey(
+            &one_step(&url, &format!("      max_body: {}\n", size - 1)),
+            &[],
+        );
+        let f = run(&j, &[])
+            .await
+            .failure()
+            .cloned()
+            .expect("one byte too many");
+        assert_eq!(f.reason, Reason::BodyTooLarge);
+        let said = if path == "big" {
+            format!(
+                "body exceeds max_body ({} bytes); stopped reading",
+                size - 1
+            )
+        } else {
+            format!("body of {size} bytes exceeds max_body ({} bytes)", size - 1)
+        };
+        assert!(f.message.contains(&said), "{path}: {}", f.message);
+    }
 }
 
 /// HTTPS: the TLS handshake is a phase of its own, after the TCP connect

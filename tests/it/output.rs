@@ -74,6 +74,22 @@ steps:
         assert!(text.contains(shown), "`{shown}` missing:\n{text}");
     }
     assert!(json.contains("\"request_cookies\""), "{json}");
+    // The exchange itself: the request line, the headers the step sent,
+    // the jar's cookies by name, the body.
+    let x = &o.steps[2].exchanges[0];
+    assert_eq!(x.request, format!("POST {}/inspect", t.base));
+    assert!(
+        x.request_headers
+            .contains(&("content-type".into(), "application/json".into())),
+        "{x:#?}"
+    );
+    let mut cookies = x.request_cookies.clone();
+    cookies.sort();
+    assert_eq!(cookies, ["theme=***", "tok=***"]);
+    assert_eq!(
+        x.request_body.as_deref(),
+        Some("{\"mine\":\"***\",\"note\":\"visible-note\",\"password\":\"***\"}")
+    );
 }
 
 /// A 503 HTML page: the excerpt is its title and the text that explains

@@ -299,6 +299,42 @@ fn app(basket: Basket) -> Router {
                 )
             }),
         )
+        .route(
+            "/redirect-to/{code}",
+            axum::routing::any(|Path(code): Path<u16>| async move {
+                // To the server that says what it received: method and body.
+                let code = StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND);
+                (code, [(header::LOCATION, "/inspect")])
+            }),
+        )
+        .route(
+            "/cookies-sent",
+            get(|headers: HeaderMap| async move {
+                // The `Cookie` header as received, one per line.
+                headers
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }),
+        )
+        .route(
+            "/sets-elsewhere",
+            get(|| async { ([(header::SET_COOKIE, "away=1; Path=/elsewhere")], "set") }),
+        )
+        .route(
+            "/trickle",
+            get(|Query(q): Query<SlowQ>| async move {
+                // The headers and a first byte at once, the last byte `ms` later.
+                let first = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"x"))]);
+                let last = futures_util::stream::once(async move {
+                    tokio::time::sleep(Duration::from_millis(q.ms)).await;
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"y"))
+                });
+                Body::from_stream(futures_util::StreamExt::chain(first, last))
+            }),
+        )
 }
 
 async fn bind() -> (TcpListener, String) {
