@@ -116,6 +116,32 @@ async fn refused_connection_is_connect() {
     assert_eq!(r, Reason::Connect);
 }
 
+/// A port that answers something other than HTTP (an SSH banner, a
+/// status line hyper cannot read) is `protocol`, not `internal` or `reset`:
+/// the server is up and speaking, just not HTTP.
+#[tokio::test]
+async fn an_answer_that_is_not_http_is_protocol() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    for answer in [
+        &b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"[..],
+        &b"HTTP/1.1 20x OK\r\nContent-Length: 0\r\n\r\n"[..],
+    ] {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut c, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = c.read(&mut buf).await;
+            c.write_all(answer).await.unwrap();
+            // Kept open: the verdict must come from what was said, not an EOF.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let (r, _) = reason_of(&one_step(&format!("http://127.0.0.1:{port}/"), "")).await;
+        assert_eq!(r, Reason::Protocol, "{}", String::from_utf8_lossy(answer));
+        server.abort();
+    }
+}
+
 #[tokio::test]
 async fn unknown_host_is_dns() {
     // `.invalid` never resolves (RFC 6761): the resolver answers NXDOMAIN.
