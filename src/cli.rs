@@ -1215,10 +1215,41 @@ fn browser_available(b: &BrowserArgs) -> bool {
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(&b.chromedriver).is_file()))
 }
 
+/// Dependencies whose debug and trace lines carry what a journey sends or
+/// receives (cookie values, page text, WebDriver commands with typed
+/// passwords, headers and frames): capped at `info` whatever `RUST_LOG`
+/// says, since secrets never reach a log. wayprobe's own lines mask them.
+pub const QUIET_DEPENDENCIES: &[&str] = &[
+    "cookie_store",
+    "fantoccini",
+    "h2",
+    "html5ever",
+    "hyper",
+    "hyper_util",
+    "markup5ever",
+    "reqwest",
+    "rustls",
+    "tonic",
+    "tower",
+    "webdriver",
+];
+
+/// The log filter: `RUST_LOG` (default `info`), with
+/// [`QUIET_DEPENDENCIES`] capped at `info`.
+pub fn log_filter() -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for target in QUIET_DEPENDENCIES {
+        if let Ok(d) = format!("{target}=info").parse() {
+            filter = filter.add_directive(d);
+        }
+    }
+    filter
+}
+
 /// Sets up logging to stderr: one line per event, text or JSON.
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = log_filter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

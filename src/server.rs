@@ -311,7 +311,28 @@ pub fn app(state: AppState) -> Router {
             security_headers,
         ))
         .layer(middleware::from_fn(keep_lanes))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .with_state(state)
+}
+
+/// A request that declares a body over [`MAX_BODY_BYTES`] is answered 413
+/// at once, before authentication and without waiting for a body that may
+/// never come (`DefaultBodyLimit` would wait for it to arrive first).
+async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            [(header::CONNECTION, "close")],
+            format!("request body over {MAX_BODY_BYTES} bytes\n"),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// A connection of the control lane that asks for a page gets it with
@@ -639,13 +660,21 @@ async fn authenticate(State(s): State<AppState>, mut req: Request, next: Next) -
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let Ok(_permit) = s.heavy.acquire().await else {
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
-        };
-        let w = web.clone();
-        tokio::task::spawn_blocking(move || w.check_basic_auth(auth.as_deref()))
-            .await
-            .unwrap_or(AuthCheck::Refused)
+        // Verified credentials (a scraper's, after its first scrape) and
+        // missing ones are answered here; only the rest queue for bcrypt, so
+        // wrong passwords cannot hold up a scrape that has the right one.
+        match web.check_basic_auth_cached(auth.as_deref()) {
+            Some(answer) => answer,
+            None => {
+                let Ok(_permit) = s.heavy.acquire().await else {
+                    return StatusCode::SERVICE_UNAVAILABLE.into_response();
+                };
+                let w = web.clone();
+                tokio::task::spawn_blocking(move || w.check_basic_auth(auth.as_deref()))
+                    .await
+                    .unwrap_or(AuthCheck::Refused)
+            }
+        }
     } else {
         AuthCheck::Open
     };
@@ -872,35 +901,60 @@ const STATES: &[&str] = &["failing", "passing", "slow", "waiting"];
 /// The list query, or a 400 saying what is wrong with it in our words (JSON
 /// for the API, text for the page): a state that no journey can be in
 /// would show an empty list, as if all were well.
-fn checked(
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-    json: bool,
-) -> Result<ListQuery, Response> {
-    why_refused(q).map_err(|why| bad_query(&why, json))
+fn checked(raw: Option<&str>, json: bool) -> Result<ListQuery, Response> {
+    why_refused(raw).map_err(|why| bad_query(&why, json))
 }
 
-fn why_refused(
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<ListQuery, String> {
-    let Query(q) = q.map_err(|e| {
-        // serde's words name the field; ours say what to write.
-        let text = e.body_text();
-        let field = ["offset", "limit"]
-            .into_iter()
-            .find(|f| text.contains(f))
-            .unwrap_or("the query");
-        format!("`{field}` must be one whole number ≥ 0, e.g. `?offset=0&limit=100`")
-    })?;
-    if let Some(st) = q.state.as_deref()
-        && !st.is_empty()
-        && !STATES.contains(&st)
-    {
-        return Err(format!(
-            "unknown state `{st}`: write one of {}",
-            STATES.join(", ")
-        ));
+/// Parses `?state=&q=&offset=&limit=` (other keys are ignored), naming
+/// every problem at once, each with what to write instead.
+fn why_refused(raw: Option<&str>) -> Result<ListQuery, String> {
+    let mut q = ListQuery::default();
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        let field: &'static str = match k.as_ref() {
+            "state" => "state",
+            "q" => "q",
+            "offset" => "offset",
+            "limit" => "limit",
+            _ => continue,
+        };
+        if !seen.insert(field) {
+            problems.push(format!("`{field}` is given more than once: give it once"));
+            continue;
+        }
+        let number = |what: &str| -> Result<usize, String> {
+            v.trim().parse::<usize>().map_err(|_| {
+                format!("`{field}` must be {what}, e.g. `?offset=0&limit=100`, not `{v}`")
+            })
+        };
+        match field {
+            "state" if v.is_empty() || STATES.contains(&v.as_ref()) => {
+                q.state = Some(v.into_owned())
+            }
+            "state" => problems.push(format!(
+                "unknown state `{v}`: write one of {}",
+                STATES.join(", ")
+            )),
+            "q" => q.q = Some(v.into_owned()),
+            "offset" => match number("a whole number ≥ 0") {
+                Ok(n) => q.offset = Some(n),
+                Err(e) => problems.push(e),
+            },
+            _ => match number(&format!("a whole number from 1 to {MAX_PAGE}")) {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => q.limit = Some(n),
+                Ok(_) => problems.push(format!(
+                    "`limit` must be from 1 to {MAX_PAGE}, e.g. `?limit=100`, not `{v}`"
+                )),
+                Err(e) => problems.push(e),
+            },
+        }
     }
-    Ok(q)
+    if problems.is_empty() {
+        Ok(q)
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// A 400 for a bad list query: JSON for the API, text for the page.
@@ -1077,9 +1131,9 @@ struct Api<'a> {
 /// `/api/v1/journeys`: every journey's state, at most 1,000 per page.
 async fn api_journeys(
     State(s): State<AppState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Response {
-    let q = match checked(q, true) {
+    let q = match checked(q.as_deref(), true) {
         Ok(q) => q,
         Err(refused) => return refused,
     };
@@ -1275,9 +1329,9 @@ code{background:#f3f3f3;padding:0 .2em}";
 
 async fn status_page(
     State(s): State<AppState>,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
 ) -> Response {
-    let q = match checked(q, false) {
+    let q = match checked(q.as_deref(), false) {
         Ok(q) => q,
         Err(refused) => return refused,
     };

@@ -276,26 +276,39 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header value. Runs bcrypt (tens of
-    /// milliseconds of CPU), so call it off latency-sensitive threads.
-    pub fn check_basic_auth(&self, authorization: Option<&str>) -> AuthCheck {
+    /// The answer for an `Authorization` header value when it needs no
+    /// bcrypt run: open, no (readable) credentials, or credentials already
+    /// verified. `None`: only [`WebConfig::check_basic_auth`] can tell.
+    /// Cheap (a hash and a lookup), so a scraper whose password was verified
+    /// once never waits behind the bcrypt runs of wrong passwords.
+    pub fn check_basic_auth_cached(&self, authorization: Option<&str>) -> Option<AuthCheck> {
         if self.users.is_empty() {
-            return AuthCheck::Open;
+            return Some(AuthCheck::Open);
+        }
+        let Some((user, password)) = authorization.and_then(parse_basic) else {
+            return Some(AuthCheck::Refused);
+        };
+        let hash = self.users.get(&user)?;
+        let key = cache_key(&user, &password, hash);
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&key)
+            .then_some(AuthCheck::Authenticated)
+    }
+
+    /// Checks an `Authorization` header value. Runs bcrypt (tens of
+    /// milliseconds of CPU) unless [`WebConfig::check_basic_auth_cached`]
+    /// answers, so call it off latency-sensitive threads.
+    pub fn check_basic_auth(&self, authorization: Option<&str>) -> AuthCheck {
+        if let Some(answer) = self.check_basic_auth_cached(authorization) {
+            return answer;
         }
         let Some((user, password)) = authorization.and_then(parse_basic) else {
             return AuthCheck::Refused;
         };
         let hash = self.users.get(&user);
         let key = cache_key(&user, &password, hash.map_or("", String::as_str));
-        if hash.is_some()
-            && self
-                .verified
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&key)
-        {
-            return AuthCheck::Authenticated;
-        }
         // An unknown user still costs one bcrypt run, so the answer's timing
         // does not tell which user names exist.
         const DUMMY: &str = "$2y$10$QOauhQNbBCuQDKes6eFzPeMqBSjb7Mr5DSTpD4pnZyLbzXsrKxSwO";
@@ -609,6 +622,14 @@ mod tests {
             )
         };
         assert_eq!(w.check_basic_auth(None), AuthCheck::Refused);
+        // What needs no bcrypt is answered without it; the rest is not.
+        assert_eq!(w.check_basic_auth_cached(None), Some(AuthCheck::Refused));
+        assert_eq!(w.check_basic_auth_cached(Some(&h("prom", "s3cret"))), None);
+        assert_eq!(w.check_basic_auth_cached(Some(&h("nobody", "x"))), None);
+        assert_eq!(
+            WebConfig::default().check_basic_auth_cached(Some(&h("prom", "x"))),
+            Some(AuthCheck::Open)
+        );
         assert_eq!(
             w.check_basic_auth(Some(&h("prom", "wrong"))),
             AuthCheck::Refused
@@ -622,6 +643,13 @@ mod tests {
             AuthCheck::Authenticated
         );
         assert_eq!(w.verified.lock().unwrap().len(), 1);
+        // Verified once, then answered from the cache: a scraper never
+        // queues behind the bcrypt runs of wrong passwords.
+        assert_eq!(
+            w.check_basic_auth_cached(Some(&h("prom", "s3cret"))),
+            Some(AuthCheck::Authenticated)
+        );
+        assert_eq!(w.check_basic_auth_cached(Some(&h("prom", "wrong"))), None);
         assert_eq!(
             w.check_basic_auth(Some(&h("prom", "s3cret"))),
             AuthCheck::Authenticated

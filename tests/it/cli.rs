@@ -489,3 +489,72 @@ async fn run_exports_a_failed_runs_spans_before_it_exits() {
         assert!(stderr.contains(says), "{stderr}");
     }
 }
+
+/// `RUST_LOG=trace` shows wayprobe's own lines and its dependencies' up
+/// to `info` only: their debug lines carry cookie values and headers (the
+/// cookie jar logs every `Set-Cookie` it stores), which are credentials.
+#[tokio::test]
+async fn rust_log_trace_writes_no_cookie_or_secret() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::create_dir(dir.join("journeys")).unwrap();
+    std::fs::write(
+        dir.join("journeys/j.yaml"),
+        format!(
+            r#"name: j
+interval: 1s
+secrets: {{pw: {{env: LOG_PW}}}}
+steps:
+  - name: session
+    http: {{url: "{base}/set-cookie?name=sess&value=c00kieVALUE"}}
+  - name: login
+    http:
+      method: POST
+      url: "{base}/echo"
+      headers: {{x-api-key: "{{{{ secret.pw }}}}"}}
+      raw: "{{{{ secret.pw }}}}"
+    expect: {{status: 500}}
+"#,
+            base = t.base
+        ),
+    )
+    .unwrap();
+    let port = crate::support::free_port();
+    let log = dir.join("serve.log");
+    let mut child = bin()
+        .current_dir(&dir)
+        .args(["serve", "--journeys", "journeys", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("RUST_LOG", "trace")
+        .env("LOG_PW", "hunter2SECRET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let needle = "journey_runs_total{journey=\"j\",location=\"local\",result=\"success\"} ";
+    crate::support::eventually(30, "two passing runs of j", || async {
+        let m = crate::support::text(&format!("http://127.0.0.1:{port}/metrics")).await?;
+        let n: u64 = m
+            .lines()
+            .find(|l| l.starts_with(needle))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        (n >= 2).then_some(())
+    })
+    .await;
+    let _ = child.kill();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(logs.contains("DEBUG run finished"), "{logs}");
+    assert!(
+        !logs.contains("c00kieVALUE"),
+        "a cookie value was logged:\n{logs}"
+    );
+    assert!(
+        !logs.contains("hunter2SECRET"),
+        "the secret was logged:\n{logs}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

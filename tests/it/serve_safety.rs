@@ -425,6 +425,16 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
     )
     .await;
     assert_eq!(code, 413);
+    // Declared, never sent: refused from the header, not after the request
+    // timeout (which would answer 503).
+    let mut c = tokio::net::TcpStream::connect(host.as_str()).await.unwrap();
+    c.write_all(b"POST /-/reload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), c.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // Security headers: every HTML response; nosniff everywhere.
     s.wait_for_runs("ok0", 1).await;
@@ -498,11 +508,26 @@ async fn reload_is_opt_in_and_refuses_cross_site_requests() {
         ),
         (
             "?limit=-1",
-            "`limit` must be one whole number ≥ 0, e.g. `?offset=0&limit=100`",
+            "`limit` must be a whole number from 1 to 10000, e.g. `?offset=0&limit=100`, not `-1`",
         ),
         (
             "?offset=abc",
-            "`offset` must be one whole number ≥ 0, e.g. `?offset=0&limit=100`",
+            "`offset` must be a whole number ≥ 0, e.g. `?offset=0&limit=100`, not `abc`",
+        ),
+        (
+            "?limit=0",
+            "`limit` must be from 1 to 10000, e.g. `?limit=100`, not `0`",
+        ),
+        // Every problem at once, each named for what it is.
+        (
+            "?state=failing&state=passing&offset=-3",
+            "`state` is given more than once: give it once; \
+             `offset` must be a whole number ≥ 0, e.g. `?offset=0&limit=100`, not `-3`",
+        ),
+        (
+            "?state=bogus&limit=-1",
+            "unknown state `bogus`: write one of failing, passing, slow, waiting; \
+             `limit` must be a whole number from 1 to 10000, e.g. `?offset=0&limit=100`, not `-1`",
         ),
     ] {
         let (code, body) = get(&format!("{}/api/v1/journeys{q}", s.base)).await;
