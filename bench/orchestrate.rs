@@ -57,6 +57,11 @@ pub struct Args {
     /// Where journeys, logs, PIDs and results go.
     #[arg(long, default_value = "bench/out")]
     out: PathBuf,
+    /// Measure wayprobe alone, without blackbox_exporter and the floor: for
+    /// an hour-long soak, whose peer half would take another hour. The
+    /// table then has no ratios.
+    #[arg(long)]
+    no_peers: bool,
     /// CI smoke run: fails only when something cannot run, never on a figure.
     #[arg(long)]
     smoke: bool,
@@ -785,6 +790,9 @@ async fn rate(cx: &mut Ctx, name: &str, r: f64) -> anyhow::Result<()> {
     )
     .await?;
     cx.record(tag(v, name));
+    if cx.a.no_peers {
+        return Ok(());
+    }
     let v = blackbox_at(cx, name, r, secs, None).await?;
     cx.record(tag(v, name));
     let v = floor_at(cx, "floor", r, secs).await?;
@@ -794,7 +802,12 @@ async fn rate(cx: &mut Ctx, name: &str, r: f64) -> anyhow::Result<()> {
 
 async fn maxrate(cx: &mut Ctx) -> anyhow::Result<()> {
     let secs = (cx.a.seconds / 2.0).max(3.0);
-    for tool in ["wayprobe", "blackbox_exporter", "floor"] {
+    let tools = if cx.a.no_peers {
+        &["wayprobe"][..]
+    } else {
+        &["wayprobe", "blackbox_exporter", "floor"][..]
+    };
+    for &tool in tools {
         let mut best = 0.0;
         for &r in &cx.a.max_rates.clone() {
             let v = match tool {
@@ -860,28 +873,43 @@ async fn cookie(cx: &mut Ctx) -> anyhow::Result<()> {
     let r = measure_wayprobe(cx, &s, window(4.0 * n as f64)).await;
     cx.procs.stop(s.pid).await;
     cx.record(tag(r?, "cookie"));
+    if cx.a.no_peers {
+        return Ok(());
+    }
     let secs = cx.a.seconds;
     let v = floor_at(cx, "cookie", 4.0 * n as f64, secs).await?;
     cx.record(tag(v, "cookie"));
     Ok(())
 }
 
+/// The goal's memory figure over time: 10,000 one-step journeys at a 10 s
+/// interval (1,000 steps/s, so an hour is 3.6 million runs), RSS sampled
+/// twelve times; blackbox_exporter at the same rate beside it.
 async fn soak(cx: &mut Ctx) -> anyhow::Result<()> {
-    let r = 1000.0;
+    let (n, r) = (10_000usize, 1000.0);
     let secs = cx.a.soak;
     let every = (secs / 12.0).max(1.0);
-    let v = wayprobe_at(
-        cx,
-        "soak",
-        r,
-        WayprobeWindow {
-            rss_every: Some(every),
-            seconds: Some(secs),
-            ..window(r)
-        },
-    )
-    .await?;
+    let names: Vec<String> = (0..n).map(|i| format!("j{i:05}")).collect();
+    let dir = cx.a.out.join("journeys-soak");
+    let url = cx.url("/delay");
+    journeys_dir(&dir, &names, |j| http_journey(j, "10s", &url))?;
+    let s = start_serve(cx, "soak", &dir, &[]).await?;
+    // Every journey has run twice before the first sample, so the slope is
+    // the hour's, not the start-up's (the status store filling).
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let w = WayprobeWindow {
+        rss_every: Some(every),
+        seconds: Some(secs),
+        ..window(r)
+    };
+    let v = measure_wayprobe(cx, &s, w).await;
+    cx.procs.stop(s.pid).await;
+    let mut v = v?;
+    v["journeys"] = json!(n);
     cx.record(tag(v, "soak"));
+    if cx.a.no_peers {
+        return Ok(());
+    }
     let v = blackbox_at(cx, "soak", r, secs, Some(every)).await?;
     cx.record(tag(v, "soak"));
     Ok(())
