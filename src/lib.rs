@@ -50,7 +50,8 @@
 //! 1. `journey::load_paths` reads `journeys/*.yaml`, parses each into a
 //!    spanned tree and validates it into a `Journey` (fragments files are
 //!    read first; `use:` steps expand into their steps, `journey::fragment`).
-//! 2. `Scheduler::apply` starts one lightweight task per journey.
+//! 2. `Scheduler::apply` hands the journeys to one timer task, which spawns
+//!    each run when it is due.
 //! 3. At each tick, `Runner::run` gives the run its own connections
 //!    (`step::timing`) and cookie jar, renders templates, and runs the
 //!    steps in order under the deadline.
