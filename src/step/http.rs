@@ -981,6 +981,29 @@ mod tests {
         assert_eq!(classify(&e, false).0, Reason::Reset, "{e:?}");
     }
 
+    /// A request hyper refuses to send (here its body fails as it is
+    /// written: hyper's "user" errors) is `protocol`, not `internal`: the
+    /// request, not wayprobe, is at fault.
+    #[tokio::test]
+    async fn a_request_hyper_refuses_is_protocol() {
+        let (io, _server) = tokio::io::duplex(64 * 1024);
+        let (mut send, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter([Err::<
+            hyper::body::Frame<bytes::Bytes>,
+            std::io::Error,
+        >(
+            std::io::Error::other("no body today"),
+        )]));
+        let req = http::Request::post("/").body(body).unwrap();
+        let e = send.send_request(req).await.unwrap_err();
+        assert!(e.is_user(), "{e:?}");
+        assert_eq!(classify(&e, false).0, Reason::Protocol, "{e:?}");
+    }
+
     fn reason_of(e: ConnectError) -> Reason {
         classify(&e, false).0
     }

@@ -351,6 +351,15 @@ async fn steps_report_where_their_time_went() {
     assert!(ttfb >= 50.0, "the server's 50ms are in ttfb: {ttfb}");
     // The second reuses the connection: no DNS, no connect.
     assert_eq!(names(1), ["ttfb", "download"]);
+    // ttfb is what is left of the wait for the headers once DNS and connect
+    // are taken out: the phases are disjoint and fit in the step.
+    for s in &o.steps {
+        let sum: f64 = s.timings.iter().map(|t| t.ms).sum();
+        assert!(
+            sum <= s.duration.as_secs_f64() * 1000.0 + 1.0,
+            "phases add up to at most the step: {s:#?}"
+        );
+    }
 }
 
 /// The download phase is the time from the headers to the body's last
