@@ -564,6 +564,8 @@ async fn measure_wayprobe(cx: &mut Ctx, s: &Serve, w: WayprobeWindow) -> anyhow:
         // With `tree`: PSS of wayprobe, chromedriver and Chromium.
         "peak_rss_mb": peak_rss as f64 / 1048576.0,
         "rss_slope_mb_per_h": w.rss_every.and_then(|_| slope(&rss)).map(|s| s * 3600.0),
+        // The samples behind the slope, as [seconds into the window, MB].
+        "rss_samples_mb": if w.rss_every.is_some() { json!(rss) } else { Value::Null },
         "held": held,
         "durations_ms": if w.tree { json!(durations.iter().map(|d| d.1).collect::<Vec<_>>()) } else { Value::Null },
     }))
@@ -882,21 +884,21 @@ async fn cookie(cx: &mut Ctx) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The goal's memory figure over time: 10,000 one-step journeys at a 10 s
-/// interval (1,000 steps/s, so an hour is 3.6 million runs), RSS sampled
-/// twelve times; blackbox_exporter at the same rate beside it.
+/// The goal's memory figure over time: the 10,000 one-step journeys of
+/// `journeys10k` (60 s interval, 167 steps/s, so an hour is 600,000 runs),
+/// RSS sampled twelve times; blackbox_exporter at the same rate beside it.
 async fn soak(cx: &mut Ctx) -> anyhow::Result<()> {
-    let (n, r) = (10_000usize, 1000.0);
+    let (n, r) = (10_000usize, 10_000.0 / 60.0);
     let secs = cx.a.soak;
     let every = (secs / 12.0).max(1.0);
     let names: Vec<String> = (0..n).map(|i| format!("j{i:05}")).collect();
     let dir = cx.a.out.join("journeys-soak");
     let url = cx.url("/delay");
-    journeys_dir(&dir, &names, |j| http_journey(j, "10s", &url))?;
+    journeys_dir(&dir, &names, |j| http_journey(j, "60s", &url))?;
     let s = start_serve(cx, "soak", &dir, &[]).await?;
-    // Every journey has run twice before the first sample, so the slope is
-    // the hour's, not the start-up's (the status store filling).
-    tokio::time::sleep(Duration::from_secs(20)).await;
+    // Every journey has run before the first sample, so the slope is the
+    // hour's, not the start-up's (the status store filling).
+    tokio::time::sleep(Duration::from_secs(60)).await;
     let w = WayprobeWindow {
         rss_every: Some(every),
         seconds: Some(secs),
