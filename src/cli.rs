@@ -834,6 +834,7 @@ fn stdout_color() -> bool {
 fn load(args: &LoadArgs) -> Result<Loaded, LoadError> {
     let opts = LoadOptions {
         vars: args.vars.iter().cloned().collect::<BTreeMap<_, _>>(),
+        ..LoadOptions::default()
     };
     journey::load_paths(&args.paths, &opts)
 }
@@ -1190,6 +1191,7 @@ pub fn example_journeys(base_url: &str) -> Result<Loaded, LoadError> {
         .collect();
     let opts = LoadOptions {
         vars: BTreeMap::from([("base_url".to_string(), base_url.to_string())]),
+        ..LoadOptions::default()
     };
     journey::load::load_sources(sources, &opts, Vec::new())
 }
@@ -1311,6 +1313,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<Exit> {
     init_logging(args.log_format);
     let opts = LoadOptions {
         vars: args.vars.iter().cloned().collect(),
+        ..LoadOptions::default()
     };
     let prometheus = match args
         .prometheus_url

@@ -40,14 +40,28 @@ pub enum Source {
 }
 
 impl Source {
-    fn load(&self) -> Result<Vec<Journey>, LoadError> {
+    /// Loads the journeys. At a reload (`reload`), a `--var` no journey
+    /// declares any more is a warning: the flag cannot change while serving.
+    fn load(&self, reload: bool) -> Result<Vec<Journey>, LoadError> {
         match self {
-            Source::Paths { paths, opts } => journey::load_paths(paths, opts).map(|l| {
-                for w in &l.warnings {
-                    tracing::warn!(diagnostic = %w.render(false), "journey warning");
-                }
-                l.journeys
-            }),
+            Source::Paths { paths, opts } => {
+                let reloading;
+                let opts = if reload {
+                    reloading = LoadOptions {
+                        unknown_vars_warn: true,
+                        ..opts.clone()
+                    };
+                    &reloading
+                } else {
+                    opts
+                };
+                journey::load_paths(paths, opts).map(|l| {
+                    for w in &l.warnings {
+                        tracing::warn!(diagnostic = %w.render(false), "journey warning");
+                    }
+                    l.journeys
+                })
+            }
             Source::Fixed(j) => Ok(j.clone()),
         }
     }
@@ -193,7 +207,7 @@ pub async fn serve_with(
     reload_tx: mpsc::Sender<ReloadRequest>,
     mut reload_rx: mpsc::Receiver<ReloadRequest>,
 ) -> Result<(), ServeError> {
-    let loaded = cfg.source.load()?;
+    let loaded = cfg.source.load(false)?;
     let web = Arc::new(SharedWeb::new(match &cfg.web_config_file {
         Some(p) => WebConfig::load(p)?,
         None => WebConfig::default(),
@@ -399,7 +413,7 @@ async fn reload(
     let web_file = cfg.web_config_file.clone();
     let loaded = tokio::task::spawn_blocking(move || {
         let w = web_file.as_deref().map(WebConfig::load).transpose();
-        (w, source.load())
+        (w, source.load(true))
     })
     .await;
     let (new_web, journeys) = match loaded {

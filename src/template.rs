@@ -203,7 +203,32 @@ fn check_tags(src: &str) -> Result<(), String> {
     let plain_secret = PLAIN_SECRET.get_or_init(|| {
         regex::Regex::new(r#"^secret(\.[A-Za-z_][A-Za-z0-9_]*|\[\s*'[^']*'\s*\]|\[\s*"[^"]*"\s*\])(\s*\|\s*urlencode)?$"#).expect("valid")
     });
+    // Blocks whose body becomes a value the template can transform or
+    // escape: `{% filter upper %}`, `{% set x %}…{% endset %}`, `{% macro %}`,
+    // `{% call %}`, `{% autoescape %}`. A secret written alone inside one is
+    // still made into another value.
+    let mut wrapping: Vec<&str> = Vec::new();
     for (block, expr) in tags(src) {
+        if block {
+            let mut words = expr.split_whitespace();
+            let head = words.next().unwrap_or("");
+            match head {
+                "filter" | "macro" | "call" | "autoescape" => wrapping.push(expr),
+                "set" if !expr.contains('=') => wrapping.push(expr),
+                "endfilter" | "endmacro" | "endcall" | "endautoescape" | "endset" => {
+                    wrapping.pop();
+                }
+                _ => {}
+            }
+        }
+        if !block
+            && let Some(outer) = wrapping.last()
+            && secret.is_match(expr)
+        {
+            return Err(format!(
+                "`{{{{ {expr} }}}}` inside `{{% {outer} %}}` makes a value from a secret, which wayprobe could not mask in its output: write the secret alone, outside the block"
+            ));
+        }
         for c in bare_fn.captures_iter(expr) {
             if c.get(3).is_none() {
                 let f = &c[2];
@@ -495,6 +520,32 @@ mod tests {
             "{{ uuid() }}-{{ timestamp() }}",
         ] {
             Template::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    /// A secret written alone inside a block that turns its body into a
+    /// value (`filter`, a block `set`, `macro`, `call`, `autoescape`) is
+    /// refused: `{% filter lower %}` printed a password in lower case.
+    #[test]
+    fn secrets_inside_value_making_blocks_are_refused() {
+        for src in [
+            "{% filter lower %}{{ secret.pw }}{% endfilter %}",
+            "{%- filter upper -%}x{{ secret.pw }}{%- endfilter -%}",
+            "{% set x %}{{ secret.pw }}{% endset %}{{ x | upper }}",
+            "{% macro m() %}{{ secret.pw }}{% endmacro %}{{ m() | upper }}",
+            "{% autoescape true %}{{ secret.pw }}{% endautoescape %}",
+            "{% filter upper %}{% if 1 %}{{ secret['pw'] }}{% endif %}{% endfilter %}",
+        ] {
+            let e = Template::parse(src).unwrap_err();
+            assert!(e.contains("makes a value from a secret"), "{src}: {e}");
+        }
+        // Outside the block, or a block that wraps no secret: fine.
+        for src in [
+            "{% filter upper %}abc{% endfilter %}{{ secret.pw }}",
+            "{% set x = 'a' %}{{ x }}{{ secret.pw }}",
+            "{% set x %}abc{% endset %}{{ secret.pw | urlencode }}",
+        ] {
+            assert!(Template::parse(src).is_ok(), "{src}");
         }
     }
 

@@ -14,6 +14,10 @@ use crate::diag::{Diagnostic, Severity, SourceFile, Span};
 pub struct LoadOptions {
     /// `--var NAME=VALUE` overrides, applied to every journey.
     pub vars: BTreeMap<String, String>,
+    /// A `--var` no journey declares is a warning, not an error: `serve`'s
+    /// reloads, where the flag cannot change and removing the last journey
+    /// that used it must not refuse every reload after.
+    pub unknown_vars_warn: bool,
 }
 
 /// A successfully loaded set of journeys.
@@ -286,7 +290,17 @@ pub fn load_sources(
     }
     if !diags.iter().any(|d| d.severity == Severity::Error) {
         let js: Vec<&Journey> = journeys.iter().map(|(j, _)| j).collect();
-        diags.extend(unknown_overrides(&opts.vars, &declared, &js));
+        let unknown = unknown_overrides(&opts.vars, &declared, &js);
+        diags.extend(unknown.into_iter().map(|mut d| {
+            if opts.unknown_vars_warn {
+                d.severity = Severity::Warning;
+                d.notes.push(
+                    "the flag is kept and has no effect until a journey declares the variable again"
+                        .to_string(),
+                );
+            }
+            d
+        }));
     }
     if diags.iter().any(|d| d.severity == Severity::Error) {
         return Err(LoadError::Invalid {

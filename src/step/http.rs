@@ -533,7 +533,7 @@ fn request_builder() -> Result<&'static reqwest::Client, Failure> {
 pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpResult {
     let mut out = HttpResult::default();
     let started = Instant::now();
-    let redactor = ctx.redactor.clone();
+    let mut redactor = ctx.redactor.clone();
     // A failure that knows its place (a template) keeps it; others are the step's.
     let failure = |f: Failure| {
         if f.span.is_unknown() {
@@ -570,6 +570,15 @@ pub async fn execute(step: &Step, http: &HttpStep, ctx: &mut StepCtx) -> HttpRes
             return out;
         }
     };
+    // A password in the URL (`https://user:pw@host/`) is a secret of the
+    // run from here on: the request line hides it, and so must every
+    // output that shows it again, such as a server echoing the
+    // `Authorization: Basic` header the client made of it.
+    if let Some(pw) = url.password() {
+        let pw = percent_encoding::percent_decode_str(pw).decode_utf8_lossy();
+        ctx.redactor.add(&pw);
+        redactor = ctx.redactor.clone();
+    }
     if !http.query.is_empty() {
         let mut pairs = Vec::new();
         for (k, v) in &http.query {

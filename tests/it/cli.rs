@@ -170,6 +170,7 @@ async fn example_journeys_pass_against_the_demo_shop() {
     let (base, _shop) = crate::support::demo_shop().await;
     let opts = wayprobe::journey::LoadOptions {
         vars: [("base_url".to_string(), base)].into(),
+        ..Default::default()
     };
     let loaded = wayprobe::journey::load_paths(&[root().join("journeys")], &opts).unwrap();
     assert!(loaded.journeys.len() >= 3);

@@ -809,3 +809,29 @@ async fn requests_go_through_the_environments_proxy() {
     assert_eq!(asked.len(), 2, "{asked:?}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A password in the step's URL is hidden wherever it shows up again: the
+/// client sends it as `Authorization: Basic base64(user:pw)`, and a server
+/// that echoes that header (here in a 500's body, which the failure
+/// excerpt shows) must not print it, in any form.
+#[tokio::test]
+async fn a_password_in_the_url_is_hidden_when_the_server_echoes_it() {
+    let t = Target::start().await;
+    let url = t.base.replace("http://", "http://user:hunter2pw@");
+    let o = run(
+        &journey(
+            &format!(
+                "name: t\ninterval: 1m\ntimeout: 10s\nsteps:\n  - name: echo\n    http: {{method: POST, url: \"{url}/echo\", raw: hello}}\n"
+            ),
+            &[],
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(o.result, RunResult::Failure, "{o:#?}");
+    let shown = format!("{o:?}");
+    assert!(shown.contains("you sent: hello with Basic"), "{shown}");
+    for leak in ["hunter2pw", "dXNlcjpodW50ZXIycHc"] {
+        assert!(!shown.contains(leak), "{leak} shown: {shown}");
+    }
+}

@@ -19,6 +19,7 @@ fn with_fragments(frags: Arc<SourceFile>, rest: &str, t: &Target) -> wayprobe::j
     );
     let opts = LoadOptions {
         vars: [("base_url".to_string(), t.base.clone())].into(),
+        ..Default::default()
     };
     let mut loaded = load_sources(vec![frags, j], &opts, Vec::new()).unwrap();
     // Two files, one journey: the fragments file is not one.

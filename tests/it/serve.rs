@@ -239,6 +239,7 @@ impl Running {
                 paths: vec![dir.to_path_buf()],
                 opts: LoadOptions {
                     vars: [("base_url".to_string(), target.base.clone())].into(),
+                    ..LoadOptions::default()
                 },
             },
             Runner::new(RunOptions::default()),
@@ -708,6 +709,48 @@ async fn sigterm_shuts_down_gracefully() {
     assert_eq!(v["result"], "success");
     assert!(v["duration_ms"].as_u64().is_some());
     assert!(logs.contains("shutting down"));
+}
+
+/// `--var base_url=...` is checked against the journeys at start; once the
+/// last journey that declares `base_url` is removed, a reload still applies
+/// (the flag cannot change while serving) and says why in a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_last_journey_a_var_sets_still_reloads() {
+    let t = Target::start().await;
+    let dir = crate::http::tempdir();
+    std::fs::write(dir.join("uses.yaml"), quick("uses", "/ok")).unwrap();
+    std::fs::write(
+        dir.join("plain.yaml"),
+        format!(
+            "name: plain\ninterval: 500ms\ntimeout: 400ms\nsteps:\n  - name: get\n    http: {{url: \"{}/ok\"}}\n",
+            t.base
+        ),
+    )
+    .unwrap();
+    let s = Running::start(&dir, &t, Duration::ZERO).await;
+    s.wait_for_runs("uses", 1).await;
+    std::fs::remove_file(dir.join("uses.yaml")).unwrap();
+    let (code, body) = s.reload().await;
+    assert_eq!(code, 200, "{body}");
+    eventually(10, "`uses` to leave /metrics", || async {
+        let m = s.metrics().await;
+        (!m.contains("journey=\"uses\"")).then_some(())
+    })
+    .await;
+    let before = runs_of(&s.metrics().await, "plain");
+    s.wait_for_runs("plain", before + 2).await;
+    s.stop().await;
+}
+
+fn runs_of(metrics: &str, journey: &str) -> u64 {
+    let needle = format!(
+        "journey_runs_total{{journey=\"{journey}\",location=\"test\",result=\"success\"}} "
+    );
+    metrics
+        .lines()
+        .find(|l| l.starts_with(&needle))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,7 @@ async fn serve_on(
             paths,
             opts: LoadOptions {
                 vars: [("base_url".to_string(), base_url.to_string())].into(),
+                ..LoadOptions::default()
             },
         },
         runner,

@@ -21,6 +21,7 @@ pub fn journey(yaml: &str, vars: &[(&str, &str)]) -> Journey {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..Default::default()
     };
     match load_sources(vec![SourceFile::new("test.yaml", yaml)], &opts, Vec::new()) {
         Ok(mut l) => l.journeys.remove(0),
