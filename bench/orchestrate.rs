@@ -563,7 +563,10 @@ async fn measure_wayprobe(cx: &mut Ctx, s: &Serve, w: WayprobeWindow) -> anyhow:
         "rss_mb": rss_end as f64 / 1048576.0,
         // With `tree`: PSS of wayprobe, chromedriver and Chromium.
         "peak_rss_mb": peak_rss as f64 / 1048576.0,
-        "rss_slope_mb_per_h": w.rss_every.and_then(|_| slope(&rss)).map(|s| s * 3600.0),
+        // From the second sample: the first still holds start-up's peak
+        // (loading, the rules fingerprint), which the allocator gives back
+        // within minutes; a leak shows in the samples after it.
+        "rss_slope_mb_per_h": w.rss_every.and_then(|_| slope(rss.get(1..).unwrap_or_default())).map(|s| s * 3600.0),
         // The samples behind the slope, as [seconds into the window, MB].
         "rss_samples_mb": if w.rss_every.is_some() { json!(rss) } else { Value::Null },
         "held": held,
